@@ -1,0 +1,144 @@
+"""``find_lr``: pick a trainer, run the sweep, wrap the outcome in a result."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from lrfinder.result import LRFinderResult
+from lrfinder.suggest import DEFAULT_RULE, get_rule
+from lrfinder.sweep import StepCallback, SweepSettings, run_sweep
+from lrfinder.trainers import make_trainer
+
+_DEFAULTS = SweepSettings  # find_lr's sweep defaults are SweepSettings' own
+
+
+def find_lr(
+    model: Any,
+    data: Any = None,
+    optimizer: Any = None,
+    criterion: Any = None,
+    *,
+    start_lr: float = _DEFAULTS.start_lr,
+    end_lr: float = _DEFAULTS.end_lr,
+    num_iter: int = _DEFAULTS.num_iter,
+    mode: str = _DEFAULTS.mode,
+    smooth: float = _DEFAULTS.smooth,
+    diverge_threshold: float | None = _DEFAULTS.diverge_threshold,
+    diverge_warmup: int = _DEFAULTS.diverge_warmup,
+    rule: str = DEFAULT_RULE,
+    progress: bool | None = None,
+    callback: StepCallback | None = None,
+    loss: Any = None,
+    val_loader: Any = None,
+    val_batches: int | None = None,
+    accumulation_steps: int | None = None,
+    amp: Any = None,
+    grad_clip: float | None = None,
+    device: Any = None,
+    batch_fn: Callable[[Any], Any] | None = None,
+    batch_size: int | None = None,
+    snapshot_dir: str | os.PathLike[str] | None = None,
+    snapshot: Callable[[], Any] | None = None,
+    restore: Callable[[Any], None] | None = None,
+) -> LRFinderResult:
+    """Run the learning-rate range test and return its result.
+
+    Train for ``num_iter`` mini-batches while the LR climbs from ``start_lr`` to ``end_lr``,
+    record each batch's loss, stop early when the loss diverges, then put the model, optimizer and
+    random states back exactly as they were.
+
+    ``model`` picks the trainer:
+
+    * a ``torch.nn.Module`` with ``data`` a DataLoader (or any iterable of batches);
+    * a compiled Keras 3 model with ``data`` a ``tf.data.Dataset``, ``(x, y)`` arrays with
+      ``batch_size``, or a ``keras.utils.PyDataset``;
+    * a callable ``step(lr) -> loss`` that runs one training step at ``lr`` and returns the
+      batch's loss (any framework), with optional ``snapshot() -> state`` and ``restore(state)``;
+    * an object following :class:`lrfinder.trainers.Trainer`.
+
+    Args:
+        model: What to train (see above).
+        data: Training batches (not for a step function); cycled when it runs out.
+        optimizer: Optimizer to sweep (framework trainers); a default is built when None.
+        criterion: Loss function (framework trainers); inferred when None where possible.
+        start_lr: First LR of the ladder.
+        end_lr: Last LR of the ladder.
+        num_iter: Steps from ``start_lr`` to ``end_lr``.
+        mode: ``"exp"`` (geometric ladder) or ``"linear"``.
+        smooth: Weight of the past in the bias-corrected moving average, in [0, 1); 0 turns it off.
+        diverge_threshold: Stop when the smoothed loss passes this many times its best; None
+            never stops on a rising loss (a non-finite loss always stops the sweep).
+        diverge_warmup: Steps before the rising-loss rule may fire.
+        rule: Suggestion rule behind ``result.suggestion`` (see :mod:`lrfinder.suggest`).
+        progress: Progress bar; None shows one only on a terminal or in a notebook.
+        callback: ``callback(step, lr, loss, smoothed)`` after every recorded step.
+        loss: Keras spelling of ``criterion`` (give one or the other).
+        val_loader: Validation batches; when given, each step records the validation loss.
+        val_batches: How many validation batches make one step's validation loss.
+        accumulation_steps: Batches accumulated per optimizer step (PyTorch).
+        amp: Mixed precision: ``"bf16"``, ``"fp16"`` or a torch dtype (PyTorch).
+        grad_clip: Clip the gradient norm to this value before each step (PyTorch).
+        device: Device to run on; default: where the model's parameters are (PyTorch).
+        batch_fn: ``batch_fn(batch) -> (inputs, targets)`` for batches of another shape (PyTorch).
+        batch_size: Batch size when ``data`` is ``(x, y)`` arrays (Keras).
+        snapshot_dir: Keep the state snapshot in a temporary file in this folder instead of in
+            memory, for models larger than RAM (PyTorch).
+        snapshot: ``snapshot() -> state`` for a step function.
+        restore: ``restore(state)`` for a step function.
+
+    Returns:
+        An :class:`~lrfinder.result.LRFinderResult`; ``result.suggestion`` is the suggested LR.
+
+    Raises:
+        TypeError: ``model`` is of no supported kind, or an option does not apply to it.
+        ValueError: A setting is out of range (each message says which and why).
+    """
+    settings = SweepSettings(
+        start_lr=start_lr,
+        end_lr=end_lr,
+        num_iter=num_iter,
+        mode=mode,
+        smooth=smooth,
+        diverge_threshold=diverge_threshold,
+        diverge_warmup=diverge_warmup,
+    )
+    get_rule(rule)
+    if loss is not None and criterion is not None:
+        raise TypeError("give the loss function once: criterion= or loss=, not both")
+    options = {
+        "optimizer": optimizer,
+        "criterion": criterion if criterion is not None else loss,
+        "val_loader": val_loader,
+        "val_batches": val_batches,
+        "accumulation_steps": accumulation_steps,
+        "amp": amp,
+        "grad_clip": grad_clip,
+        "device": device,
+        "batch_fn": batch_fn,
+        "batch_size": batch_size,
+        "snapshot_dir": snapshot_dir,
+        "snapshot": snapshot,
+        "restore": restore,
+    }
+    trainer = make_trainer(model, data, **{k: v for k, v in options.items() if v is not None})
+    outcome = run_sweep(trainer, settings, progress=progress, callback=callback)
+    result = LRFinderResult(
+        lrs=outcome.lrs,
+        losses=outcome.losses,
+        smoothed=outcome.smoothed,
+        stop_reason=outcome.stop_reason,
+        settings=settings.to_dict(),
+        backend=trainer.backend,
+        elapsed=outcome.elapsed,
+        rule=rule,
+        info=dict(trainer.info),
+        is_main_process=trainer.is_main_process,
+    )
+    if result.suggestion is None and trainer.is_main_process:
+        warnings.warn(
+            f"lrfinder: no suggestion ({result.suggestion_reason})", RuntimeWarning, stacklevel=2
+        )
+    return result

@@ -1,0 +1,171 @@
+"""Drawing range-test results with matplotlib (imported only when a plot is asked for)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from lrfinder.result import LRFinderResult
+
+_MARKERS = {"steepest": "v", "valley": "o", "minimum": "s"}
+_STOP_LABELS = {
+    "diverged": "diverged",
+    "non_finite": "non-finite loss",
+    "interrupted": "interrupted",
+}
+
+
+def plot_result(
+    result: LRFinderResult,
+    ax: Axes | None = None,
+    *,
+    label: str | None = None,
+    color: str | None = None,
+    show_raw: bool = True,
+    show_suggestions: bool | Sequence[str] = True,
+    title: str | None = None,
+) -> Axes:
+    """Draw ``result`` on ``ax`` and return the Axes.
+
+    The LR axis is logarithmic for an exponential ladder. The raw loss is drawn faint, the smoothed
+    loss bold; each suggestion is marked and labelled with its value (the default rule's marker is
+    larger); an early stop is marked with a dotted vertical line. The y-limits keep the descent
+    readable whatever the final blow-up reached.
+
+    Args:
+        result: The result to draw.
+        ax: Axes to draw on; None makes a new figure through pyplot.
+        label: Legend label of the smoothed curve (default "smoothed loss").
+        color: Colour of the curves (default: the Axes' next colour).
+        show_raw: Draw the raw per-batch losses.
+        show_suggestions: True for every rule, False for none, or the rule names to mark.
+        title: Axes title; None writes one naming the backend and the rule.
+    """
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    lrs, smoothed = result.lrs, result.smoothed
+    line_label = label or "smoothed loss"
+    (line,) = ax.plot(lrs, smoothed, color=color, linewidth=2.0, label=line_label)
+    color = line.get_color()
+    if show_raw:
+        ax.plot(lrs, result.losses, color=color, alpha=0.3, linewidth=1.0,
+                label=None if label else "raw loss")
+    if result.settings.get("mode", "exp") == "exp":
+        ax.set_xscale("log")
+
+    names = _chosen_rules(result, show_suggestions)
+    for name in names:
+        s = result.suggestions[name]
+        if s.lr is None:
+            continue
+        y = _loss_at(lrs, smoothed, s.lr)
+        is_default = name == result.rule
+        ax.plot([s.lr], [y], linestyle="none", marker=_MARKERS.get(name, "D"),
+                markersize=10 if is_default else 7, markerfacecolor="none" if not is_default
+                else color, markeredgecolor=color, markeredgewidth=1.5,
+                label=f"{name}{' (default)' if is_default else ''}: {s.lr:.2e}"
+                if not label else None, zorder=3)
+
+    if result.stop_reason in _STOP_LABELS and result.num_steps:
+        ax.axvline(lrs[-1], color=color, linestyle=":", linewidth=1.2,
+                   label=f"{_STOP_LABELS[result.stop_reason]} at {lrs[-1]:.2e}"
+                   if not label else None)
+
+    _set_ylim(ax, result)
+    ax.set_xlabel("learning rate" + (" (log scale)" if ax.get_xscale() == "log" else ""))
+    ax.set_ylabel("loss")
+    if title is None:
+        best = result.best
+        verdict = f"{best.lr:.2e}" if best.lr is not None else "none"
+        title = f"LR range test ({result.backend}) — suggestion by {result.rule}: {verdict}"
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return ax
+
+
+def plot_results(
+    results: Sequence[LRFinderResult],
+    labels: Sequence[str] | None = None,
+    ax: Axes | None = None,
+    **options: Any,
+) -> Axes:
+    """Overlay several results on one Axes, each labelled (default labels: backend and index)."""
+    if labels is None:
+        labels = [f"{r.backend} #{i + 1}" for i, r in enumerate(results)]
+    if len(labels) != len(results):
+        raise ValueError(f"{len(results)} results but {len(labels)} labels")
+    if len(results) == 1:
+        return plot_result(results[0], ax=ax, **options)
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    for result, label in zip(results, labels, strict=True):
+        plot_result(result, ax=ax, label=label, title="", **options)
+    ax.set_title("LR range tests compared", fontsize=10)
+    _set_ylim(ax, *results)
+    return ax
+
+
+def render_png(
+    results: Sequence[LRFinderResult],
+    labels: Sequence[str] | None = None,
+    *,
+    dpi: int = 120,
+    **options: Any,
+) -> bytes:
+    """The plot of ``results`` as PNG bytes, drawn off-screen (Agg) without touching pyplot."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    plot_results(results, labels, ax=figure.add_subplot(), **options)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def _chosen_rules(result: LRFinderResult, show: bool | Sequence[str]) -> list[str]:
+    if show is True:
+        return list(result.suggestions)
+    if show is False:
+        return []
+    return [name for name in show if name in result.suggestions]
+
+
+def _loss_at(lrs: np.ndarray, losses: np.ndarray, lr: float) -> float:
+    """The curve's value at ``lr``, interpolated in log(lr) over its finite points."""
+    finite = np.isfinite(losses)
+    return float(np.interp(np.log(lr), np.log(lrs[finite]), losses[finite]))
+
+
+def _set_ylim(ax: Axes, *results: LRFinderResult) -> None:
+    """From just below the lowest smoothed loss to a little above where the curves start."""
+    lows, highs = [], []
+    for result in results:
+        smoothed = result.smoothed[np.isfinite(result.smoothed)]
+        if smoothed.size == 0:
+            continue
+        lowest = int(np.argmin(smoothed))
+        lows.append(smoothed[lowest])
+        highs.append(np.max(smoothed[: lowest + 1]))
+        raw = result.losses[: lowest + 1]
+        raw = raw[np.isfinite(raw)]
+        if raw.size:  # room for the raw noise around the descent, not for the blow-up
+            lows.append(np.percentile(raw, 2))
+    if not lows:
+        return
+    low, high = float(min(lows)), float(max(highs))
+    span = high - low if high > low else max(abs(high), 1.0) * 0.1
+    ax.set_ylim(low - 0.08 * span, high + 0.35 * span)

@@ -1,0 +1,231 @@
+"""The result of a range test: the recorded curve, its suggestions, plotting and JSON.
+
+The result is separate from the loop that produced it, so it can be built from synthetic data or
+read back from JSON. Suggestions are computed from the curve on demand; they are never stored
+state that could disagree with it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lrfinder import suggest as rules
+from lrfinder._io import atomic_write_bytes
+from lrfinder.suggest import Suggestion
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+FORMAT = "lrfinder.result"
+FORMAT_VERSION = 1
+
+
+@dataclass(eq=False)
+class LRFinderResult:
+    """What a range test recorded, and what it suggests.
+
+    Attributes:
+        lrs: Learning rate of every recorded step, shape ``(n,)``.
+        losses: The raw loss of every step (the batch's own loss), shape ``(n,)``.
+        smoothed: Bias-corrected exponential moving average of ``losses``, shape ``(n,)``; NaN
+            where the raw loss was not finite.
+        stop_reason: ``"finished"``, ``"diverged"``, ``"non_finite"`` or ``"interrupted"``.
+        settings: The sweep's settings (start_lr, end_lr, num_iter, mode, smooth, ...).
+        backend: Which trainer ran it (``"torch"``, ``"keras"``, ``"callable"``...).
+        elapsed: Wall time of the sweep in seconds.
+        rule: Name of the rule behind :attr:`suggestion`.
+        info: Facts the trainer recorded (optimizer used, loss inferred, ...).
+        is_main_process: False on all but the first rank of a distributed run: there,
+            :meth:`save_plot` and :meth:`to_json` write nothing, so ranks never race on a file.
+    """
+
+    lrs: np.ndarray
+    losses: np.ndarray
+    smoothed: np.ndarray
+    stop_reason: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    backend: str = "unknown"
+    elapsed: float = 0.0
+    rule: str = rules.DEFAULT_RULE
+    info: dict[str, Any] = field(default_factory=dict)
+    is_main_process: bool = True
+
+    def __post_init__(self) -> None:
+        self.lrs = np.asarray(self.lrs, dtype=np.float64)
+        self.losses = np.asarray(self.losses, dtype=np.float64)
+        self.smoothed = np.asarray(self.smoothed, dtype=np.float64)
+        if not (self.lrs.shape == self.losses.shape == self.smoothed.shape and self.lrs.ndim == 1):
+            raise ValueError(
+                "lrs, losses and smoothed must be 1-D arrays of one length, got shapes "
+                f"{self.lrs.shape}, {self.losses.shape}, {self.smoothed.shape}"
+            )
+        rules.get_rule(self.rule)
+
+    # -- suggestions ---------------------------------------------------------------------------
+
+    @cached_property
+    def suggestions(self) -> dict[str, Suggestion]:
+        """Every rule's suggestion on the smoothed curve, by rule name."""
+        return rules.suggest_all(self.lrs, self.smoothed)
+
+    @property
+    def best(self) -> Suggestion:
+        """The suggestion of :attr:`rule`, with its index and, when there is none, its reason."""
+        return self.suggestions[self.rule]
+
+    @property
+    def suggestion(self) -> float | None:
+        """The suggested learning rate (rule :attr:`rule`), or None; see :attr:`suggestion_reason`."""
+        return self.best.lr
+
+    @property
+    def suggestion_reason(self) -> str | None:
+        """Why there is no suggestion, or None when there is one."""
+        return self.best.reason
+
+    def suggest(self, rule: str | None = None, **options: Any) -> Suggestion:
+        """Apply a rule (default :attr:`rule`) with its own options, e.g. ``skip_start=5``."""
+        return rules.get_rule(rule or self.rule)(self.lrs, self.smoothed, **options)
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.lrs.shape[0])
+
+    # -- plotting -----------------------------------------------------------------------------
+
+    def plot(self, ax: Axes | None = None, **options: Any) -> Axes:
+        """Draw loss against LR on ``ax`` (a new figure when None) and return the Axes.
+
+        Never calls ``show()``. Options are those of :func:`lrfinder.plot.plot_result`.
+        """
+        from lrfinder.plot import plot_result
+
+        return plot_result(self, ax=ax, **options)
+
+    def save_plot(self, path: str | os.PathLike[str], *, dpi: int = 120, **options: Any) -> Path:
+        """Write the plot as a PNG to ``path`` (whole or not at all) and return the path."""
+        from lrfinder.plot import render_png
+
+        if not self.is_main_process:
+            return Path(path)
+        return atomic_write_bytes(path, render_png([self], dpi=dpi, **options))
+
+    def _repr_png_(self) -> bytes:
+        from lrfinder.plot import render_png
+
+        return render_png([self], dpi=90)
+
+    def __repr__(self) -> str:
+        lr = "none" if self.suggestion is None else f"{self.suggestion:.3g}"
+        return (
+            f"LRFinderResult(backend={self.backend!r}, steps={self.num_steps}, "
+            f"stop_reason={self.stop_reason!r}, suggestion={lr} ({self.rule}))"
+        )
+
+    # -- JSON ---------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict. Non-finite numbers become ``null`` (NaN) or ``"inf"``/``"-inf"``."""
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "backend": self.backend,
+            "stop_reason": self.stop_reason,
+            "elapsed": self.elapsed,
+            "rule": self.rule,
+            "suggestion": self.suggestion,
+            "suggestions": {
+                name: {"lr": s.lr, "index": s.index, "reason": s.reason}
+                for name, s in self.suggestions.items()
+            },
+            "settings": _encode(self.settings),
+            "info": _encode(self.info),
+            "lrs": _encode(self.lrs.tolist()),
+            "losses": _encode(self.losses.tolist()),
+            "smoothed": _encode(self.smoothed.tolist()),
+        }
+
+    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
+        """The result as JSON text; also written to ``path`` (whole or not at all) when given.
+
+        Floats are written with their shortest exact repr, so :meth:`from_json` gives back the
+        same arrays bit for bit. No pickle is involved.
+        """
+        text = json.dumps(self.to_dict(), indent=1, allow_nan=False)
+        if path is not None and self.is_main_process:
+            atomic_write_bytes(path, text.encode("utf-8"))
+        return text
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LRFinderResult:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError("not an lrfinder result (the 'format' field is missing or different)")
+        if data.get("version") != FORMAT_VERSION:
+            raise ValueError(
+                f"lrfinder result format version {data.get('version')!r} is not supported "
+                f"(this lrfinder reads version {FORMAT_VERSION})"
+            )
+        return cls(
+            lrs=np.asarray(_decode(data["lrs"]), dtype=np.float64),
+            losses=np.asarray(_decode(data["losses"]), dtype=np.float64),
+            smoothed=np.asarray(_decode(data["smoothed"]), dtype=np.float64),
+            stop_reason=data["stop_reason"],
+            settings=_decode(data.get("settings", {})),
+            backend=data.get("backend", "unknown"),
+            elapsed=float(data.get("elapsed", 0.0)),
+            rule=data.get("rule", rules.DEFAULT_RULE),
+            info=_decode(data.get("info", {})),
+        )
+
+    @classmethod
+    def from_json(cls, source: str | os.PathLike[str]) -> LRFinderResult:
+        """Read a result written by :meth:`to_json`: a path, or the JSON text itself."""
+        text = str(source)
+        if not (isinstance(source, str) and text.lstrip().startswith("{")):
+            text = Path(source).read_text(encoding="utf-8")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{source}: not valid JSON ({error})") from None
+        return cls.from_dict(data)
+
+
+_NON_FINITE = {"inf": math.inf, "-inf": -math.inf}
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return value
+    if isinstance(value, (np.floating, np.integer)):
+        return _encode(value.item())
+    if isinstance(value, dict):
+        return {str(k): _encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return str(value)
+
+
+def _decode(value: Any) -> Any:
+    if value is None:
+        return math.nan
+    if isinstance(value, str) and value in _NON_FINITE:
+        return _NON_FINITE[value]
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if isinstance(value, dict):
+        return {k: (v if v is None else _decode(v)) for k, v in value.items()}
+    return value

@@ -1,0 +1,196 @@
+"""Suggestion rules: pure NumPy functions from a range-test curve to one learning rate.
+
+Every rule takes ``lrs`` and ``losses`` (1-D, same length, ``lrs`` increasing; ``losses`` is the
+smoothed curve) and returns a :class:`Suggestion`. A rule never raises on a bad curve: when the
+curve gives no usable suggestion (too short, flat, all NaN, no descent) it returns a suggestion
+whose ``lr`` is None and whose ``reason`` says why.
+
+Slopes are taken against ``log(lr)``, so a rule reads an exponential and a linear ladder alike.
+Points from the first non-finite loss on are ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+
+#: Fewest finite points a rule will read.
+MIN_POINTS = 5
+#: A curve whose best drop is below this fraction of its starting loss is called flat.
+FLAT_TOLERANCE = 1e-3
+
+
+class Suggestion(NamedTuple):
+    """One rule's answer.
+
+    Attributes:
+        rule: Name of the rule that produced it.
+        lr: The suggested learning rate, or None when the curve gives no usable suggestion.
+        index: Index of the curve point the suggestion sits at (or nearest to, for rules such as
+            ``minimum`` whose LR lies between points); None with ``lr``.
+        reason: Why there is no suggestion (None when there is one).
+    """
+
+    rule: str
+    lr: float | None
+    index: int | None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.lr is not None
+
+
+Rule = Callable[..., Suggestion]
+
+
+def _none(rule: str, reason: str) -> Suggestion:
+    return Suggestion(rule=rule, lr=None, index=None, reason=reason)
+
+
+def usable_curve(lrs: np.ndarray, losses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The prefix of the curve before the first non-finite LR or loss, as float64 arrays."""
+    lrs = np.asarray(lrs, dtype=np.float64).ravel()
+    losses = np.asarray(losses, dtype=np.float64).ravel()
+    if lrs.shape != losses.shape:
+        raise ValueError(f"lrs and losses differ in length: {lrs.shape[0]} != {losses.shape[0]}")
+    bad = ~(np.isfinite(lrs) & np.isfinite(losses) & (lrs > 0))
+    end = int(np.argmax(bad)) if bad.any() else lrs.shape[0]
+    return lrs[:end], losses[:end]
+
+
+def _check(rule: str, lrs: np.ndarray, losses: np.ndarray) -> Suggestion | None:
+    """A no-suggestion for curves no rule can read, else None."""
+    n = lrs.shape[0]
+    if n < MIN_POINTS:
+        return _none(rule, f"too few finite points ({n}; at least {MIN_POINTS} are needed)")
+    if np.any(np.diff(lrs) <= 0):
+        return _none(rule, "learning rates are not strictly increasing")
+    drop = losses[0] - losses.min()
+    if drop <= FLAT_TOLERANCE * max(abs(losses[0]), 1e-12):
+        return _none(rule, "the loss never falls below its starting value: no descent to read")
+    return None
+
+
+def log_slope(lrs: np.ndarray, losses: np.ndarray) -> np.ndarray:
+    """d(loss)/d(log lr) at every point (second-order central differences, one-sided at the ends).
+
+    >>> log_slope(np.array([1.0, np.e, np.e**2]), np.array([3.0, 2.0, 1.0]))
+    array([-1., -1., -1.])
+    """
+    return np.gradient(losses, np.log(lrs))
+
+
+def steepest(
+    lrs: np.ndarray, losses: np.ndarray, *, skip_start: int = 10, skip_end: int = 5
+) -> Suggestion:
+    """The LR where the loss falls fastest against log(lr), before the loss's minimum.
+
+    The first ``skip_start`` and last ``skip_end`` finite points are not considered (either may be 0).
+    """
+    rule = "steepest"
+    lrs, losses = usable_curve(lrs, losses)
+    if skip_start < 0 or skip_end < 0:
+        raise ValueError(f"skips must be >= 0, got skip_start={skip_start}, skip_end={skip_end}")
+    failed = _check(rule, lrs, losses)
+    if failed:
+        return failed
+    n = lrs.shape[0]
+    stop = min(n - skip_end, int(np.argmin(losses)) + 1)
+    if stop - skip_start < 2:
+        return _none(
+            rule,
+            f"too few points left to read a slope ({n} finite points, skip_start={skip_start}, "
+            f"skip_end={skip_end}, minimum at point {int(np.argmin(losses))})",
+        )
+    slope = log_slope(lrs, losses)[skip_start:stop]
+    best = int(np.argmin(slope))
+    if slope[best] >= 0:
+        return _none(rule, "the loss does not fall anywhere in the range read")
+    index = skip_start + best
+    return Suggestion(rule, float(lrs[index]), index)
+
+
+def valley(lrs: np.ndarray, losses: np.ndarray, *, position: float = 0.5) -> Suggestion:
+    """The LR ``position`` of the way through the longest valley of the curve.
+
+    The valley ends at the last point of the longest run of falling losses (a longest strictly
+    decreasing subsequence) and spans as many points as that run holds, counted back from its end.
+    Counting back (rather than starting where the run's first point lies) keeps a few falling
+    points scattered through a long flat start from stretching the valley over the flat part;
+    a point counts as falling only when it lies lower by more than :data:`FLAT_TOLERANCE` of the
+    curve's whole drop, so that a smooth, barely sloping start is not read as a valley either.
+    """
+    rule = "valley"
+    lrs, losses = usable_curve(lrs, losses)
+    if not 0.0 <= position <= 1.0:
+        raise ValueError(f"position must be in [0, 1], got {position}")
+    failed = _check(rule, lrs, losses)
+    if failed:
+        return failed
+    min_drop = FLAT_TOLERANCE * float(losses[0] - losses.min())
+    end, length = longest_falling_run(losses, min_drop)
+    start = end - length + 1
+    if length < 3:
+        return _none(rule, "no valley of three or more falling points")
+    index = start + int(position * (end - start))
+    return Suggestion(rule, float(lrs[index]), index)
+
+
+def longest_falling_run(losses: np.ndarray, min_drop: float = 0.0) -> tuple[int, int]:
+    """``(end, length)`` of the longest subsequence of ``losses`` in which each value lies more
+    than ``min_drop`` below the one before; among runs of equal length the one ending first wins.
+
+    O(n^2) in time and O(n) in memory, vectorised per point (n is a few hundred).
+
+    >>> longest_falling_run(np.array([5.0, 4.0, 6.0, 3.0, 2.0, 7.0]))
+    (4, 4)
+    """
+    losses = np.asarray(losses, dtype=np.float64)
+    lengths = np.ones(losses.shape[0], dtype=np.int64)
+    for i in range(1, losses.shape[0]):
+        higher = losses[:i] > losses[i] + min_drop
+        if higher.any():
+            lengths[i] = 1 + lengths[:i][higher].max()
+    end = int(np.argmax(lengths)) if lengths.size else 0
+    return end, int(lengths[end]) if lengths.size else 0
+
+
+def minimum(lrs: np.ndarray, losses: np.ndarray, *, factor: float = 10.0) -> Suggestion:
+    """The LR of the lowest loss divided by ``factor``; ``index`` is the point nearest below it."""
+    rule = "minimum"
+    lrs, losses = usable_curve(lrs, losses)
+    if factor < 1:
+        raise ValueError(f"factor must be >= 1, got {factor}")
+    failed = _check(rule, lrs, losses)
+    if failed:
+        return failed
+    lr = float(lrs[int(np.argmin(losses))] / factor)
+    index = max(0, int(np.searchsorted(lrs, lr, side="right")) - 1)
+    return Suggestion(rule, lr, index)
+
+
+RULES: dict[str, Rule] = {"steepest": steepest, "valley": valley, "minimum": minimum}
+DEFAULT_RULE = "valley"
+
+
+def get_rule(name: str) -> Rule:
+    """The rule called ``name``; ``ValueError`` listing the known rules otherwise."""
+    try:
+        return RULES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown suggestion rule {name!r}; choose one of {', '.join(sorted(RULES))}"
+        ) from None
+
+
+def suggest(lrs: np.ndarray, losses: np.ndarray, rule: str = DEFAULT_RULE) -> Suggestion:
+    """Apply the rule called ``rule`` (default :data:`DEFAULT_RULE`) to the curve."""
+    return get_rule(rule)(lrs, losses)
+
+
+def suggest_all(lrs: np.ndarray, losses: np.ndarray) -> dict[str, Suggestion]:
+    """Every rule's suggestion, by rule name."""
+    return {name: rule(lrs, losses) for name, rule in RULES.items()}

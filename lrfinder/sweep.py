@@ -1,0 +1,267 @@
+"""The range-test loop: ramp the LR, record losses, smooth them, stop on divergence.
+
+This module knows nothing of any framework, of plotting or of files. It drives a
+:class:`~lrfinder.trainers.base.Trainer` and returns plain NumPy arrays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from lrfinder import schedules
+from lrfinder.trainers.base import Trainer
+
+FINISHED = "finished"
+DIVERGED = "diverged"
+NON_FINITE = "non_finite"
+INTERRUPTED = "interrupted"
+STOP_REASONS = (FINISHED, DIVERGED, NON_FINITE, INTERRUPTED)
+
+#: Consecutive raw losses past the divergence line that stop the sweep (see LossSmoother).
+RAW_PATIENCE = 3
+
+#: ``callback(step, lr, loss, smoothed)``, called once per recorded step.
+StepCallback = Callable[[int, float, float, float], None]
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """How the range test ramps the LR and when it gives up.
+
+    Attributes:
+        start_lr: First learning rate of the ladder (> 0).
+        end_lr: Last learning rate of the ladder (> start_lr).
+        num_iter: Number of steps (one mini-batch each) from start_lr to end_lr (>= 2).
+        mode: ``"exp"`` (geometric ladder, the default) or ``"linear"``.
+        smooth: Weight of the past in the exponential moving average of the loss, in [0, 1);
+            0 turns smoothing off. The average is bias-corrected, so early values are not pulled
+            towards zero. It lags the raw loss by about ``1 / (1 - smooth)`` steps, which is why
+            the default is 0.9 rather than the 0.98 other finders use over 100 steps.
+        diverge_threshold: Stop once the smoothed loss, or three raw losses in a row, exceed
+            ``best + (threshold - 1) * |best|`` (that is ``threshold * best`` for a positive
+            best), ``best`` being the lowest smoothed loss so far. None never stops on a rising
+            loss (a non-finite loss still stops).
+        diverge_warmup: Steps run before the rising-loss rule may fire, so that the noisy first
+            averages cannot end the sweep.
+    """
+
+    start_lr: float = 1e-7
+    end_lr: float = 10.0
+    num_iter: int = 100
+    mode: str = "exp"
+    smooth: float = 0.9
+    diverge_threshold: float | None = 4.0
+    diverge_warmup: int = 5
+
+    def __post_init__(self) -> None:
+        schedules.check_range(self.start_lr, self.end_lr, self.num_iter)
+        if self.mode not in schedules.MODES:
+            raise ValueError(f"mode must be one of {schedules.MODES}, got {self.mode!r}")
+        if not (isinstance(self.smooth, (int, float)) and 0.0 <= self.smooth < 1.0):
+            raise ValueError(
+                f"smooth must be in [0, 1) (0 turns smoothing off; 0.9 is the default), "
+                f"got {self.smooth!r}"
+            )
+        threshold = self.diverge_threshold
+        if threshold is not None and not (
+            isinstance(threshold, (int, float)) and math.isfinite(threshold) and threshold > 1
+        ):
+            raise ValueError(
+                "diverge_threshold must be a number > 1 (how many times the best smoothed loss "
+                f"counts as divergence) or None to never stop on a rising loss, got {threshold!r}"
+            )
+        if isinstance(self.diverge_warmup, bool) or not isinstance(self.diverge_warmup, int):
+            raise TypeError(f"diverge_warmup must be an integer, got {self.diverge_warmup!r}")
+        if self.diverge_warmup < 0:
+            raise ValueError(f"diverge_warmup must be >= 0, got {self.diverge_warmup}")
+
+    def ladder(self) -> np.ndarray:
+        """The learning rates of every step, shape ``(num_iter,)``."""
+        return schedules.ladder(self.mode, self.start_lr, self.end_lr, self.num_iter)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class SweepOutcome(NamedTuple):
+    """What one sweep recorded; all arrays have the length of the steps recorded."""
+
+    lrs: np.ndarray
+    losses: np.ndarray
+    smoothed: np.ndarray
+    stop_reason: str
+    elapsed: float
+
+
+class LossSmoother:
+    """Bias-corrected exponential moving average with a divergence test.
+
+    >>> s = LossSmoother(smooth=0.5)
+    >>> [s.update(x) for x in (4.0, 2.0)]
+    [4.0, 2.6666666666666665]
+    """
+
+    def __init__(self, smooth: float) -> None:
+        self.smooth = smooth
+        self.count = 0
+        self._average = 0.0
+        self.best = math.inf
+        self._raw_above = 0  # consecutive raw losses above the divergence line
+
+    def update(self, loss: float) -> float:
+        self.count += 1
+        self._average = self.smooth * self._average + (1.0 - self.smooth) * loss
+        smoothed = self._average / (1.0 - self.smooth**self.count)
+        self.best = min(self.best, smoothed)
+        return smoothed
+
+    def has_diverged(self, loss: float, smoothed: float, threshold: float) -> bool:
+        """Whether the curve rose past ``threshold`` times its best (see SweepSettings).
+
+        The smoothed loss lags the raw one by about ``1 / (1 - smooth)`` steps, so a run of
+        :data:`RAW_PATIENCE` raw losses past the line also counts: a blow-up is caught within a
+        few steps, while one unlucky batch is not enough.
+        """
+        line = self.best + (threshold - 1.0) * abs(self.best)
+        self._raw_above = self._raw_above + 1 if loss > line else 0
+        return smoothed > line or self._raw_above >= RAW_PATIENCE
+
+
+def run_sweep(
+    trainer: Trainer,
+    settings: SweepSettings,
+    *,
+    progress: bool | None = None,
+    callback: StepCallback | None = None,
+) -> SweepOutcome:
+    """Run the range test with ``trainer`` and return what it recorded.
+
+    The trainer's state is snapshotted first and restored at the end in every case: a normal end,
+    an early stop, an exception raised by a step (re-raised after the restore), or
+    ``KeyboardInterrupt`` (the partial record is returned with stop reason ``"interrupted"``).
+
+    Args:
+        trainer: Anything that follows the :class:`~lrfinder.trainers.base.Trainer` protocol.
+        settings: The ladder, smoothing and divergence rules.
+        progress: Show a progress bar (None: only when stderr is a terminal or in a notebook, and
+            only on the main process).
+        callback: Called as ``callback(step, lr, loss, smoothed)`` for every recorded step.
+
+    Returns:
+        A :class:`SweepOutcome` with arrays of the recorded steps only. A step found to diverge is
+        recorded and is the last one; steps a trainer ran ahead (``sync_every > 1``) past it are not.
+    """
+    ladder = settings.ladder()
+    smoother = LossSmoother(settings.smooth)
+    lrs: list[float] = []
+    losses: list[float] = []
+    smoothed: list[float] = []
+    stop_reason = FINISHED
+    sync_every = max(1, int(getattr(trainer, "sync_every", 1)))
+    bar = _progress_bar(progress, trainer, len(ladder))
+
+    def record(pending: list[tuple[float, Any]]) -> str | None:
+        """Read back pending losses, record them, and say why to stop (None: go on)."""
+        values = trainer.fetch_losses([loss for _, loss in pending])
+        for (lr, _), loss in zip(pending, values, strict=True):
+            step = len(losses)
+            value = smoother.update(loss) if math.isfinite(loss) else math.nan
+            lrs.append(lr)
+            losses.append(loss)
+            smoothed.append(value)
+            if callback is not None:
+                callback(step, lr, loss, value)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(lr=f"{lr:.2e}", loss=f"{loss:.4g}", refresh=False)
+            if not math.isfinite(loss):
+                return NON_FINITE
+            if (
+                settings.diverge_threshold is not None
+                and step >= settings.diverge_warmup
+                and smoother.has_diverged(loss, value, settings.diverge_threshold)
+            ):
+                return DIVERGED
+        return None
+
+    started = time.perf_counter()
+    trainer.snapshot()
+    pending: list[tuple[float, Any]] = []
+    try:
+        try:
+            for lr in ladder:
+                lr = float(lr)
+                try:
+                    pending.append((lr, trainer.step(lr)))
+                except BaseException as error:
+                    _add_note(error, f"lrfinder: raised by the step at lr={lr:.3e} "
+                              f"(step {len(losses) + len(pending)} of {len(ladder)}); "
+                              "the model's state was restored")
+                    raise
+                if len(pending) >= sync_every:
+                    reason, pending = record(pending), []
+                    if reason is not None:
+                        stop_reason = reason
+                        break
+            else:
+                if pending:
+                    stop_reason = record(pending) or FINISHED
+                    pending = []
+        except KeyboardInterrupt:
+            stop_reason = INTERRUPTED
+            if pending:
+                with contextlib.suppress(Exception):  # an interrupted step's loss may be unreadable
+                    record(pending)
+            warnings.warn(
+                f"lrfinder: interrupted after {len(losses)} of {len(ladder)} steps; "
+                "the model's state was restored and the partial result is returned",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    finally:
+        try:
+            trainer.restore()
+        finally:
+            if bar is not None:
+                bar.close()
+    return SweepOutcome(
+        lrs=np.asarray(lrs, dtype=np.float64),
+        losses=np.asarray(losses, dtype=np.float64),
+        smoothed=np.asarray(smoothed, dtype=np.float64),
+        stop_reason=stop_reason,
+        elapsed=time.perf_counter() - started,
+    )
+
+
+def _add_note(error: BaseException, note: str) -> None:
+    if hasattr(error, "add_note"):  # Python >= 3.11
+        error.add_note(note)
+
+
+def _in_notebook() -> bool:
+    shell = sys.modules.get("IPython")
+    if shell is None:
+        return False
+    ipython = getattr(shell, "get_ipython", lambda: None)()
+    return ipython is not None and "IPKernelApp" in getattr(ipython, "config", {})
+
+
+def _progress_bar(progress: bool | None, trainer: Trainer, total: int) -> Any:
+    if not getattr(trainer, "is_main_process", True):
+        return None
+    if progress is None:
+        progress = _in_notebook() or (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="LR range test", unit="step", leave=False)

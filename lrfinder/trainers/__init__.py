@@ -1,0 +1,70 @@
+"""Trainers feed the sweep engine; one small module per framework.
+
+A framework's trainer is considered only when that framework is already imported (it is in
+``sys.modules``): a user's torch model means torch is loaded, so asking costs nothing, and a
+user without TensorFlow never pays for importing it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+from lrfinder.trainers.base import Trainer, TrainerBase
+from lrfinder.trainers.step_fn import StepFunctionTrainer
+
+__all__ = ["StepFunctionTrainer", "Trainer", "TrainerBase", "make_trainer"]
+
+#: (framework module that must already be imported, lrfinder module with ``accepts``/``make``).
+BACKENDS: tuple[tuple[str, str], ...] = (
+    ("torch", "lrfinder.trainers.torch_trainer"),
+    ("keras", "lrfinder.trainers.keras_trainer"),
+)
+
+
+def is_trainer(obj: Any) -> bool:
+    """Whether ``obj`` already follows the Trainer protocol (and is not a framework model)."""
+    return all(callable(getattr(obj, name, None))
+               for name in ("snapshot", "step", "fetch_losses", "restore"))
+
+
+def make_trainer(model: Any, data: Any = None, **options: Any) -> Trainer:
+    """A trainer for ``model``, chosen from its type.
+
+    Raises:
+        TypeError: ``model`` is of no supported kind, or ``options`` holds an option that the
+            chosen trainer does not take.
+    """
+    if is_trainer(model):
+        if data is not None or options:
+            raise TypeError("a ready-made Trainer takes no data or options: give them to it instead")
+        return model
+    for framework, module_name in BACKENDS:
+        if framework not in sys.modules:
+            continue
+        try:
+            backend = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name == module_name:  # this backend is not written yet
+                continue
+            raise
+        if backend.accepts(model):
+            return backend.make(model, data, **options)
+    if callable(model):
+        if data is not None:
+            raise TypeError(
+                "a step function takes no data: call find_lr(step) with a step(lr) -> loss that "
+                "draws its own batches"
+            )
+        unknown = set(options) - {"snapshot", "restore"}
+        if unknown:
+            raise TypeError(
+                f"option(s) {', '.join(sorted(unknown))} do not apply to a step function; "
+                "only snapshot= and restore= do"
+            )
+        return StepFunctionTrainer(model, **options)
+    raise TypeError(
+        f"find_lr cannot train a {type(model).__module__}.{type(model).__qualname__}; it takes a "
+        "torch.nn.Module, a Keras 3 model, a step(lr) -> loss callable, or a Trainer"
+    )

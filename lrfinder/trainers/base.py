@@ -1,0 +1,60 @@
+"""The protocol between the sweep engine and a framework trainer.
+
+A trainer owns everything framework-specific: the model, the optimizer, the data, devices, mixed
+precision, distributed reduction. The engine only asks it to save state, run one step at a given
+learning rate, read losses back as floats, and put the state back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Trainer(Protocol):
+    """What :func:`lrfinder.sweep.run_sweep` drives.
+
+    Attributes:
+        backend: Short name shown in the result and the plot title (``"torch"``, ``"keras"``...).
+        sync_every: How many steps the engine may run before it reads losses back with
+            :meth:`fetch_losses`. 1 for host-side losses; larger on accelerators, where reading a
+            loss forces the host to wait for the device.
+        is_main_process: False on every rank but the first of a distributed run, so that only one
+            process shows progress and writes files.
+        info: Facts worth keeping in the result (optimizer chosen, loss inferred, ...).
+    """
+
+    backend: str
+    sync_every: int
+    is_main_process: bool
+    info: dict[str, Any]
+
+    def snapshot(self) -> None:
+        """Save every piece of state that :meth:`step` may change."""
+
+    def step(self, lr: float) -> Any:
+        """Run one optimisation step at ``lr`` and return that step's loss.
+
+        The loss may stay lazy (a device tensor); :meth:`fetch_losses` turns it into a float.
+        """
+
+    def fetch_losses(self, losses: Sequence[Any]) -> list[float]:
+        """Convert the losses returned by :meth:`step` to Python floats, in order."""
+
+    def restore(self) -> None:
+        """Put back the state saved by :meth:`snapshot` and free what the snapshot held."""
+
+
+class TrainerBase:
+    """Convenient defaults for a :class:`Trainer`: host-side losses, single process."""
+
+    backend: str = "custom"
+    sync_every: int = 1
+    is_main_process: bool = True
+
+    def __init__(self) -> None:
+        self.info: dict[str, Any] = {}
+
+    def fetch_losses(self, losses: Sequence[Any]) -> list[float]:
+        return [float(loss) for loss in losses]

@@ -1,0 +1,105 @@
+"""Backend cases for the contract suite (tests/test_contract.py).
+
+Each case builds a small model with its data and knows how to read, independently of lrfinder,
+everything the sweep must restore and the loss of the first batch. A case for a framework that is
+not installed is skipped, unless LRFINDER_REQUIRE_BACKENDS=1 (CI), where the skip becomes a
+failure so that no backend goes untested silently.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+
+from lrfinder.trainers.base import TrainerBase
+
+
+def require(module: str) -> Any:
+    """Import ``module``, or skip the test (fail under LRFINDER_REQUIRE_BACKENDS=1)."""
+    if os.environ.get("LRFINDER_REQUIRE_BACKENDS") == "1":
+        return importlib.import_module(module)
+    return pytest.importorskip(module)
+
+
+@dataclass
+class Setup:
+    """One model ready for ``find_lr(model, data, **kwargs)``."""
+
+    model: Any
+    data: Any
+    state: Callable[[], dict[str, np.ndarray]]  # every piece of state the sweep must restore
+    first_loss: Callable[[], float]  # loss of the first batch at the current state, computed apart
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+class Boom(RuntimeError):
+    """Raised by a case's data on purpose."""
+
+
+# -- numpy: least squares on a linear model, with momentum -------------------------------------
+
+class LinearRegressionTrainer(TrainerBase):
+    """SGD with momentum on mean squared error of ``x @ w`` — a Trainer written in NumPy alone."""
+
+    backend = "numpy"
+
+    def __init__(self, batches: list[tuple[np.ndarray, np.ndarray]], fail_at: int | None,
+                 fail_with: type[BaseException], seed: int = 0) -> None:
+        super().__init__()
+        self.batches = batches
+        self.fail_at, self.fail_with = fail_at, fail_with
+        self.w = np.random.default_rng(seed).normal(size=batches[0][0].shape[1])
+        self.velocity = np.zeros_like(self.w)
+        self.steps_taken = 0
+        self._saved: tuple[np.ndarray, np.ndarray, int] | None = None
+
+    @staticmethod
+    def batch_loss(w: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
+        return float(np.mean((x @ w - y) ** 2))
+
+    def snapshot(self) -> None:
+        self._saved = (self.w.copy(), self.velocity.copy(), self.steps_taken)
+
+    def step(self, lr: float) -> float:
+        if self.fail_at is not None and self.steps_taken == self.fail_at:
+            raise self.fail_with("data source failed on purpose")
+        x, y = self.batches[self.steps_taken % len(self.batches)]  # cycles short data
+        loss = self.batch_loss(self.w, x, y)
+        grad = 2 * x.T @ (x @ self.w - y) / len(y)
+        self.velocity = 0.9 * self.velocity + grad
+        self.w = self.w - lr * self.velocity
+        self.steps_taken += 1
+        return loss
+
+    def restore(self) -> None:
+        assert self._saved is not None
+        self.w, self.velocity, self.steps_taken = self._saved
+        self._saved = None
+
+
+def numpy_case(n_batches: int = 8, fail_at: int | None = None,
+               fail_with: type[BaseException] = Boom) -> Setup:
+    rng = np.random.default_rng(1)
+    true_w = rng.normal(size=5)
+    batches = []
+    for _ in range(n_batches):
+        x = rng.normal(size=(16, 5))
+        batches.append((x, x @ true_w + 0.1 * rng.normal(size=16)))
+    trainer = LinearRegressionTrainer(batches, fail_at, fail_with)
+    return Setup(
+        model=trainer,
+        data=None,
+        state=lambda: {"w": trainer.w.copy(), "velocity": trainer.velocity.copy(),
+                       "steps": np.array(trainer.steps_taken)},
+        first_loss=lambda: trainer.batch_loss(trainer.w, *batches[0]),
+    )
+
+
+#: name -> builder(n_batches, fail_at, fail_with); torch and keras cases register here too.
+CASES: dict[str, Callable[..., Setup]] = {"numpy": numpy_case}

@@ -1,0 +1,239 @@
+"""The engine on an exactly solvable problem, and its stop and restore rules."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from lrfinder import SweepSettings, find_lr, run_sweep
+from lrfinder.sweep import LossSmoother
+from lrfinder.trainers import StepFunctionTrainer
+
+
+class NoisyQuadratic:
+    """SGD on f(w) = a/2 * ||w - xi||^2 with a fresh target xi ~ N(0, sigma^2) per batch.
+
+    The iteration w <- w - lr * a * (w - xi) is stable exactly for lr < 2/a and blows up past it;
+    the per-batch targets keep the loss from collapsing to zero as real mini-batch noise does.
+    ``loss_noise`` multiplies each recorded loss by (1 + loss_noise * N(0, 1)).
+    """
+
+    def __init__(self, a: float, dim: int = 10, sigma: float = 0.1, loss_noise: float = 0.0,
+                 seed: int = 0) -> None:
+        self.a, self.sigma, self.loss_noise = a, sigma, loss_noise
+        self.rng = np.random.default_rng(seed)
+        self.w = np.ones(dim)
+
+    def step(self, lr: float) -> float:
+        xi = self.sigma * self.rng.standard_normal(self.w.shape)
+        loss = 0.5 * self.a * float((self.w - xi) @ (self.w - xi))
+        self.w = self.w - lr * self.a * (self.w - xi)
+        return loss * (1.0 + self.loss_noise * self.rng.standard_normal())
+
+    def snapshot(self):
+        return self.w.copy(), self.rng.bit_generator.state
+
+    def restore(self, state) -> None:
+        self.w, self.rng.bit_generator.state = state[0].copy(), state[1]
+
+
+@pytest.mark.parametrize("a", [0.5, 4.0, 300.0])
+@pytest.mark.parametrize("loss_noise", [0.0, 0.2])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_quadratic_stops_soon_after_two_over_a_and_suggests_below_it(a, loss_noise, seed):
+    problem = NoisyQuadratic(a, loss_noise=loss_noise, seed=seed)
+    w0 = problem.w.copy()
+    result = find_lr(problem.step, snapshot=problem.snapshot, restore=problem.restore,
+                     start_lr=1e-4 / a, end_lr=1e3 / a, num_iter=300, progress=False)
+    assert result.stop_reason == "diverged"
+    assert 2 / a < result.lrs[-1] < 4 / a
+    assert 0.01 / a < result.suggestion < 2 / a
+    np.testing.assert_array_equal(problem.w, w0)
+
+
+def test_quadratic_with_default_range_and_steps_suggests_inside_the_stable_range():
+    a = 3.0
+    problem = NoisyQuadratic(a, loss_noise=0.1)
+    result = find_lr(problem.step, progress=False)
+    assert result.stop_reason == "diverged"
+    assert 2 / a < result.lrs[-1] < 10 / a
+    assert 0.01 / a < result.suggestion < 2 / a
+
+
+def test_losses_are_recorded_raw_and_smoothed_with_bias_correction():
+    losses = iter([4.0, 2.0, 3.0, 1.0])
+    result = find_lr(lambda lr: next(losses), start_lr=0.1, end_lr=1.0, num_iter=4,
+                     smooth=0.5, progress=False)
+    np.testing.assert_array_equal(result.losses, [4.0, 2.0, 3.0, 1.0])
+    average, expected = 0.0, []
+    for i, x in enumerate([4.0, 2.0, 3.0, 1.0], start=1):
+        average = 0.5 * average + 0.5 * x
+        expected.append(average / (1 - 0.5**i))
+    np.testing.assert_allclose(result.smoothed, expected, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(result.lrs, np.geomspace(0.1, 1.0, 4), rtol=1e-12)
+
+
+def test_smooth_zero_turns_smoothing_off():
+    values = [5.0, 3.0, 4.0, 2.0, 1.0]
+    it = iter(values)
+    result = find_lr(lambda lr: next(it), start_lr=0.1, end_lr=1.0, num_iter=5, smooth=0.0,
+                     progress=False)
+    np.testing.assert_array_equal(result.smoothed, values)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_loss_stops_at_once(bad):
+    calls = []
+
+    def step(lr):
+        calls.append(lr)
+        return bad if len(calls) == 6 else 1.0 / len(calls)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = find_lr(step, start_lr=1e-3, end_lr=1.0, num_iter=50, diverge_threshold=None,
+                         progress=False)
+    assert result.stop_reason == "non_finite"
+    assert len(calls) == 6 and result.num_steps == 6
+    assert not np.isfinite(result.losses[-1]) and np.isnan(result.smoothed[-1])
+
+
+def test_rising_loss_stops_only_after_warmup_and_can_be_switched_off():
+    def rising(lr):
+        return lr  # loss grows with the LR from the first step
+
+    settings = dict(start_lr=1.0, end_lr=1e6, num_iter=60, progress=False)
+    result = find_lr(rising, diverge_warmup=10, **settings)
+    assert result.stop_reason == "diverged"
+    assert result.num_steps == 11  # step index 10 is the first allowed to stop
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = find_lr(rising, diverge_threshold=None, **settings)
+    assert result.stop_reason == "finished" and result.num_steps == 60
+
+
+def test_one_raw_spike_does_not_stop_but_three_do():
+    smoother = LossSmoother(smooth=0.9)
+    for x in [1.0] * 20:
+        smoother.update(x)
+    spikes = [10.0, 1.0, 10.0, 10.0]
+    verdicts = [smoother.has_diverged(x, smoother.update(x), 4.0) for x in spikes]
+    assert verdicts == [False, False, False, False]
+    assert smoother.has_diverged(10.0, smoother.update(10.0), 4.0)
+
+
+def test_negative_losses_use_the_distance_from_the_best():
+    smoother = LossSmoother(smooth=0.0)
+    smoother.update(-10.0)
+    assert not smoother.has_diverged(19.0, smoother.update(19.0), 4.0)  # line is -10 + 3 * 10
+    assert smoother.has_diverged(31.0, smoother.update(31.0), 4.0)
+
+
+def test_exception_in_step_restores_and_reraises_with_a_note():
+    state = {"w": 1.0}
+    restored = []
+
+    def step(lr):
+        state["w"] += 1.0
+        if state["w"] > 5:
+            raise ZeroDivisionError("bad batch")
+        return 1.0
+
+    with pytest.raises(ZeroDivisionError) as info:
+        find_lr(step, snapshot=lambda: dict(state), restore=lambda s: (state.update(s),
+                restored.append(True)), num_iter=20, progress=False)
+    assert state == {"w": 1.0} and restored == [True]
+    if hasattr(info.value, "__notes__"):
+        assert "state was restored" in info.value.__notes__[0]
+
+
+def test_keyboard_interrupt_returns_the_partial_result_after_restoring():
+    state = {"steps": 0}
+
+    def step(lr):
+        if state["steps"] == 4:
+            raise KeyboardInterrupt
+        state["steps"] += 1
+        return 1.0
+
+    with pytest.warns(RuntimeWarning, match="interrupted after 4 of 20"):
+        result = find_lr(step, snapshot=lambda: dict(state), restore=state.update, num_iter=20,
+                         progress=False)
+    assert result.stop_reason == "interrupted" and result.num_steps == 4
+    assert state == {"steps": 0}
+
+
+class LazyTrainer(StepFunctionTrainer):
+    """Reads losses back in blocks, as an accelerator trainer does."""
+
+    sync_every = 4
+
+    def __init__(self, step):
+        super().__init__(step)
+        self.fetches: list[int] = []
+
+    def fetch_losses(self, losses):
+        self.fetches.append(len(losses))
+        return super().fetch_losses(losses)
+
+
+def test_block_reads_record_every_step_and_cut_at_divergence():
+    values = [3.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 50.0, 60.0, 70.0, 80.0, 90.0]
+    it = iter(values)
+    trainer = LazyTrainer(lambda lr: next(it))
+    settings = SweepSettings(start_lr=1e-3, end_lr=1.0, num_iter=10, smooth=0.0)
+    outcome = run_sweep(trainer, settings, progress=False)
+    assert trainer.fetches == [4, 4]
+    assert outcome.stop_reason == "diverged"
+    np.testing.assert_array_equal(outcome.losses, values[:8])  # the step that diverged is last
+    np.testing.assert_array_equal(outcome.lrs, settings.ladder()[:8])
+
+
+def test_block_reads_flush_the_tail():
+    trainer = LazyTrainer(lambda lr: 1.0)
+    outcome = run_sweep(trainer, SweepSettings(num_iter=10), progress=False)
+    assert trainer.fetches == [4, 4, 2] and outcome.stop_reason == "finished"
+
+
+def test_callback_sees_every_step():
+    seen = []
+    find_lr(lambda lr: 2.0, num_iter=5, start_lr=0.1, end_lr=1.0, progress=False,
+            callback=lambda *args: seen.append(args))
+    assert [s[0] for s in seen] == [0, 1, 2, 3, 4]
+    assert seen[0][1] == 0.1 and seen[-1][1] == 1.0 and seen[0][2] == 2.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"smooth": 1.0}, "smooth must be in"),
+        ({"smooth": -0.1}, "smooth must be in"),
+        ({"diverge_threshold": 1.0}, "diverge_threshold must be"),
+        ({"mode": "log"}, "mode must be one of"),
+        ({"num_iter": 1}, "at least 2"),
+        ({"start_lr": 1.0, "end_lr": 0.1}, "smaller than end_lr"),
+        ({"rule": "nope"}, "unknown suggestion rule 'nope'"),
+    ],
+)
+def test_bad_settings_are_refused_before_any_step(kwargs, match):
+    def step(lr):
+        raise AssertionError("no step may run")
+
+    with pytest.raises(ValueError, match=match):
+        find_lr(step, **kwargs)
+
+
+def test_unsupported_objects_and_options_get_clear_type_errors():
+    with pytest.raises(TypeError, match=r"cannot train a builtins\.int"):
+        find_lr(3)
+    with pytest.raises(TypeError, match="amp"):
+        find_lr(lambda lr: 1.0, amp="bf16")
+    with pytest.raises(TypeError, match="takes no data"):
+        find_lr(lambda lr: 1.0, [1, 2])
+    with pytest.raises(TypeError, match="both snapshot= and restore="):
+        find_lr(lambda lr: 1.0, snapshot=lambda: 1)
+    with pytest.raises(TypeError, match="must return the batch loss as a number"):
+        find_lr(lambda lr: "x", progress=False)
