@@ -47,7 +47,7 @@ def main(out: str = "lr_finder_step_function.png") -> lrfinder.LRFinderResult:
         snapshot=lambda: ({k: v.copy() for k, v in params.items()}, rng.bit_generator.state),
         restore=lambda s: (params.update(s[0]), setattr(rng.bit_generator, "state", s[1])),
         start_lr=1e-5,
-        end_lr=100.0,
+        end_lr=1e4,
     )
     result.save_plot(out)
     print(f"suggested lr: {result.suggestion:.3g} ({result.rule}); stopped: {result.stop_reason}; "

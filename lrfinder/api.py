@@ -137,8 +137,8 @@ def find_lr(
         info=dict(trainer.info),
         is_main_process=trainer.is_main_process,
     )
-    if result.suggestion is None and trainer.is_main_process:
-        warnings.warn(
-            f"lrfinder: no suggestion ({result.suggestion_reason})", RuntimeWarning, stacklevel=2
-        )
+    if trainer.is_main_process:
+        for diagnostic in result.diagnostics:
+            if diagnostic.code != "interrupted":  # the engine has warned already
+                warnings.warn(f"lrfinder: {diagnostic.message}", RuntimeWarning, stacklevel=2)
     return result

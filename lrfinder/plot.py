@@ -29,6 +29,7 @@ def plot_result(
     color: str | None = None,
     show_raw: bool = True,
     show_suggestions: bool | Sequence[str] = True,
+    show_range: bool = True,
     title: str | None = None,
 ) -> Axes:
     """Draw ``result`` on ``ax`` and return the Axes.
@@ -45,6 +46,7 @@ def plot_result(
         color: Colour of the curves (default: the Axes' next colour).
         show_raw: Draw the raw per-batch losses.
         show_suggestions: True for every rule, False for none, or the rule names to mark.
+        show_range: Shade the result's ``lr_range`` (skipped when overlaying several results).
         title: Axes title; None writes one naming the backend and the rule.
     """
     if ax is None:
@@ -60,6 +62,10 @@ def plot_result(
                 label=None if label else "raw loss")
     if result.settings.get("mode", "exp") == "exp":
         ax.set_xscale("log")
+
+    if show_range and not label and result.lr_range is not None:
+        low, high = result.lr_range
+        ax.axvspan(low, high, color=color, alpha=0.08, label=f"useful range: {low:.1e} – {high:.1e}")
 
     names = _chosen_rules(result, show_suggestions)
     for name in names:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lrfinder import diagnose as checks
 from lrfinder import suggest as rules
 from lrfinder._io import atomic_write_bytes
 from lrfinder.suggest import Suggestion
@@ -95,6 +96,26 @@ class LRFinderResult:
         """Apply a rule (default :attr:`rule`) with its own options, e.g. ``skip_start=5``."""
         return rules.get_rule(rule or self.rule)(self.lrs, self.smoothed, **options)
 
+    @cached_property
+    def diagnostics(self) -> list[checks.Diagnostic]:
+        """Reasons to doubt :attr:`suggestion` (each with what to change); empty when none."""
+        return checks.diagnose(self.lrs, self.losses, self.smoothed, self.stop_reason,
+                               self.settings, self.best)
+
+    @property
+    def trusted(self) -> bool:
+        """True when there is a suggestion and no diagnostic casts doubt on it."""
+        return self.suggestion is not None and not self.diagnostics
+
+    @cached_property
+    def lr_range(self) -> tuple[float, float] | None:
+        """``(lower, upper)`` bracket of useful LRs, e.g. for one-cycle or cyclical schedules.
+
+        Where the smoothed loss has done 10% and 90% of its fall to the minimum; None without a
+        descent. See :func:`lrfinder.diagnose.lr_range`.
+        """
+        return checks.lr_range(self.lrs, self.smoothed)
+
     @property
     def num_steps(self) -> int:
         return int(self.lrs.shape[0])
@@ -146,6 +167,8 @@ class LRFinderResult:
                 name: {"lr": s.lr, "index": s.index, "reason": s.reason}
                 for name, s in self.suggestions.items()
             },
+            "lr_range": list(self.lr_range) if self.lr_range else None,
+            "diagnostics": [d._asdict() for d in self.diagnostics],
             "settings": _encode(self.settings),
             "info": _encode(self.info),
             "lrs": _encode(self.lrs.tolist()),

@@ -1,0 +1,181 @@
+"""When not to trust a suggestion: checks of a range-test curve, each with what to change.
+
+Pure NumPy. :func:`diagnose` returns a list of :class:`Diagnostic`; an empty list means nothing
+looked wrong. Each check is one small function so it can be tested and tuned on its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from lrfinder.suggest import Suggestion, usable_curve
+
+#: A smoothed drop below this fraction of the starting loss is "no clear descent".
+MIN_DROP = 0.05
+#: Batch-to-batch noise above this fraction of the drop makes the curve "too noisy to read".
+MAX_NOISE = 0.3
+#: The loss bottoming out, or the sweep stopping, within this fraction of the ladder is "at once".
+EARLY = 0.15
+#: A finished sweep whose minimum lies in this last fraction of the ladder never turned upwards.
+LATE = 0.1
+
+
+class Diagnostic(NamedTuple):
+    """A reason to doubt the suggestion.
+
+    Attributes:
+        code: ``"no_suggestion"``, ``"no_clear_descent"``, ``"noisy"``, ``"no_divergence"``,
+            ``"diverged_early"`` or ``"interrupted"``.
+        message: What was seen and what to change, in one sentence.
+    """
+
+    code: str
+    message: str
+
+
+def diagnose(
+    lrs: np.ndarray,
+    losses: np.ndarray,
+    smoothed: np.ndarray,
+    stop_reason: str,
+    settings: dict[str, Any],
+    best: Suggestion,
+) -> list[Diagnostic]:
+    """Every check that fires on this curve, most serious first."""
+    found: list[Diagnostic | None] = [
+        _interrupted(lrs, stop_reason, settings),
+        _diverged_early(lrs, smoothed, stop_reason, settings),
+        _no_suggestion(best),
+        _no_clear_descent(smoothed, best),
+        _noisy(losses, smoothed),
+        _no_divergence(lrs, smoothed, stop_reason, settings),
+    ]
+    return [d for d in found if d is not None]
+
+
+def _planned(lrs: np.ndarray, settings: dict[str, Any]) -> int:
+    return int(settings.get("num_iter", lrs.shape[0]) or lrs.shape[0])
+
+
+def _interrupted(lrs: np.ndarray, stop_reason: str, settings: dict[str, Any]) -> Diagnostic | None:
+    if stop_reason != "interrupted":
+        return None
+    return Diagnostic("interrupted", f"the sweep was interrupted after {lrs.shape[0]} of "
+                      f"{_planned(lrs, settings)} steps, so the suggestion reads a partial curve; "
+                      "run it again")
+
+
+def _diverged_early(lrs: np.ndarray, smoothed: np.ndarray, stop_reason: str,
+                    settings: dict[str, Any]) -> Diagnostic | None:
+    planned = _planned(lrs, settings)
+    finite = smoothed[np.isfinite(smoothed)]
+    stopped_early = stop_reason in ("diverged", "non_finite") and lrs.shape[0] <= EARLY * planned
+    rose_at_once = finite.size >= 5 and int(np.argmin(finite)) <= EARLY * planned
+    if not (stopped_early or (rose_at_once and stop_reason != "interrupted")):
+        return None
+    start = settings.get("start_lr", lrs[0] if lrs.size else None)
+    return Diagnostic(
+        "diverged_early",
+        f"the loss rose almost from the first step (start_lr={start:.3g}); start_lr is probably too "
+        "high: lower it 100-fold",
+    )
+
+
+def _no_suggestion(best: Suggestion) -> Diagnostic | None:
+    if best.lr is not None:
+        return None
+    return Diagnostic("no_suggestion", f"the {best.rule} rule gives no suggestion: {best.reason}")
+
+
+def _no_clear_descent(smoothed: np.ndarray, best: Suggestion) -> Diagnostic | None:
+    finite = smoothed[np.isfinite(smoothed)]
+    if best.lr is None or finite.size < 2:
+        return None
+    start, low = float(finite[0]), float(np.min(finite))
+    drop = (start - low) / max(abs(start), 1e-12)
+    if drop >= MIN_DROP:
+        return None
+    return Diagnostic(
+        "no_clear_descent",
+        f"the smoothed loss falls by only {100 * drop:.1f}% over the whole range; widen the range or "
+        "raise num_iter, and check that the model trains at all",
+    )
+
+
+def noise_ratio(losses: np.ndarray, smoothed: np.ndarray) -> float:
+    """Batch-to-batch noise of the raw loss over the descent, as a fraction of the descent's depth.
+
+    Noise is the robust standard deviation of the raw loss up to the smoothed minimum, estimated
+    from successive differences (1.4826 x their median absolute deviation / sqrt 2), which the slow
+    trend of the curve barely touches. NaN when the curve has no descent.
+
+    >>> t = np.linspace(0, 1, 50); clean = 2 - t
+    >>> round(noise_ratio(clean, clean), 3)
+    0.0
+    """
+    _, raw = usable_curve(np.arange(1, losses.shape[0] + 1), losses)
+    _, curve = usable_curve(np.arange(1, smoothed.shape[0] + 1), smoothed)
+    n = min(raw.shape[0], curve.shape[0])
+    if n < 7:
+        return float("nan")
+    lowest = int(np.argmin(curve[:n]))
+    drop = float(np.max(curve[: lowest + 1]) - curve[lowest])
+    if lowest < 6 or drop <= 0:
+        return float("nan")
+    steps = np.diff(raw[: lowest + 1])
+    spread = 1.4826 * float(np.median(np.abs(steps - np.median(steps)))) / np.sqrt(2.0)
+    return float(spread / drop)
+
+
+def _noisy(losses: np.ndarray, smoothed: np.ndarray) -> Diagnostic | None:
+    ratio = noise_ratio(losses, smoothed)
+    if not ratio > MAX_NOISE:  # NaN: nothing to judge
+        return None
+    return Diagnostic(
+        "noisy",
+        f"batch-to-batch noise is {100 * ratio:.0f}% of the loss's descent, too noisy to read "
+        "reliably; use larger batches, more steps (num_iter) or stronger smoothing",
+    )
+
+
+def _no_divergence(lrs: np.ndarray, smoothed: np.ndarray, stop_reason: str,
+                   settings: dict[str, Any]) -> Diagnostic | None:
+    if stop_reason != "finished":
+        return None
+    finite = smoothed[np.isfinite(smoothed)]
+    if finite.size < 5 or int(np.argmin(finite)) < (1 - LATE) * finite.size:
+        return None
+    end = settings.get("end_lr", lrs[-1])
+    return Diagnostic(
+        "no_divergence",
+        f"the loss was still falling at end_lr={end:.3g}, so the range may be too narrow and the "
+        "suggestion too low; raise end_lr",
+    )
+
+
+def lr_range(lrs: np.ndarray, smoothed: np.ndarray, low: float = 0.1,
+             high: float = 0.9) -> tuple[float, float] | None:
+    """LRs where the smoothed loss has done ``low`` and ``high`` of its drop to the minimum.
+
+    A bracket of useful learning rates (lower and upper bound for cyclical or one-cycle schedules):
+    below it the loss barely moves, above it the loss has stopped improving. None without a descent.
+
+    >>> lrs = np.geomspace(1e-4, 1, 5)
+    >>> lr_range(lrs, np.array([5.0, 4.0, 2.0, 1.0, 3.0]))
+    (0.001, 0.1)
+    """
+    lrs, curve = usable_curve(lrs, smoothed)
+    if curve.shape[0] < 3:
+        return None
+    lowest = int(np.argmin(curve))
+    top = float(np.max(curve[: lowest + 1]))
+    drop = top - float(curve[lowest])
+    if drop <= 0:
+        return None
+    start = int(np.argmax(curve[: lowest + 1]))
+    done = (top - curve[start : lowest + 1]) / drop  # fraction of the drop done, rising-ish
+    first = start + int(np.argmax(done >= low))
+    last = start + int(np.argmax(done >= high))
+    return float(lrs[first]), float(lrs[max(last, first)])
