@@ -35,6 +35,8 @@ from tests.cases_torch import (  # noqa: E402
 
 F = torch.nn.functional
 QUICK = {"start_lr": 1e-4, "end_lr": 1.0, "num_iter": 12, "progress": False}
+# short sweeps often give no suggestion, which is beside the point of these tests
+pytestmark = pytest.mark.filterwarnings("ignore:lrfinder. no suggestion:RuntimeWarning")
 
 
 @pytest.fixture(autouse=True)
@@ -173,6 +175,14 @@ def test_recorded_losses_are_those_of_a_bare_training_loop(grad_clip):
     np.testing.assert_allclose(result.losses, expected, rtol=1e-6)
     assert result.info["optimizer"] == "SGD"
     assert ("grad_clip" in result.info) == (grad_clip is not None)
+
+
+def test_a_sweep_started_under_no_grad_still_trains():
+    x, y = classification_data(3 * BATCH)
+    model = mlp()
+    with torch.no_grad():
+        result = find_lr(model, DataLoader(TensorDataset(x, y), batch_size=BATCH), **QUICK)
+    assert result.num_steps == QUICK["num_iter"] and len(set(result.losses.tolist())) > 1
 
 
 def test_gradient_accumulation_gives_the_losses_of_the_larger_batch():

@@ -113,7 +113,8 @@ class TorchTrainer(TrainerBase):
         grad_clip: Clip the gradients' total norm to this value before each optimizer step.
         device: Where batches go and the model runs; default: the device of its first
             parameter. A model elsewhere is moved there for the sweep and moved back after.
-        batch_fn: ``batch_fn(batch) -> (inputs, targets)`` for batches of another shape.
+        batch_fn: ``batch_fn(batch) -> (inputs, targets)`` for batches of another shape
+            (``targets`` None for a model that returns its own loss).
         snapshot_dir: Keep the snapshot of tensors in a temporary file in this folder instead of
             CPU memory (for models larger than RAM); the file is deleted in every case.
 
@@ -149,7 +150,7 @@ class TorchTrainer(TrainerBase):
         if not params:
             raise ValueError(f"the model ({type(model).__qualname__}) has no parameters to train")
         self.data = _check_loader(data, "data")
-        self.device = torch.device(device) if device is not None else params[0].device
+        self.device = _resolve_device(device) if device is not None else params[0].device
         # a model elsewhere (all of it, or part of it) is moved for the sweep, then moved back
         self._move = device is not None and any(p.device != self.device for p in params)
 
@@ -172,7 +173,7 @@ class TorchTrainer(TrainerBase):
             if val_loader is None:
                 raise TypeError("val_batches only applies with val_loader=")
             val_batches = _positive_int(val_batches, "val_batches")
-        elif val_loader is not None and not hasattr(val_loader, "__len__"):
+        elif val_loader is not None and _length(val_loader) is None:
             raise ValueError("val_loader has no length, so it may never end: give val_batches= "
                              "(how many of its batches make one step's validation loss)")
         self.val_batches = val_batches
@@ -195,13 +196,13 @@ class TorchTrainer(TrainerBase):
             self.optimizer = optimizer
             self._user_optimizer = True
             self.info["optimizer"] = type(optimizer).__qualname__
-        self._ratios = _lr_ratios(self.optimizer)
+        self._ratios, reference = _lr_ratios(self.optimizer)
         self._tensor_lrs = any(isinstance(g["lr"], torch.Tensor) for g in self.optimizer.param_groups)
         if len(self._ratios) > 1:
             self.info["param_groups"] = len(self._ratios)
             self.info["lr_ratios"] = list(self._ratios)
-            self.info["base_lr"] = ("the LR axis is param group 0's; the other groups keep their "
-                                    "initial ratios to it (lr_ratios)")
+            self.info["base_lr"] = (f"the LR axis is param group {reference}'s; the other groups keep "
+                                    "their initial ratios to it (lr_ratios)")
         self._clip_params = [p for g in self.optimizer.param_groups for p in g["params"]]
 
         # Distributed: the loss is averaged over ranks (SUM / world size: gloo has no AVG), so
@@ -257,6 +258,11 @@ class TorchTrainer(TrainerBase):
         self._snapshot.take()
 
     def step(self, lr: float) -> torch.Tensor:
+        # a notebook cell under torch.no_grad() must not make backward() fail
+        with torch.enable_grad():
+            return self._step(lr)
+
+    def _step(self, lr: float) -> torch.Tensor:
         if not self._started:
             self._begin()
         self._set_lr(lr)
@@ -491,14 +497,26 @@ def _check_loader(data: Any, name: str) -> Any:
     if not hasattr(data, "__iter__"):
         raise TypeError(f"{name} must be a DataLoader or an iterable of batches, got "
                         f"{type(data).__qualname__}")
-    try:
-        length = len(data)
-    except TypeError:  # iterables without a length (IterableDataset loaders, generators)
-        length = None
-    if length == 0:
+    if _length(data) == 0:
         raise ValueError(f"{name} is empty (no batches); give it at least one batch (with "
                          "drop_last=True, a dataset smaller than batch_size gives none)")
     return data
+
+
+def _length(data: Any) -> int | None:
+    """``len(data)``, or None for iterables without one (generators, IterableDataset loaders)."""
+    try:
+        return len(data)
+    except (TypeError, NotImplementedError):
+        return None
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    """``device`` with its index filled in ("cuda" is "cuda:0" when that is the current one)."""
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and resolved.index is None and torch.cuda.is_available():
+        resolved = torch.device("cuda", torch.cuda.current_device())
+    return resolved
 
 
 def _check_dir(folder: str | os.PathLike[str] | None) -> Path | None:
@@ -532,13 +550,13 @@ def _check_optimizer(optimizer: Any) -> None:
                         f"(no {', '.join(missing)})")
 
 
-def _lr_ratios(optimizer: torch.optim.Optimizer) -> list[float]:
-    """Each group's LR over the first (the first non-zero one when group 0 has LR 0)."""
+def _lr_ratios(optimizer: torch.optim.Optimizer) -> tuple[list[float], int]:
+    """Each group's LR over the reference group's, and the reference: the first with an LR > 0."""
     lrs = [float(group["lr"]) for group in optimizer.param_groups]
-    reference = next((lr for lr in lrs if lr > 0), None)
-    if reference is None:  # all zero: nothing to keep, ramp every group alike
-        return [1.0] * len(lrs)
-    return [lr / reference for lr in lrs]
+    reference = next((index for index, lr in enumerate(lrs) if lr > 0), None)
+    if reference is None:  # all zero: no ratio to keep, ramp every group alike
+        return [1.0] * len(lrs), 0
+    return [lr / lrs[reference] for lr in lrs], reference
 
 
 def _amp_settings(amp: Any, device: torch.device) -> tuple[torch.dtype | None, Any, bool]:
