@@ -517,6 +517,21 @@ def test_an_on_disk_snapshot_loads_with_weights_only_and_leaves_no_file(tmp_path
     assert_same(before, torch_state(model, optimizer))
 
 
+def test_an_unreadable_snapshot_file_still_restores_the_rest_and_is_deleted(tmp_path):
+    x, y = classification_data(3 * BATCH)
+    model = mlp().eval()
+    rng = torch.get_rng_state()
+
+    def spoil(step: int, *_: float) -> None:
+        if step == 0:
+            next(tmp_path.iterdir()).write_bytes(b"not a checkpoint")
+
+    with pytest.raises(RuntimeError, match=r"could not be read back.*NOT restored"):
+        find_lr(model, batches_of(x, y), snapshot_dir=tmp_path, callback=spoil, **QUICK)
+    assert list(tmp_path.iterdir()) == []
+    assert not model.training and torch.equal(torch.get_rng_state(), rng)
+
+
 def test_a_missing_snapshot_dir_is_a_clear_error(tmp_path):
     x, y = classification_data(2 * BATCH)
     with pytest.raises(ValueError, match="not an existing folder"):

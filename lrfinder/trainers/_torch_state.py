@@ -182,16 +182,27 @@ class TorchSnapshot:
             except Exception as error:  # keep restoring the rest, report the first at the end
                 errors.append(error)
 
+        def load() -> None:
+            assert path is not None
+            try:
+                loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except Exception as error:
+                raise RuntimeError(
+                    f"lrfinder: the snapshot file {path} could not be read back ({error}); the "
+                    "parameters, buffers and optimizer state were NOT restored (the random "
+                    "generators and train/eval flags were)"
+                ) from error
+            # the mapping must not outlive the file: copy what is kept beyond this call
+            loaded["optimizer"] = _to_cpu(loaded["optimizer"])
+            saved.update(loaded)
+
         try:
             if path is not None:
-                loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-                # the mapping must not outlive the file: copy what is kept beyond this call
-                loaded["optimizer"] = _to_cpu(loaded["optimizer"])
-                saved.update(loaded)
-                del loaded
-            attempt(lambda: self._restore_tensors(saved))
-            if self._optimizer is not None:
-                attempt(lambda: self._optimizer.load_state_dict(saved["optimizer"]))
+                attempt(load)
+            if "params" in saved:  # not when the file could not be read
+                attempt(lambda: self._restore_tensors(saved))
+                if self._optimizer is not None:
+                    attempt(lambda: self._optimizer.load_state_dict(saved["optimizer"]))
             if self._scaler is not None:
                 attempt(lambda: self._scaler.load_state_dict(saved["scaler"]))
             attempt(lambda: self._restore_flags(saved))
