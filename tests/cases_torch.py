@@ -1,17 +1,16 @@
-"""The PyTorch case of the contract suite, and the small models the torch tests share.
-
-Imported only once torch is known to be installed (tests/cases.py imports it inside the builder).
-"""
+"""The PyTorch case of the contract suite, and the small models the torch tests share."""
 
 from __future__ import annotations
 
 import copy
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
 
-from tests.cases import Boom, Setup
+from tests.cases import Boom, Setup, require
+
+torch = require("torch")  # pytest's doctest collection imports this module too
+
+from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 FEATURES, CLASSES, BATCH = 6, 3, 8
 

@@ -546,6 +546,20 @@ def test_sync_every_is_one_on_the_cpu():
     assert trainer.sync_every == 1 and trainer.info["device"] == "cpu" and trainer.is_main_process
 
 
+def test_losses_read_in_blocks_as_on_an_accelerator_are_the_same_and_stop_at_the_same_step():
+    x, y = classification_data(4 * BATCH)
+    outcomes = []
+    for sync_every in (1, 8):
+        model = mlp()
+        trainer = make_trainer(model, DataLoader(TensorDataset(x, y), batch_size=BATCH),
+                               optimizer=torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+        trainer.sync_every = sync_every  # the engine then keeps 8 steps' losses before reading them
+        outcomes.append(find_lr(trainer, start_lr=1e-3, end_lr=1e4, num_iter=100, progress=False))
+    assert outcomes[0].stop_reason in ("diverged", "non_finite")
+    assert outcomes[0].num_steps < 90
+    np.testing.assert_array_equal(outcomes[1].losses, outcomes[0].losses)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_a_cpu_model_swept_on_cuda_comes_back_to_the_cpu_unchanged():
     x, y = classification_data(4 * BATCH)
