@@ -230,7 +230,7 @@ RULES: dict[str, Rule] = {
     "minimum": minimum,
     "centered_minimum": centered_minimum,
 }
-DEFAULT_RULE = "valley"
+DEFAULT_RULE = "centered_minimum"
 
 
 def get_rule(name: str) -> Rule:
