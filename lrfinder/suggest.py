@@ -183,12 +183,12 @@ def centered_minimum(
     """The LR where a centered average of the curve first reaches its bottom, divided by ``factor``.
 
     The average spans ``2 * half_width + 1`` points (fewer at the ends). Being centered, it removes
-    noise without moving the minimum towards higher LRs as a causal average does, so the sweep's own
-    average should be light (``smooth=0.6``, the default: a lag of about one step rather than ten).
-    The bottom starts at the first point within ``tolerance`` of the curve's whole drop of the lowest
-    average: on a flat, noisy bottom the lowest point falls anywhere, its left edge does not.
-    ``index`` is the point nearest below the suggested LR. Chosen by
-    ``benchmarks/suggestion_quality.py`` for a constant LR and a one-cycle peak at once.
+    noise without moving the minimum towards higher LRs as a causal average does (the sweep's own
+    average has already moved it by about ``1 / (1 - smooth)`` steps). The bottom starts at the
+    first point within ``tolerance`` of the curve's whole drop of the lowest average: on a flat,
+    noisy bottom the lowest point falls anywhere, its left edge does not. ``index`` is the point
+    nearest below the suggested LR. Chosen by ``benchmarks/suggestion_quality.py`` for a constant LR
+    and a one-cycle peak at once.
     """
     rule = "centered_minimum"
     lrs, losses = usable_curve(lrs, losses)

@@ -44,10 +44,8 @@ class SweepSettings:
         mode: ``"exp"`` (geometric ladder, the default) or ``"linear"``.
         smooth: Weight of the past in the exponential moving average of the loss, in [0, 1);
             0 turns smoothing off. The average is bias-corrected, so early values are not pulled
-            towards zero. It lags the raw loss by about ``1 / (1 - smooth)`` steps and so pushes
-            minimum-based suggestions towards higher LRs, which is why the default is a light 0.6
-            (the default rule smooths again with a centered, lag-free average) rather than the
-            0.98 other finders use over 100 steps; see benchmarks/suggestion_quality.md.
+            towards zero. It lags the raw loss by about ``1 / (1 - smooth)`` steps, which is why
+            the default is 0.9 rather than the 0.98 other finders use over 100 steps.
         diverge_threshold: Stop once the smoothed loss, or three raw losses in a row, exceed
             ``best + (threshold - 1) * |best|`` (that is ``threshold * best`` for a positive
             best), ``best`` being the lowest smoothed loss so far. None never stops on a rising
@@ -60,7 +58,7 @@ class SweepSettings:
     end_lr: float = 10.0
     num_iter: int = 100
     mode: str = "exp"
-    smooth: float = 0.6
+    smooth: float = 0.9
     diverge_threshold: float | None = 4.0
     diverge_warmup: int = 5
 
@@ -70,7 +68,7 @@ class SweepSettings:
             raise ValueError(f"mode must be one of {schedules.MODES}, got {self.mode!r}")
         if not (isinstance(self.smooth, (int, float)) and 0.0 <= self.smooth < 1.0):
             raise ValueError(
-                f"smooth must be in [0, 1) (0 turns smoothing off; 0.6 is the default), "
+                f"smooth must be in [0, 1) (0 turns smoothing off; 0.9 is the default), "
                 f"got {self.smooth!r}"
             )
         threshold = self.diverge_threshold
