@@ -6,7 +6,8 @@ interpolates each task's grid (mean validation loss against log10 LR; a diverged
 the untrained loss) and prints the regret summary of each candidate on the design tasks (held-out
 tasks are left out unless ``--holdout``).
 
-    python benchmarks/sq_explore.py
+    python benchmarks/sq_explore.py            # the rules, and minimum/k, at smooth 0.6 and 0.9
+    python benchmarks/sq_explore.py --sweep    # + centered_minimum over smooth, threshold, ladder
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import sq_protocols as protocols  # noqa: E402
+
 from lrfinder import suggest as rules  # noqa: E402
 
 
@@ -45,7 +47,8 @@ def interpolated_regret(entry: dict, sched: str, lr: float | None) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--report", default=str(HERE / "results" / "suggestion_quality.json"))
-    parser.add_argument("--holdout", action="store_true")
+    parser.add_argument("--holdout", action="store_true", help="also score the held-out task")
+    parser.add_argument("--sweep", action="store_true", help="also screen sweep settings and ladders")
     args = parser.parse_args()
     report = json.loads(Path(args.report).read_text())
     cache = json.loads((HERE / "results" / "cache" / "suggestion_quality_cache.json").read_text())
@@ -64,14 +67,26 @@ def main() -> None:
         return apply
 
     base = "lrf:1e-07:10.0:100"
-    for name in rules.RULES:
-        candidates[name] = (base, on_ladder(base, 0.9, 4.0, lambda l, r, s, n=name: rules.RULES[n](l, s).lr))
-    for k in (3.0, 5.0, 10.0, 20.0):
-        candidates[f"minimum/{k:g}"] = (base, on_ladder(base, 0.9, 4.0, lambda l, r, s, k=k: rules.minimum(
-            l, s, factor=k).lr))
-    extra = getattr(rules, "CANDIDATES", {})
-    for name, (ladder, smooth, threshold, fn) in extra.items():
-        candidates[name] = (ladder, on_ladder(ladder, smooth, threshold, fn))
+    for smooth in (0.6, 0.9):
+        for name in rules.RULES:
+            fn = on_ladder(base, smooth, 4.0, lambda lrs, raw, sm, n=name: rules.RULES[n](lrs, sm).lr)
+            candidates[f"{name} s{smooth}"] = (base, fn)
+        for k in (3.0, 5.0, 10.0, 20.0):
+            fn = on_ladder(base, smooth, 4.0, lambda lrs, raw, sm, k=k: rules.minimum(lrs, sm, factor=k).lr)
+            candidates[f"minimum/{k:g} s{smooth}"] = (base, fn)
+    if args.sweep:  # the default rule's options against the sweep settings and ladders recorded
+        ladders = sorted({k.split("|")[2].strip("'") for k in cache if k.startswith("'curve'")
+                          and "lrf:" in k})
+        for ladder in ladders:
+            for smooth in (0.3, 0.5, 0.6, 0.9):
+                for threshold in (2.0, 3.0, 4.0, 6.0, None):
+                    for factor in (4.0, 6.0, 8.0, 10.0):
+                        for tolerance in (0.0, 0.02):
+                            def rule(lrs, raw, sm, f=factor, tol=tolerance):
+                                return rules.centered_minimum(lrs, sm, factor=f, tolerance=tol).lr
+                            name = (f"centered_minimum f{factor:g} tol{tolerance:g} {ladder} "
+                                    f"s{smooth} t{threshold}")
+                            candidates[name] = (ladder, on_ladder(ladder, smooth, threshold, rule))
 
     print(f"{'candidate':40s} {'sched':9s} median  mean  worst  ok%  spread")
     for name, (ladder, fn) in candidates.items():

@@ -20,11 +20,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from sq_tasks import Task, batches, build, step_function
 
 import lrfinder
 from lrfinder.sweep import LossSmoother
-
-from sq_tasks import Task, batches, build, step_function
 
 Curve = dict[str, Any]
 
@@ -57,7 +56,7 @@ def replay(curve: Curve, smooth: float, diverge_threshold: float | None,
     return np.asarray(lrs[:n]), np.asarray(raw[:n]), np.asarray(smoothed)
 
 
-def _run_ladder(task: Task, seed: int, ladder: np.ndarray, should_stop) -> list[float]:  # noqa: ANN001
+def _run_ladder(task: Task, seed: int, ladder: np.ndarray, should_stop) -> list[float]:
     """Train one batch per LR of ``ladder``; ``should_stop(i, loss)`` ends it after that step."""
     step = step_function(task, seed)
     losses: list[float] = []

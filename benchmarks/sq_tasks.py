@@ -70,8 +70,8 @@ def _split(x: np.ndarray, y: np.ndarray, y_dtype: torch.dtype, seed: int = 1234)
     flat = x.reshape(len(x), -1)
     mean, std = flat[train].mean(axis=0), flat[train].std(axis=0) + 1e-6
     x = ((flat - mean) / std).reshape(x.shape).astype(np.float32)
-    as_y = (lambda a: torch.tensor(a, dtype=y_dtype))
-    return Data(torch.from_numpy(x[train]), as_y(y[train]), torch.from_numpy(x[val]), as_y(y[val]))
+    return Data(torch.from_numpy(x[train]), torch.tensor(y[train], dtype=y_dtype),
+                torch.from_numpy(x[val]), torch.tensor(y[val], dtype=y_dtype))
 
 
 @cache
@@ -129,8 +129,8 @@ def adding_problem(length: int = 16, samples: int = 4000) -> Data:
     order = rng.permutation(samples)
     cut = int(0.75 * samples)
     tr, va = order[:cut], order[cut:]
-    t = (lambda a: torch.tensor(a, dtype=torch.float32))
-    return Data(t(x[tr]), t(y[tr]), t(x[va]), t(y[va]))
+    x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
+    return Data(x[tr], y[tr], x[va], y[va])
 
 
 _NOUNS = ["cat", "dog", "bird", "fish", "tree", "car", "moon", "king"]
@@ -162,8 +162,8 @@ def grammar_text(context: int = 24, samples: int = 3000) -> Data:
     starts = rng.integers(0, len(codes) - context - 1, size=samples)
     windows = np.stack([codes[s : s + context + 1] for s in starts])
     cut = int(0.75 * samples)
-    t = (lambda a: torch.from_numpy(np.ascontiguousarray(a)))
-    return Data(t(windows[:cut, :-1]), t(windows[:cut, 1:]), t(windows[cut:, :-1]), t(windows[cut:, 1:]))
+    inputs, targets = torch.from_numpy(windows[:, :-1].copy()), torch.from_numpy(windows[:, 1:].copy())
+    return Data(inputs[:cut], targets[:cut], inputs[cut:], targets[cut:])
 
 
 
@@ -211,7 +211,8 @@ class TinyTransformerLM(nn.Module):
         self.body = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, vocab)
-        self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(context), persistent=False)
+        mask = nn.Transformer.generate_square_subsequent_mask(context)
+        self.register_buffer("mask", mask, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.embed(x) + self.position[: x.shape[1]]
@@ -230,11 +231,11 @@ def _sgd(momentum: float = 0.0, nesterov: bool = False) -> Callable[..., torch.o
     return lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov)
 
 
-def _adam(params, lr):  # noqa: ANN001, ANN202
+def _adam(params, lr):
     return torch.optim.Adam(params, lr=lr)
 
 
-def _adamw(params, lr):  # noqa: ANN001, ANN202
+def _adamw(params, lr):
     return torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
 
 
@@ -257,7 +258,7 @@ TASKS: dict[str, Task] = {
         Task("grammar_transformer", "char LM on a generated grammar, 2-layer transformer, AdamW, "
              "batch 32, 200 steps", grammar_text, TinyTransformerLM, _adamw, lm_loss, 32, 200),
         Task("synth_mlp_nesterov", "make_classification 4 classes, tanh MLP, SGD Nesterov 0.9, "
-             "batch 128, 200 steps (held out)", synthetic_classes, lambda: mlp([20, 64, 64, 4], nn.Tanh),
+             "batch 128, 200 steps", synthetic_classes, lambda: mlp([20, 64, 64, 4], nn.Tanh),
              _sgd(0.9, nesterov=True), CE, 128, 200, holdout=True),
     ]
 }
