@@ -172,8 +172,65 @@ def minimum(lrs: np.ndarray, losses: np.ndarray, *, factor: float = 10.0) -> Sug
     return Suggestion(rule, lr, index)
 
 
-RULES: dict[str, Rule] = {"steepest": steepest, "valley": valley, "minimum": minimum}
-DEFAULT_RULE = "valley"
+def centered_minimum(
+    lrs: np.ndarray,
+    losses: np.ndarray,
+    *,
+    half_width: int = 2,
+    tolerance: float = 0.02,
+    factor: float = 6.0,
+) -> Suggestion:
+    """The LR where a centered average of the curve first reaches its bottom, divided by ``factor``.
+
+    The average spans ``2 * half_width + 1`` points (fewer at the ends). Being centered, it removes
+    noise without moving the minimum towards higher LRs as a causal average does (the sweep's own
+    average has already moved it by about ``1 / (1 - smooth)`` steps). The bottom starts at the
+    first point within ``tolerance`` of the curve's whole drop of the lowest average: on a flat,
+    noisy bottom the lowest point falls anywhere, its left edge does not. ``index`` is the point
+    nearest below the suggested LR. Chosen by ``benchmarks/suggestion_quality.py`` for a constant LR
+    and a one-cycle peak at once.
+    """
+    rule = "centered_minimum"
+    lrs, losses = usable_curve(lrs, losses)
+    if isinstance(half_width, bool) or not isinstance(half_width, int) or half_width < 0:
+        raise ValueError(f"half_width must be an integer >= 0, got {half_width!r}")
+    if not 0.0 <= tolerance < 1.0:
+        raise ValueError(f"tolerance must be in [0, 1), got {tolerance}")
+    if factor < 1:
+        raise ValueError(f"factor must be >= 1, got {factor}")
+    failed = _check(rule, lrs, losses)
+    if failed:
+        return failed
+    average = centered_average(losses, half_width)
+    lowest = int(np.argmin(average))
+    line = average[lowest] + tolerance * max(float(average[0] - average[lowest]), 0.0)
+    edge = int(np.argmax(average[: lowest + 1] <= line))
+    lr = float(lrs[edge] / factor)
+    index = max(0, int(np.searchsorted(lrs, lr, side="right")) - 1)
+    return Suggestion(rule, lr, index)
+
+
+def centered_average(values: np.ndarray, half_width: int) -> np.ndarray:
+    """Mean of each point and its ``half_width`` neighbours on either side (fewer at the ends).
+
+    >>> centered_average(np.array([0.0, 3.0, 0.0, 3.0]), 1)
+    array([1.5, 1. , 2. , 1.5])
+    """
+    values = np.asarray(values, dtype=np.float64)
+    n = values.shape[0]
+    sums = np.concatenate(([0.0], np.cumsum(values)))
+    lo = np.clip(np.arange(n) - half_width, 0, n)
+    hi = np.clip(np.arange(n) + half_width + 1, 0, n)
+    return (sums[hi] - sums[lo]) / (hi - lo)
+
+
+RULES: dict[str, Rule] = {
+    "steepest": steepest,
+    "valley": valley,
+    "minimum": minimum,
+    "centered_minimum": centered_minimum,
+}
+DEFAULT_RULE = "centered_minimum"
 
 
 def get_rule(name: str) -> Rule:

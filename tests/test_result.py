@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from lrfinder import LRFinderResult
+from lrfinder.suggest import DEFAULT_RULE, RULES
 
 
 def synthetic(stop_reason: str = "diverged", n: int = 120, seed: int = 0) -> LRFinderResult:
@@ -27,7 +28,7 @@ def synthetic(stop_reason: str = "diverged", n: int = 120, seed: int = 0) -> LRF
 
 def test_suggestion_comes_from_the_default_rule_and_others_are_kept():
     result = synthetic()
-    assert set(result.suggestions) == {"steepest", "valley", "minimum"}
+    assert set(result.suggestions) == set(RULES)
     assert result.suggestion == result.suggestions[result.rule].lr
     assert result.suggestion_reason is None
     assert result.suggest("steepest", skip_start=0).rule == "steepest"
@@ -116,13 +117,13 @@ def test_plot_returns_axes_with_marks_and_a_readable_ylim(stop_reason):
     try:
         assert ax.get_xscale() == "log"
         labels = [t.get_text() for t in ax.get_legend().get_texts()]
-        assert any(label.startswith("valley (default): ") for label in labels)
+        assert any(label.startswith(f"{DEFAULT_RULE} (default): ") for label in labels)
         assert any(label.startswith("steepest: ") for label in labels)
         assert (stop_reason == "finished") != any("at " in label for label in labels)
         low, high = ax.get_ylim()
         assert high < 10 < result.losses.max()  # the blow-up does not squash the descent
         assert low < result.smoothed.min()
-        assert "synthetic" in ax.get_title() and "valley" in ax.get_title()
+        assert "synthetic" in ax.get_title() and DEFAULT_RULE in ax.get_title()
     finally:
         plt.close("all")
 

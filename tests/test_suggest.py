@@ -129,5 +129,43 @@ def test_longest_falling_run():
 
 
 def test_unknown_rule_lists_the_known_ones():
-    with pytest.raises(ValueError, match="choose one of minimum, steepest, valley"):
+    with pytest.raises(ValueError, match="choose one of centered_minimum, minimum, steepest, valley"):
         suggest.suggest(np.ones(5), np.ones(5), rule="magic")
+
+
+def test_centered_minimum_divides_the_lr_of_the_lowest_centered_average():
+    lrs = np.geomspace(1e-4, 1.0, 11)
+    # one low outlier at index 2 must not win: the 5-point average is lowest at index 7
+    losses = np.array([3.0, 3.0, 0.5, 3.0, 2.5, 1.5, 1.0, 0.9, 1.0, 1.4, 4.0])
+    result = suggest.centered_minimum(lrs, losses, half_width=2, tolerance=0.0, factor=10.0)
+    average = suggest.centered_average(losses, 2)
+    assert int(np.argmin(average)) == 7
+    assert result.lr == pytest.approx(lrs[7] / 10) and lrs[result.index] <= result.lr < lrs[result.index + 1]
+    # with no averaging it is the plain minimum of the curve
+    assert suggest.centered_minimum(lrs, losses, half_width=0, tolerance=0.0, factor=1.0).lr == lrs[2]
+
+
+def test_centered_minimum_takes_the_left_edge_of_a_flat_bottom():
+    lrs = np.geomspace(1e-4, 1.0, 10)
+    # drop of 4.0; points 4..8 lie within 2% of it (0.08) above the lowest, which is point 8
+    losses = np.array([5.0, 4.0, 3.0, 2.0, 1.05, 1.04, 1.06, 1.03, 1.0, 6.0])
+    result = suggest.centered_minimum(lrs, losses, half_width=0, tolerance=0.02, factor=1.0)
+    assert result.lr == lrs[4]
+    assert suggest.centered_minimum(lrs, losses, half_width=0, tolerance=0.0, factor=1.0).lr == lrs[8]
+
+
+def test_centered_minimum_does_not_lag_behind_a_symmetric_dip():
+    lrs = np.geomspace(1e-6, 1.0, 101)
+    losses = 2.0 + (np.log10(lrs) + 3.0) ** 2  # lowest at lr = 1e-3
+    result = suggest.centered_minimum(lrs, losses, half_width=4, tolerance=0.0, factor=1.0)
+    assert result.lr == pytest.approx(1e-3)
+
+
+def test_centered_minimum_rejects_bad_options():
+    lrs, losses = np.geomspace(1e-4, 1.0, 8), np.linspace(3.0, 1.0, 8)
+    with pytest.raises(ValueError, match="half_width"):
+        suggest.centered_minimum(lrs, losses, half_width=-1)
+    with pytest.raises(ValueError, match="factor"):
+        suggest.centered_minimum(lrs, losses, factor=0.5)
+    with pytest.raises(ValueError, match="tolerance"):
+        suggest.centered_minimum(lrs, losses, tolerance=1.5)

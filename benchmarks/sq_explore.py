@@ -1,0 +1,112 @@
+"""Rule design aid: score candidate rules on the recorded curves with the grid's interpolated regret.
+
+Training at every candidate's LR is what the benchmark proper does; this screen is only for choosing
+which candidates deserve it. It reads the cache and the report written by ``suggestion_quality.py``,
+interpolates each task's grid (mean validation loss against log10 LR; a diverged grid point counts as
+the untrained loss) and prints the regret summary of each candidate on the design tasks (held-out
+tasks are left out unless ``--holdout``).
+
+    python benchmarks/sq_explore.py            # the rules, and minimum/k, at smooth 0.6 and 0.9
+    python benchmarks/sq_explore.py --sweep    # + centered_minimum over smooth, threshold, ladder
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+
+import sq_protocols as protocols  # noqa: E402
+
+from lrfinder import suggest as rules  # noqa: E402
+
+
+def interpolated_regret(entry: dict, sched: str, lr: float | None) -> float:
+    if lr is None or not math.isfinite(lr):
+        return 1.0
+    grid = entry["grid"][sched]
+    xs = np.array([math.log10(float(k)) for k in grid])
+    untrained = entry["v_untrained"]
+    vs = np.array([untrained if v is None or v > untrained else v for v in grid.values()])
+    x = math.log10(lr)
+    if x < xs[0] or x > xs[-1]:
+        return 1.0
+    v = float(np.interp(x, xs, vs))
+    best = entry["v_best"][sched]
+    return min(1.0, (v - best) / (untrained - best))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--report", default=str(HERE / "results" / "suggestion_quality.json"))
+    parser.add_argument("--holdout", action="store_true", help="also score the held-out task")
+    parser.add_argument("--sweep", action="store_true", help="also screen sweep settings and ladders")
+    args = parser.parse_args()
+    report = json.loads(Path(args.report).read_text())
+    cache = json.loads((HERE / "results" / "cache" / "suggestion_quality_cache.json").read_text())
+    seeds = report["config"]["range_seeds"]
+    tasks = {t: e for t, e in report["tasks"].items() if args.holdout or not e["holdout"]}
+
+    def curve(t: str, protocol: str, s: int) -> dict:
+        return cache["|".join(repr(p) for p in ("curve", t, protocol, s))]
+
+    candidates: dict[str, tuple[str, Callable[[dict], float | None]]] = {}
+
+    def on_ladder(ladder: str, smooth: float, threshold: float | None, rule: Callable) -> Callable:
+        def apply(c: dict) -> float | None:
+            lrs, raw, sm = protocols.replay(c, smooth, threshold)
+            return rule(lrs, raw, sm)
+        return apply
+
+    base = "lrf:1e-07:10.0:100"
+    for smooth in (0.6, 0.9):
+        for name in rules.RULES:
+            fn = on_ladder(base, smooth, 4.0, lambda lrs, raw, sm, n=name: rules.RULES[n](lrs, sm).lr)
+            candidates[f"{name} s{smooth}"] = (base, fn)
+        for k in (3.0, 5.0, 10.0, 20.0):
+            fn = on_ladder(base, smooth, 4.0, lambda lrs, raw, sm, k=k: rules.minimum(lrs, sm, factor=k).lr)
+            candidates[f"minimum/{k:g} s{smooth}"] = (base, fn)
+    if args.sweep:  # the default rule's options against the sweep settings and ladders recorded
+        ladders = sorted({k.split("|")[2].strip("'") for k in cache if k.startswith("'curve'")
+                          and "lrf:" in k})
+        for ladder in ladders:
+            for smooth in (0.3, 0.5, 0.6, 0.9):
+                for threshold in (2.0, 3.0, 4.0, 6.0, None):
+                    for factor in (4.0, 6.0, 8.0, 10.0):
+                        for tolerance in (0.0, 0.02):
+                            def rule(lrs, raw, sm, f=factor, tol=tolerance):
+                                return rules.centered_minimum(lrs, sm, factor=f, tolerance=tol).lr
+                            name = (f"centered_minimum f{factor:g} tol{tolerance:g} {ladder} "
+                                    f"s{smooth} t{threshold}")
+                            candidates[name] = (ladder, on_ladder(ladder, smooth, threshold, rule))
+
+    print(f"{'candidate':40s} {'sched':9s} median  mean  worst  ok%  spread")
+    for name, (ladder, fn) in candidates.items():
+        for sched in ("constant", "onecycle", "both"):
+            regrets, logs = [], []
+            for t, entry in tasks.items():
+                per_seed = []
+                for s in seeds:
+                    key = "|".join(repr(p) for p in ("curve", t, ladder, s))
+                    if key not in cache:
+                        continue
+                    lr = fn(curve(t, ladder, s))
+                    per_seed.append(math.log10(lr) if lr else math.nan)
+                    for sc in (("constant", "onecycle") if sched == "both" else (sched,)):
+                        regrets.append(interpolated_regret(entry, sc, lr))
+                logs.append(np.nanstd(per_seed) if per_seed else math.nan)
+            r = np.array(regrets)
+            print(f"{name:40s} {sched:9s} {np.median(r):.3f} {r.mean():.3f} {r.max():.3f} "
+                  f"{100 * np.mean(r <= 0.05):4.0f} {np.nanmean(logs):.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,348 @@
+"""Tasks of the suggestion-quality benchmark: data, model, optimizer, budget, training and evaluation.
+
+Every task runs on CPU in seconds, on data that ships with scikit-learn or is generated here; nothing
+is downloaded. A task is fully determined by its seed: the seed fixes the model's initial weights and
+the order of the mini-batches, so a run can be repeated bit for bit (with one torch thread).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import torch
+from torch import nn
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Data:
+    """Train and validation tensors of one task."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Task:
+    """One benchmark task.
+
+    Attributes:
+        name: Short identifier.
+        description: One line for the tables.
+        data: Builds the (cached) data.
+        model: Builds the model (call under a seeded torch generator).
+        optimizer: ``optimizer(params, lr)``.
+        loss: The training and validation loss.
+        batch_size: Mini-batch size of training and of the range test.
+        steps: Training budget in optimizer steps.
+        cycle_momentum: Whether one-cycle also cycles momentum (only for optimizers that have one).
+        holdout: Kept out of rule design; used only to check the chosen rule.
+    """
+
+    name: str
+    description: str
+    data: Callable[[], Data]
+    model: Callable[[], nn.Module]
+    optimizer: Callable[..., torch.optim.Optimizer]
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    batch_size: int
+    steps: int
+    cycle_momentum: bool = True
+    holdout: bool = False
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+
+def _split(x: np.ndarray, y: np.ndarray, y_dtype: torch.dtype, seed: int = 1234) -> Data:
+    """A fixed 75/25 split; features standardised on the training part."""
+    order = np.random.default_rng(seed).permutation(len(x))
+    cut = int(0.75 * len(x))
+    train, val = order[:cut], order[cut:]
+    x = x.astype(np.float32)
+    flat = x.reshape(len(x), -1)
+    mean, std = flat[train].mean(axis=0), flat[train].std(axis=0) + 1e-6
+    x = ((flat - mean) / std).reshape(x.shape).astype(np.float32)
+    return Data(torch.from_numpy(x[train]), torch.tensor(y[train], dtype=y_dtype),
+                torch.from_numpy(x[val]), torch.tensor(y[val], dtype=y_dtype))
+
+
+@cache
+def digits_flat() -> Data:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return _split(d.data, d.target, torch.long)
+
+
+@cache
+def digits_images() -> Data:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return _split(d.images[:, None, :, :], d.target, torch.long)
+
+
+@cache
+def breast_cancer() -> Data:
+    from sklearn.datasets import load_breast_cancer
+
+    d = load_breast_cancer()
+    return _split(d.data, d.target, torch.long)
+
+
+@cache
+def diabetes() -> Data:
+    from sklearn.datasets import load_diabetes
+
+    d = load_diabetes()
+    target = (d.target - d.target.mean()) / d.target.std()
+    return _split(d.data, target[:, None], torch.float32)
+
+
+@cache
+def synthetic_classes() -> Data:
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=3000, n_features=20, n_informative=10, n_redundant=4,
+                               n_classes=4, n_clusters_per_class=2, class_sep=1.0, random_state=7)
+    return _split(x, y, torch.long)
+
+
+@cache
+def adding_problem(length: int = 16, samples: int = 4000) -> Data:
+    """The adding problem: sum the two values marked in a sequence of (value, marker) pairs."""
+    rng = np.random.default_rng(11)
+    values = rng.uniform(0.0, 1.0, size=(samples, length))
+    markers = np.zeros((samples, length))
+    for row in range(samples):
+        markers[row, rng.choice(length, size=2, replace=False)] = 1.0
+    x = np.stack([values, markers], axis=-1)
+    y = (values * markers).sum(axis=1, keepdims=True)
+    order = rng.permutation(samples)
+    cut = int(0.75 * samples)
+    tr, va = order[:cut], order[cut:]
+    x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
+    return Data(x[tr], y[tr], x[va], y[va])
+
+
+_NOUNS = ["cat", "dog", "bird", "fish", "tree", "car", "moon", "king"]
+_VERBS = ["sees", "likes", "finds", "eats", "hears", "owns"]
+_ADJS = ["big", "red", "old", "small", "green"]
+
+
+@cache
+def grammar_text(context: int = 24, samples: int = 3000) -> Data:
+    """Char-level LM windows over sentences of a small probabilistic grammar (generated, seeded)."""
+    rng = np.random.default_rng(5)
+
+    def phrase() -> str:
+        words = [str(rng.choice(["the", "a"]))]
+        if rng.random() < 0.5:
+            words.append(str(rng.choice(_ADJS)))
+        words.append(str(rng.choice(_NOUNS)))
+        return " ".join(words)
+
+    sentences = []
+    for _ in range(4000):
+        s = f"{phrase()} {rng.choice(_VERBS)} {phrase()}"
+        if rng.random() < 0.3:
+            s += f" and {rng.choice(_VERBS)} {phrase()}"
+        sentences.append(s + ". ")
+    text = "".join(sentences)
+    vocab = sorted(set(text))
+    codes = np.array([vocab.index(c) for c in text], dtype=np.int64)
+    starts = rng.integers(0, len(codes) - context - 1, size=samples)
+    windows = np.stack([codes[s : s + context + 1] for s in starts])
+    cut = int(0.75 * samples)
+    inputs, targets = torch.from_numpy(windows[:, :-1].copy()), torch.from_numpy(windows[:, 1:].copy())
+    return Data(inputs[:cut], targets[:cut], inputs[cut:], targets[cut:])
+
+
+
+
+# -- models -------------------------------------------------------------------------------------
+
+
+def mlp(sizes: list[int], activation: type[nn.Module] = nn.ReLU) -> nn.Module:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+def bn_cnn() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 16, 10),
+    )
+
+
+class GRURegressor(nn.Module):
+    def __init__(self, hidden: int = 32) -> None:
+        super().__init__()
+        self.gru = nn.GRU(2, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.gru(x)
+        return self.head(out[:, -1])
+
+
+class TinyTransformerLM(nn.Module):
+    """A 2-layer causal transformer over characters."""
+
+    def __init__(self, vocab: int = 32, context: int = 24, width: int = 32, heads: int = 2) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, width)
+        self.position = nn.Parameter(torch.randn(context, width) * 0.02)
+        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, batch_first=True,
+                                           norm_first=True)
+        self.body = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, vocab)
+        mask = nn.Transformer.generate_square_subsequent_mask(context)
+        self.register_buffer("mask", mask, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x) + self.position[: x.shape[1]]
+        h = self.body(h, mask=self.mask[: x.shape[1], : x.shape[1]], is_causal=True)
+        return self.head(self.norm(h))
+
+
+def lm_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+
+
+# -- the suite ----------------------------------------------------------------------------------
+
+
+def _sgd(momentum: float = 0.0, nesterov: bool = False) -> Callable[..., torch.optim.Optimizer]:
+    return lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov)
+
+
+def _adam(params, lr):
+    return torch.optim.Adam(params, lr=lr)
+
+
+def _adamw(params, lr):
+    return torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
+
+
+CE = nn.functional.cross_entropy
+MSE = nn.functional.mse_loss
+
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in [
+        Task("digits_mlp", "digits, MLP 64-128-10, SGD momentum 0.9, batch 32, 300 steps",
+             digits_flat, lambda: mlp([64, 128, 10]), _sgd(0.9), CE, 32, 300),
+        Task("digits_cnn", "digits 8x8, BatchNorm CNN, Adam, batch 64, 200 steps",
+             digits_images, bn_cnn, _adam, CE, 64, 200),
+        Task("breast_logreg", "breast cancer, logistic regression, plain SGD, batch 16, 200 steps",
+             breast_cancer, lambda: nn.Linear(30, 2), _sgd(0.0), CE, 16, 200, cycle_momentum=False),
+        Task("diabetes_mlp", "diabetes regression, MLP 10-64-64-1, AdamW, batch 32, 300 steps",
+             diabetes, lambda: mlp([10, 64, 64, 1]), _adamw, MSE, 32, 300),
+        Task("adding_gru", "adding problem (T=16), GRU 32, Adam, batch 64, 300 steps",
+             adding_problem, GRURegressor, _adam, MSE, 64, 300),
+        Task("grammar_transformer", "char LM on a generated grammar, 2-layer transformer, AdamW, "
+             "batch 32, 200 steps", grammar_text, TinyTransformerLM, _adamw, lm_loss, 32, 200),
+        Task("synth_mlp_nesterov", "make_classification 4 classes, tanh MLP, SGD Nesterov 0.9, "
+             "batch 128, 200 steps", synthetic_classes, lambda: mlp([20, 64, 64, 4], nn.Tanh),
+             _sgd(0.9, nesterov=True), CE, 128, 200, holdout=True),
+    ]
+}
+
+
+# -- running ------------------------------------------------------------------------------------
+
+
+def build(task: Task, seed: int) -> nn.Module:
+    """The task's model with initial weights fixed by ``seed``."""
+    torch.manual_seed(seed)
+    return task.model()
+
+
+def batches(task: Task, seed: int) -> Iterator[Batch]:
+    """Endless shuffled mini-batches; the order is fixed by ``seed`` (epochs reshuffle)."""
+    data = task.data()
+    gen = torch.Generator().manual_seed(10_000 + seed)
+    n = data.x_train.shape[0]
+    while True:
+        order = torch.randperm(n, generator=gen)
+        for i in range(0, n - task.batch_size + 1, task.batch_size):
+            idx = order[i : i + task.batch_size]
+            yield data.x_train[idx], data.y_train[idx]
+
+
+@torch.no_grad()
+def val_loss(task: Task, model: nn.Module) -> float:
+    data = task.data()
+    model.eval()
+    loss = float(task.loss(model(data.x_val), data.y_val))
+    model.train()
+    return loss
+
+
+def step_function(task: Task, seed: int) -> Callable[[float], float]:
+    """``step(lr) -> loss``: one mini-batch of training of a fresh seeded model at ``lr``."""
+    model = build(task, seed)
+    optimizer = task.optimizer(model.parameters(), 1e-3)
+    stream = batches(task, seed)
+    model.train()
+
+    def step(lr: float) -> float:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x, y = next(stream)
+        optimizer.zero_grad(set_to_none=True)
+        loss = task.loss(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    return step
+
+
+def train(task: Task, lr: float, schedule: str, seed: int) -> float:
+    """Validation loss after the task's budget at ``lr`` (``"constant"`` or ``"onecycle"`` peak).
+
+    Returns NaN when training produced a non-finite loss (the run is stopped there).
+    """
+    model = build(task, seed)
+    optimizer = task.optimizer(model.parameters(), lr)
+    scheduler = None
+    if schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=lr, total_steps=task.steps, cycle_momentum=task.cycle_momentum
+        )
+    elif schedule != "constant":
+        raise ValueError(f"unknown schedule {schedule!r}")
+    stream = batches(task, seed)
+    model.train()
+    for _ in range(task.steps):
+        x, y = next(stream)
+        optimizer.zero_grad(set_to_none=True)
+        loss = task.loss(model(x), y)
+        if not torch.isfinite(loss):
+            return math.nan
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+    value = val_loss(task, model)
+    return value if math.isfinite(value) else math.nan
+
+
+def untrained_loss(task: Task, seeds: tuple[int, ...]) -> float:
+    return float(np.mean([val_loss(task, build(task, s)) for s in seeds]))

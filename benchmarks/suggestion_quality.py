@@ -1,0 +1,371 @@
+"""Suggestion-quality benchmark: train at each suggested LR and measure the regret against a grid search.
+
+For every task (see ``sq_tasks.py``):
+
+1. grid: train at each LR of a log grid (3 points per decade, 1e-5 to 10) with a constant LR and with
+   one-cycle (peak = the LR), each on two training seeds; ``v_best`` is the lowest mean validation loss;
+2. range tests: one curve per protocol and range-test seed (lrfinder's engine, torch-lr-finder as
+   installed, Lightning's and fastai's protocols rebuilt); every rule reads the same curve;
+3. train at every suggested LR under both schedules (same seeds and budget as the grid) and report the
+   regret ``(v - v_best) / (v_untrained - v_best)``.
+
+A failure (no suggestion, a non-finite loss in training, or a final validation loss above the untrained
+model's) counts as regret 1. Everything is deterministic for given seeds (one torch thread per process).
+
+    python benchmarks/suggestion_quality.py              # the full suite (about 20 min on 1 core)
+    python benchmarks/suggestion_quality.py --seeds 0,1,2,3,4,5 --variants --workers 2   # the .md's
+    python benchmarks/suggestion_quality.py --quick      # 2 tasks, 2 range-test seeds (2-3 min)
+    python benchmarks/suggestion_quality.py --tasks digits_mlp,adding_gru --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # the benchmark's modules, then this checkout's lrfinder
+
+import numpy as np  # noqa: E402
+import sq_protocols as protocols  # noqa: E402
+import sq_tasks  # noqa: E402
+import torch  # noqa: E402
+
+from lrfinder import suggest as rules  # noqa: E402
+from lrfinder.sweep import SweepSettings  # noqa: E402
+
+GRID = [float(10.0 ** (k / 3)) for k in range(-15, 4)]  # 1e-5 .. 10, 3 per decade
+TRAIN_SEEDS = (0, 1)
+RANGE_SEEDS = (0, 1, 2)
+SCHEDULES = ("constant", "onecycle")
+DEFAULTS = SweepSettings()
+BASELINES = ("torch_lr_finder", "lightning", "fastai")
+
+#: Sweep variants tried with every rule (``--variants``): (label, start_lr, end_lr, num_iter, smooth,
+#: threshold). A light average (0.6) was tried as the default and not kept (see the .md).
+VARIANTS: list[tuple[str, float, float, int, float, float | None]] = [
+    ("s0.6", 1e-7, 10.0, 100, 0.6, 4.0),
+]
+
+
+# -- jobs -----------------------------------------------------------------------------------------
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+
+
+def _curve_job(job: tuple[str, str, int]) -> tuple[tuple[str, str, int], dict[str, Any]]:
+    task_name, protocol, seed = job
+    task = sq_tasks.TASKS[task_name]
+    if protocol.startswith("lrf:"):
+        _, start, end, n = protocol.split(":")
+        curve = protocols.record_lrfinder(task, seed, float(start), float(end), int(n))
+    elif protocol == "fastai":
+        curve = protocols.fastai_curve(task, seed)
+    elif protocol == "lightning":
+        curve = protocols.lightning_curve(task, seed)
+    elif protocol == "torch_lr_finder":
+        curve = protocols.torch_lr_finder_run(task, seed)
+    else:
+        raise ValueError(protocol)
+    return job, curve
+
+
+def _train_job(job: tuple[str, str, int, float]) -> tuple[tuple[str, str, int, float], float]:
+    task_name, schedule, seed, lr = job
+    return job, sq_tasks.train(sq_tasks.TASKS[task_name], lr, schedule, seed)
+
+
+def _run(jobs: list[Any], fn: Callable[[Any], Any], workers: int, label: str) -> Iterable[Any]:
+    if not jobs:
+        return []
+    started = time.perf_counter()
+    print(f"{label}: {len(jobs)} jobs on {workers} worker(s)", file=sys.stderr, flush=True)
+    if workers <= 1:
+        _init_worker()
+        out = [fn(job) for job in jobs]
+    else:
+        with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
+            out = list(pool.imap_unordered(fn, jobs, chunksize=1))
+    print(f"{label}: done in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    return out
+
+
+class Cache:
+    """Results already computed, kept in a JSON file so that runs can be resumed and extended."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+
+    @staticmethod
+    def key(parts: Iterable[Any]) -> str:
+        return "|".join(repr(p) for p in parts)
+
+    def get(self, parts: Iterable[Any]) -> Any:
+        return self.data.get(self.key(parts))
+
+    def put(self, parts: Iterable[Any], value: Any) -> None:
+        self.data[self.key(parts)] = value
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data))
+        os.replace(tmp, self.path)
+
+
+# -- suggesters -----------------------------------------------------------------------------------
+
+
+def ladder_key(start: float, end: float, n: int) -> str:
+    return f"lrf:{start!r}:{end!r}:{n}"
+
+
+def suggesters(variants: bool) -> dict[str, tuple[str, Callable[[dict[str, Any]], float | None]]]:
+    """name -> (curve protocol it reads, function of that curve giving an LR or None)."""
+    out: dict[str, tuple[str, Callable[[dict[str, Any]], float | None]]] = {}
+    default_ladder = ladder_key(DEFAULTS.start_lr, DEFAULTS.end_lr, DEFAULTS.num_iter)
+
+    def lrfinder_rule(rule: str, smooth: float, threshold: float | None) -> Callable[..., float | None]:
+        def apply(curve: dict[str, Any]) -> float | None:
+            lrs, _, smoothed = protocols.replay(curve, smooth, threshold)
+            return rules.get_rule(rule)(lrs, smoothed).lr
+
+        return apply
+
+    for rule in rules.RULES:
+        out[rule] = (default_ladder, lrfinder_rule(rule, DEFAULTS.smooth, DEFAULTS.diverge_threshold))
+    out["torch_lr_finder"] = ("torch_lr_finder", lambda c: c["suggestion"])
+    out["lightning"] = ("lightning", protocols.lightning_suggestion)
+    out["fastai"] = ("fastai", protocols.fastai_valley)
+    if variants:
+        for label, start, end, n, smooth, threshold in VARIANTS:
+            for rule in rules.RULES:
+                out[f"{rule} [{label}]"] = (ladder_key(start, end, n), lrfinder_rule(rule, smooth, threshold))
+    return out
+
+
+# -- the benchmark ----------------------------------------------------------------------------------
+
+
+def check_replay(task_name: str, seed: int, cache: Cache) -> None:
+    """Fail loudly unless replaying the recorded curve gives exactly what a default sweep records."""
+    import lrfinder
+
+    torch.set_num_threads(1)
+    result = lrfinder.find_lr(sq_tasks.step_function(sq_tasks.TASKS[task_name], seed), progress=False)
+    curve = cache.get(("curve", task_name, ladder_key(DEFAULTS.start_lr, DEFAULTS.end_lr, DEFAULTS.num_iter),
+                       seed))
+    lrs, losses, smoothed = protocols.replay(curve, DEFAULTS.smooth, DEFAULTS.diverge_threshold)
+    for name, ours, engine in (("lrs", lrs, result.lrs), ("losses", losses, result.losses),
+                               ("smoothed", smoothed, result.smoothed)):
+        if not np.array_equal(ours, engine, equal_nan=True):
+            raise AssertionError(f"replayed {name} differ from a default find_lr sweep on {task_name}")
+
+
+def run(task_names: list[str], range_seeds: tuple[int, ...], workers: int, variants: bool,
+        cache: Cache) -> dict[str, Any]:
+    tasks = {name: sq_tasks.TASKS[name] for name in task_names}
+    chosen = suggesters(variants)
+    protocols_needed = sorted({protocol for protocol, _ in chosen.values()})
+
+    # 1. range-test curves
+    jobs = [(t, p, s) for t in tasks for p in protocols_needed for s in range_seeds
+            if cache.get(("curve", t, p, s)) is None]
+    for job, curve in _run(jobs, _curve_job, workers, "range tests"):
+        cache.put(("curve", *job), curve)
+    cache.save()
+
+    check_replay(next(iter(tasks)), range_seeds[0], cache)
+
+    # 2. suggestions
+    suggested: dict[tuple[str, str, int], float | None] = {}
+    for t in tasks:
+        for name, (protocol, fn) in chosen.items():
+            for s in range_seeds:
+                try:
+                    lr = fn(cache.get(("curve", t, protocol, s)))
+                except Exception as error:  # a baseline that crashes gives no suggestion
+                    print(f"{name} on {t} seed {s}: {error!r}", file=sys.stderr)
+                    lr = None
+                suggested[(t, name, s)] = None if lr is None or not math.isfinite(lr) else float(lr)
+
+    # 3. training: the grid and every suggested LR, both schedules, every training seed
+    lrs_per_task = {t: set(GRID) | {lr for (tt, _, _), lr in suggested.items() if tt == t and lr}
+                    for t in tasks}
+    jobs = [(t, sched, seed, lr) for t in tasks for lr in sorted(lrs_per_task[t]) for sched in SCHEDULES
+            for seed in TRAIN_SEEDS if cache.get(("train", t, sched, seed, lr)) is None]
+    # longest first, so that two workers finish together
+    jobs.sort(key=lambda j: -sq_tasks.TASKS[j[0]].steps * (3 if j[0] in ("adding_gru", "digits_cnn") else 1))
+    for done, (job, value) in enumerate(_run(jobs, _train_job, workers, "training runs"), start=1):
+        cache.put(("train", *job), value)
+        if done % 50 == 0:
+            cache.save()
+    cache.save()
+
+    def mean_v(t: str, sched: str, lr: float) -> float:
+        values = [cache.get(("train", t, sched, seed, lr)) for seed in TRAIN_SEEDS]
+        return math.nan if any(v is None or not math.isfinite(v) for v in values) else float(np.mean(values))
+
+    report: dict[str, Any] = {"tasks": {}, "runs": []}
+    for t, task in tasks.items():
+        untrained = sq_tasks.untrained_loss(task, TRAIN_SEEDS)
+        entry: dict[str, Any] = {"description": task.description, "holdout": task.holdout,
+                                 "v_untrained": untrained, "grid": {}, "v_best": {}, "lr_best": {}}
+        for sched in SCHEDULES:
+            grid = {lr: mean_v(t, sched, lr) for lr in GRID}
+            finite = {lr: v for lr, v in grid.items() if math.isfinite(v)}
+            best_lr = min(finite, key=finite.get)
+            entry["grid"][sched] = {repr(lr): (v if math.isfinite(v) else None) for lr, v in grid.items()}
+            entry["v_best"][sched], entry["lr_best"][sched] = finite[best_lr], best_lr
+        report["tasks"][t] = entry
+        for (tt, name, s), lr in suggested.items():
+            if tt != t:
+                continue
+            for sched in SCHEDULES:
+                v = mean_v(t, sched, lr) if lr else math.nan
+                best = entry["v_best"][sched]
+                failed = lr is None or not math.isfinite(v) or v > untrained
+                regret = 1.0 if failed else (v - best) / (untrained - best)
+                report["runs"].append({"task": t, "suggester": name, "seed": s, "schedule": sched, "lr": lr,
+                                       "v": None if not math.isfinite(v) else v, "regret": regret,
+                                       "failure": failed})
+    return report
+
+
+# -- tables ---------------------------------------------------------------------------------------
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, float]:
+    regrets = np.array([r["regret"] for r in runs])
+    spreads, ranges = [], []
+    by_task: dict[str, dict[int, float]] = {}
+    for r in runs:  # one suggestion per (task, seed), whatever the schedule it was trained with
+        if r["lr"]:
+            by_task.setdefault(r["task"], {})[r["seed"]] = math.log10(r["lr"])
+    for per_seed in by_task.values():
+        values = list(per_seed.values())
+        if len(values) > 1:
+            spreads.append(float(np.std(values)))
+            ranges.append(float(np.ptp(values)))
+    return {
+        "n": len(runs),
+        "median": float(np.median(regrets)),
+        "mean": float(np.mean(regrets)),
+        "worst": float(np.max(regrets)),
+        "share_ok": float(np.mean(regrets <= 0.05)),
+        "failures": int(sum(r["failure"] for r in runs)),
+        "spread_sd": float(np.mean(spreads)) if spreads else math.nan,
+        "spread_range_worst": float(np.max(ranges)) if ranges else math.nan,
+    }
+
+
+def table(runs: list[dict[str, Any]], names: list[str], schedule: str | None) -> str:
+    head = ("| rule | runs | median | mean | worst | share <= 0.05 | failures | seed spread sd (dec) "
+            "| worst seed range (dec) |\n|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for name in names:
+        chosen = [r for r in runs
+                  if r["suggester"] == name and (schedule is None or r["schedule"] == schedule)]
+        if not chosen:
+            continue
+        s = summarize(chosen)
+        lines.append(f"| {name} | {s['n']} | {s['median']:.3f} | {s['mean']:.3f} | {s['worst']:.3f} | "
+                     f"{100 * s['share_ok']:.0f}% | {s['failures']} | {s['spread_sd']:.2f} | "
+                     f"{s['spread_range_worst']:.2f} |")
+    return "\n".join(lines)
+
+
+def markdown(report: dict[str, Any], command: str) -> str:
+    runs = report["runs"]
+    names = list(dict.fromkeys(r["suggester"] for r in runs))
+    design = [r for r in runs if not report["tasks"][r["task"]]["holdout"]]
+    holdout = [r for r in runs if report["tasks"][r["task"]]["holdout"]]
+    out = [f"Command: `{command}`", ""]
+    out += ["### Tasks", "",
+            "| task | v_untrained | best LR constant (v_best) | best LR one-cycle (v_best) |",
+            "|---|---|---|---|"]
+    for t, e in report["tasks"].items():
+        held = " (held out)" if e["holdout"] else ""
+        out.append(f"| {t}{held}: {e['description']} | {e['v_untrained']:.3f} | "
+                   f"{e['lr_best']['constant']:.2g} ({e['v_best']['constant']:.4f}) | "
+                   f"{e['lr_best']['onecycle']:.2g} ({e['v_best']['onecycle']:.4f}) |")
+    parts = (("all tasks", runs), ("design tasks only", design), ("held-out task only", holdout))
+    for label, chosen in parts:
+        if not chosen:
+            continue
+        out += ["", f"### Both schedules, {label}", "", table(chosen, names, None)]
+        for sched in SCHEDULES:
+            out += ["", f"### {sched}, {label}", "", table(chosen, names, sched)]
+    out += ["", "### Appendix: per task (regret median / worst per schedule; suggested LRs per seed)", ""]
+    for t in report["tasks"]:
+        out += [f"#### {t}", "",
+                "| rule | constant median | constant worst | one-cycle median | one-cycle worst "
+                "| suggestions |", "|---|---|---|---|---|---|"]
+        for name in names:
+            rs = [r for r in runs if r["task"] == t and r["suggester"] == name]
+            c = [r["regret"] for r in rs if r["schedule"] == "constant"]
+            o = [r["regret"] for r in rs if r["schedule"] == "onecycle"]
+            lrs = ", ".join("none" if r["lr"] is None else f"{r['lr']:.2g}"
+                            for r in rs if r["schedule"] == "constant")
+            out.append(f"| {name} | {np.median(c):.3f} | {max(c):.3f} | {np.median(o):.3f} | {max(o):.3f} "
+                       f"| {lrs} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 tasks and 2 range-test seeds (2-3 min)")
+    parser.add_argument("--tasks", help="comma-separated task names (default: all)")
+    parser.add_argument("--seeds", default=None, help="range-test seeds, comma-separated (default 0,1,2)")
+    parser.add_argument("--workers", type=int, default=1, help="processes (at most 2)")
+    parser.add_argument("--variants", action="store_true", help="also try the sweep-setting variants")
+    parser.add_argument("--out", default=str(HERE / "results"), help="folder for the results")
+    parser.add_argument("--name", default=None, help="base name of the result files")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    names = list(sq_tasks.TASKS)
+    seeds = RANGE_SEEDS
+    if args.quick:
+        names, seeds = ["breast_logreg", "synth_mlp_nesterov"], (0, 1)
+    if args.tasks:
+        names = args.tasks.split(",")
+        unknown = set(names) - set(sq_tasks.TASKS)
+        if unknown:
+            parser.error(f"unknown tasks {sorted(unknown)}; known: {', '.join(sq_tasks.TASKS)}")
+    if args.seeds:
+        seeds = tuple(int(s) for s in args.seeds.split(","))
+    out = Path(args.out)
+    cache = Cache(out / "cache" / "suggestion_quality_cache.json")
+    report = run(names, seeds, max(1, min(2, args.workers)), args.variants, cache)
+    report["config"] = {"grid": GRID, "train_seeds": TRAIN_SEEDS, "range_seeds": seeds,
+                        "schedules": SCHEDULES, "default_rule": rules.DEFAULT_RULE,
+                        "sweep_defaults": DEFAULTS.to_dict(), "rules": list(rules.RULES)}
+    base = args.name or ("suggestion_quality_quick" if args.quick else "suggestion_quality")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{base}.json").write_text(json.dumps(report, indent=1))
+    with open(out / f"{base}.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(report["runs"][0]))
+        writer.writeheader()
+        writer.writerows(report["runs"])
+    given = argv if argv is not None else sys.argv[1:]
+    command = "python benchmarks/suggestion_quality.py " + " ".join(given)
+    text = markdown(report, command.strip())
+    (out / f"{base}.md").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
