@@ -10,12 +10,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from lrfinder.suggest import Suggestion, usable_curve
+from lrfinder.suggest import Suggestion, centered_average, usable_curve
 
 #: A smoothed drop below this fraction of the starting loss is "no clear descent".
 MIN_DROP = 0.05
 #: Batch-to-batch noise above this fraction of the drop makes the curve "too noisy to read".
-MAX_NOISE = 0.3
+#: On the suggestion benchmark's curves the ratio was 0.010-0.097 on six tasks and 0.19-0.57 on
+#: the one task whose suggestions trained badly for every seed (benchmarks/suggestion_quality.md).
+MAX_NOISE = 0.15
 #: The loss bottoming out, or the sweep stopping, within this fraction of the ladder is "at once".
 EARLY = 0.15
 #: A finished sweep whose minimum lies in this last fraction of the ladder never turned upwards.
@@ -107,12 +109,12 @@ def _no_clear_descent(smoothed: np.ndarray, best: Suggestion) -> Diagnostic | No
 def noise_ratio(losses: np.ndarray, smoothed: np.ndarray) -> float:
     """Batch-to-batch noise of the raw loss over the descent, as a fraction of the descent's depth.
 
-    Noise is the robust standard deviation of the raw loss up to the smoothed minimum, estimated
-    from successive differences (1.4826 x their median absolute deviation / sqrt 2), which the slow
-    trend of the curve barely touches. NaN when the curve has no descent.
+    Noise is the median distance of the raw loss from its own centred 5-point average, up to the
+    lowest point of the (centred 5-point average of the) smoothed curve; the depth is how far that
+    average falls from its first point. NaN when the curve has no descent.
 
     >>> t = np.linspace(0, 1, 50); clean = 2 - t
-    >>> round(noise_ratio(clean, clean), 3)
+    >>> round(noise_ratio(clean, clean), 6)
     0.0
     """
     _, raw = usable_curve(np.arange(1, losses.shape[0] + 1), losses)
@@ -120,13 +122,13 @@ def noise_ratio(losses: np.ndarray, smoothed: np.ndarray) -> float:
     n = min(raw.shape[0], curve.shape[0])
     if n < 7:
         return float("nan")
-    lowest = int(np.argmin(curve[:n]))
-    drop = float(np.max(curve[: lowest + 1]) - curve[lowest])
+    average = centered_average(curve[:n], 2)
+    lowest = int(np.argmin(average))
+    drop = float(average[0] - average[lowest])
     if lowest < 6 or drop <= 0:
         return float("nan")
-    steps = np.diff(raw[: lowest + 1])
-    spread = 1.4826 * float(np.median(np.abs(steps - np.median(steps)))) / np.sqrt(2.0)
-    return float(spread / drop)
+    segment = raw[: lowest + 1]
+    return float(np.median(np.abs(segment - centered_average(segment, 2))) / drop)
 
 
 def _noisy(losses: np.ndarray, smoothed: np.ndarray) -> Diagnostic | None:
@@ -155,27 +157,35 @@ def _no_divergence(lrs: np.ndarray, smoothed: np.ndarray, stop_reason: str,
     )
 
 
-def lr_range(lrs: np.ndarray, smoothed: np.ndarray, low: float = 0.1,
-             high: float = 0.9) -> tuple[float, float] | None:
-    """LRs where the smoothed loss has done ``low`` and ``high`` of its drop to the minimum.
+def lr_range(lrs: np.ndarray, smoothed: np.ndarray, start: float = 0.1,
+             bottom: float = 0.02) -> tuple[float, float] | None:
+    """``(lower, upper)``: the LRs over which the loss falls.
 
-    A bracket of useful learning rates (lower and upper bound for cyclical or one-cycle schedules):
-    below it the loss barely moves, above it the loss has stopped improving. None without a descent.
+    Read on a centred 5-point average of the curve (which adds no lag of its own): ``lower`` is
+    where the average has done ``start`` of its fall to its minimum, ``upper`` where it first comes
+    within ``bottom`` of the fall from that minimum (the left edge of the bottom, which the
+    ``centered_minimum`` rule divides by 6); ``lower`` is taken after the last point short of
+    ``start``, so that noise on a flat start cannot pull it down. Below ``lower`` training barely moves; above
+    ``upper`` it stops improving. A bracket for cyclical schedules, and a cap for a one-cycle
+    peak. None without a descent.
 
-    >>> lrs = np.geomspace(1e-4, 1, 5)
-    >>> lr_range(lrs, np.array([5.0, 4.0, 2.0, 1.0, 3.0]))
+    >>> lrs = np.geomspace(1e-4, 1e2, 7)
+    >>> lr_range(lrs, np.array([5.0, 5.0, 4.0, 2.0, 1.0, 1.0, 9.0]))
     (0.001, 0.1)
     """
     lrs, curve = usable_curve(lrs, smoothed)
     if curve.shape[0] < 3:
         return None
-    lowest = int(np.argmin(curve))
-    top = float(np.max(curve[: lowest + 1]))
-    drop = top - float(curve[lowest])
+    average = centered_average(curve, 2) if curve.shape[0] >= 7 else curve
+    lowest = int(np.argmin(average))
+    top = float(np.max(average[: lowest + 1]))
+    drop = top - float(average[lowest])
     if drop <= 0:
         return None
-    start = int(np.argmax(curve[: lowest + 1]))
-    done = (top - curve[start : lowest + 1]) / drop  # fraction of the drop done, rising-ish
-    first = start + int(np.argmax(done >= low))
-    last = start + int(np.argmax(done >= high))
-    return float(lrs[first]), float(lrs[max(last, first)])
+    peak = int(np.argmax(average[: lowest + 1]))
+    done = (top - average[peak : lowest + 1]) / drop  # fraction of the fall done at each point
+    last = int(np.argmax(done >= 1.0 - bottom))
+    # the fall starts after the last point short of `start`: noise on a flat start can dip early
+    short = np.flatnonzero(done[:last] < start)
+    first = int(short[-1]) + 1 if short.size else 0
+    return float(lrs[peak + first]), float(lrs[peak + last])

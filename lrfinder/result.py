@@ -109,10 +109,10 @@ class LRFinderResult:
 
     @cached_property
     def lr_range(self) -> tuple[float, float] | None:
-        """``(lower, upper)`` bracket of useful LRs, e.g. for one-cycle or cyclical schedules.
+        """``(lower, upper)``: the LRs over which the loss falls, or None without a descent.
 
-        Where the smoothed loss has done 10% and 90% of its fall to the minimum; None without a
-        descent. See :func:`lrfinder.diagnose.lr_range`.
+        From where the loss has done 10% of its fall to where it reaches its bottom; a bracket
+        for cyclical schedules and a cap for a one-cycle peak. See :func:`lrfinder.diagnose.lr_range`.
         """
         return checks.lr_range(self.lrs, self.smoothed)
 
