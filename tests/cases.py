@@ -103,3 +103,4 @@ def numpy_case(n_batches: int = 8, fail_at: int | None = None,
 
 #: name -> builder(n_batches, fail_at, fail_with); torch and keras cases register here too.
 CASES: dict[str, Callable[..., Setup]] = {"numpy": numpy_case}
+CASES["keras"] = lambda **kw: importlib.import_module("tests.cases_keras").case(**kw)
