@@ -10,14 +10,15 @@ import numpy as np
 from tests.cases import Boom, Setup, require
 
 
-def make_model(keras: Any, seed: int = 0, inputs: int = 6, classes: int = 3) -> Any:
-    """Dense -> BatchNormalization -> ReLU -> Dense logits, compiled with Adam."""
+def make_model(keras: Any, seed: int = 0, inputs: int = 6, classes: int = 3, dropout: float = 0.0) -> Any:
+    """Dense -> BatchNormalization -> ReLU [-> Dropout] -> Dense logits, compiled with Adam."""
     keras.utils.set_random_seed(seed)
     model = keras.Sequential([
         keras.Input((inputs,)),
         keras.layers.Dense(16),
         keras.layers.BatchNormalization(),
         keras.layers.ReLU(),
+        *([keras.layers.Dropout(dropout)] if dropout else []),
         keras.layers.Dense(classes),
     ])
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
@@ -53,7 +54,8 @@ def batch_loss(keras: Any, model: Any, x: np.ndarray, y: np.ndarray, training: b
 
 
 def case(n_batches: int = 8, fail_at: int | None = None,
-         fail_with: type[BaseException] = Boom) -> Setup:
+         fail_with: type[BaseException] = Boom, dropout: float = 0.0) -> Setup:
+    """The contract case; ``dropout`` adds a Dropout layer (then ``first_loss`` does not apply)."""
     keras = require("keras")
 
     class Batches(keras.utils.PyDataset):
@@ -73,7 +75,7 @@ def case(n_batches: int = 8, fail_at: int | None = None,
             self.reads += 1
             return self.batches[index]
 
-    model = make_model(keras)
+    model = make_model(keras, dropout=dropout)
     batches = make_batches(n_batches)
     # One real step first, so that Adam's moments, its iteration count and the BN statistics hold
     # values that a sloppy restore would get wrong.
