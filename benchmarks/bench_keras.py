@@ -6,9 +6,10 @@ and compiled model (so each pays its own tracing, as a range test run once does)
 
 * ``find_lr``: ``lrfinder.find_lr`` over the whole ladder (snapshot, LR per step, losses read
   back every step, restore), with divergence stopping turned off so it runs every step;
-* ``loop``: a hand-written loop calling a ``tf.function`` train step (GradientTape, optimizer.apply)
-  at a constant LR, reading nothing back (TensorFlow backend only);
-* ``fit``: ``model.fit`` on a repeated ``tf.data`` pipeline for the same number of steps.
+* ``loop``: a hand-written loop of the same train step at a constant LR, reading nothing back until
+  the end: a ``tf.function`` (GradientTape, optimizer.apply) on TensorFlow, eager steps written as
+  Keras's own torch ``train_step`` on torch;
+* ``fit``: ``model.fit`` on arrays holding exactly ``--steps`` batches, one epoch, no shuffling.
 
 Two times are taken per run: the whole call (cold: tracing, snapshot and restore included) and the
 steady state per step, from the end of step ``WARMUP`` (its loss read back) to the end of the run.
@@ -18,7 +19,7 @@ the tables give the medians of ``--repeats`` rounds and the ratios of the median
 Run by hand (not part of the tests)::
 
     python benchmarks/bench_keras.py --steps 100 --repeats 7
-    KERAS_BACKEND=torch python benchmarks/bench_keras.py   # find_lr vs fit on the torch backend
+    KERAS_BACKEND=torch python benchmarks/bench_keras.py --steps 100 --repeats 7
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ def run_find_lr(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, ba
 
 
 def run_loop(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, batch_size: int) -> float:
+    if keras.backend.backend() == "torch":
+        return run_torch_loop(model, x, y, steps, batch_size)
     import tensorflow as tf
 
     optimizer, variables = model.optimizer, model.trainable_variables
@@ -107,9 +110,29 @@ def run_loop(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, batch
     return mark
 
 
-def run_fit(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, batch_size: int) -> float:
-    import tensorflow as tf
+def run_torch_loop(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, batch_size: int) -> float:
+    import torch
 
+    optimizer, variables = model.optimizer, model.trainable_variables
+    batches = -(-len(x) // batch_size)
+    for step in range(steps):
+        start = (step % batches) * batch_size
+        xb = keras.ops.convert_to_tensor(x[start:start + batch_size])
+        yb = keras.ops.convert_to_tensor(y[start:start + batch_size])
+        y_pred = model(xb, training=True)
+        model.zero_grad()
+        loss = model.compute_loss(xb, yb, y_pred, training=True)
+        loss.backward()
+        with torch.no_grad():
+            optimizer.apply([v.value.grad for v in variables], variables)
+        if step == WARMUP - 1:
+            float(loss.detach())
+            mark = time.perf_counter()
+    float(loss.detach())
+    return mark
+
+
+def run_fit(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, batch_size: int) -> float:
     mark = []
 
     class Mark(keras.callbacks.Callback):
@@ -117,9 +140,22 @@ def run_fit(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, batch_
             if batch == WARMUP - 1:  # logs hold the loss read back: the step has finished
                 mark.append(time.perf_counter())
 
-    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).repeat()
-    model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False, callbacks=[Mark()])
+    repeat = np.arange(steps * batch_size) % len(x)  # the same batches find_lr and loop see
+    model.fit(x[repeat], y[repeat], batch_size=batch_size, epochs=1, verbose=0, shuffle=False,
+              callbacks=[Mark()])
     return mark[0]
+
+
+def set_threads(threads: int) -> None:
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    else:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
 def main() -> None:
@@ -128,14 +164,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads for the framework (1: steadier timings on a shared machine)")
     args = parser.parse_args()
+    set_threads(args.threads)
 
-    methods: dict[str, Callable[..., float]] = {"find_lr": run_find_lr, "fit": run_fit}
-    if keras.backend.backend() == "tensorflow":
-        methods["loop"] = run_loop
+    methods: dict[str, Callable[..., float]] = {"find_lr": run_find_lr, "loop": run_loop, "fit": run_fit}
     others = [name for name in methods if name != "find_lr"]
     print(f"keras {keras.__version__} on {keras.backend.backend()}, {args.steps} steps of batch "
-          f"{args.batch_size}, medians of {args.repeats} interleaved rounds\n")
+          f"{args.batch_size}, {args.threads} CPU thread(s), medians of {args.repeats} interleaved "
+          "rounds\n")
     header = ("| model | time | find_lr | " + " | ".join(others) + " | "
               + " | ".join(f"find_lr / {name}" for name in others) + " |")
     print(header)
