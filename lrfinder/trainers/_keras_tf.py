@@ -89,21 +89,22 @@ class TFSteps:
         def total(per_replica: Any) -> Any:
             return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
+        # x, y, sample_weight and lr as flat arguments: cheaper to dispatch than one nested tuple.
         @tf.function(jit_compile=jit_compile, reduce_retracing=True)
-        def train(batch: Batch, lr: Any) -> Any:
+        def train(x: Any, y: Any, sample_weight: Any, lr: Any) -> Any:
             lr_variable.assign(tf.cast(lr, lr_dtype))
             if not self.distributed:
-                return train_replica(*batch)
+                return train_replica(x, y, sample_weight)
             # Weighted by each replica's share of the batch, so that the result is the loss of the
             # whole batch even when it does not split evenly (a MEAN of the replicas' means would not).
-            loss_sum, count = self.strategy.run(train_replica, args=batch)
+            loss_sum, count = self.strategy.run(train_replica, args=(x, y, sample_weight))
             return total(loss_sum) / total(count)
 
         @tf.function(jit_compile=jit_compile, reduce_retracing=True)
-        def evaluate(batch: Batch) -> Any:
+        def evaluate(x: Any, y: Any, sample_weight: Any) -> Any:
             if not self.distributed:
-                return eval_replica(*batch)
-            loss_sum, count = self.strategy.run(eval_replica, args=batch)
+                return eval_replica(x, y, sample_weight)
+            loss_sum, count = self.strategy.run(eval_replica, args=(x, y, sample_weight))
             return total(loss_sum), total(count)
 
         self._train = train
@@ -138,13 +139,13 @@ class TFSteps:
 
     def train(self, batch: Batch, lr: float) -> Any:
         """One optimisation step at ``lr``; returns this batch's loss (a lazy tensor)."""
-        return self._train(self._place(batch), np.asarray(lr, dtype=self._lr_dtype))
+        return self._train(*self._place(batch), np.asarray(lr, dtype=self._lr_dtype))
 
     def evaluate(self, batches: Iterable[Batch]) -> Any:
         """Mean loss over ``batches`` in inference mode, weighted by batch size (as ``evaluate``)."""
         loss_sum = count = None
         for batch in batches:
-            part_sum, part_count = self._evaluate(self._place(batch))
+            part_sum, part_count = self._evaluate(*self._place(batch))
             loss_sum = part_sum if loss_sum is None else loss_sum + part_sum
             count = part_count if count is None else count + part_count
         if loss_sum is None:
