@@ -314,11 +314,13 @@ def test_an_uncompiled_model_with_optimizer_and_loss_is_swept_and_left_uncompile
     weights = [np.array(v.numpy()) for v in model.variables]
     attributes = {"compiled": model.compiled, "optimizer": getattr(model, "optimizer", None),
                   "loss": model.loss}
+    names = set(vars(model))
     expected = float(loss(batches[0][1], model(batches[0][0])))
     result = find_lr(model, Batches(batches), optimizer=optimizer, loss=loss, num_iter=8, **QUIET)
     assert result.losses[0] == pytest.approx(expected, rel=1e-5)
     assert {"compiled": model.compiled, "optimizer": getattr(model, "optimizer", None),
             "loss": model.loss} == attributes == {"compiled": False, "optimizer": None, "loss": None}
+    assert set(vars(model)) == names  # nothing was attached to the model
     assert not optimizer.built  # the user's optimizer object is not touched either
     assert result.info["loss"] == "sparse_categorical_crossentropy"
     assert result.info["optimizer"] == "Adam"

@@ -213,7 +213,10 @@ class KerasTrainer(TrainerBase):
         on_accelerator = (self._ops.uses_accelerator() if backend_name == "tensorflow"
                           else keras.ops.convert_to_tensor(0.0).device.type != "cpu")
         self.sync_every = ACCELERATOR_SYNC_EVERY if on_accelerator else 1
-        self.jit_compile = bool(model.jit_compile)
+        # XLA as fit would use it: the user's choice for a compiled model, Keras's "auto" rule (on a
+        # GPU, off under tf.distribute) for an uncompiled one, resolved on the wrapper so that
+        # reading it leaves the user's model untouched.
+        self.jit_compile = bool((model if model.compiled else self.loss_model).jit_compile)
         distributed = backend_name == "tensorflow" and self._ops.is_distributed(model)
 
         self._steps: Any = None
@@ -287,7 +290,7 @@ class KerasTrainer(TrainerBase):
         holder = _LossHolder(self.model)
         if hasattr(self.model, "output_names"):  # lets a dict of losses name the model's outputs
             holder.output_names = list(self.model.output_names)
-        holder.compile(optimizer=self.optimizer, loss=criterion, jit_compile=False, auto_scale_loss=False)
+        holder.compile(optimizer=self.optimizer, loss=criterion, jit_compile="auto", auto_scale_loss=False)
         return holder
 
     # -- the Trainer protocol -------------------------------------------------------------------
