@@ -9,7 +9,9 @@ and compiled model (so each pays its own tracing, as a range test run once does)
 * ``loop``: a hand-written loop of the same train step at a constant LR, reading nothing back until
   the end: a ``tf.function`` (GradientTape, optimizer.apply) on TensorFlow, eager steps written as
   Keras's own torch ``train_step`` on torch;
-* ``fit``: ``model.fit`` on arrays holding exactly ``--steps`` batches, one epoch, no shuffling.
+* ``fit``: ``model.fit`` on the arrays for one epoch, no shuffling.
+
+All three get the same arrays, digits repeated to exactly ``--steps`` full batches.
 
 Two times are taken per run: the whole call (cold: tracing, snapshot and restore included) and the
 steady state per step, from the end of step ``WARMUP`` (its loss read back) to the end of the run.
@@ -59,12 +61,14 @@ def build(kind: str) -> keras.Model:
     return model
 
 
-def data(kind: str) -> tuple[np.ndarray, np.ndarray]:
+def data(kind: str, steps: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Digits repeated to exactly ``steps`` full batches, so that every method sees the same ones."""
     digits = load_digits()
     x = (digits.data / 16.0).astype("float32")
     if kind == "cnn":
         x = x.reshape(-1, 8, 8, 1)
-    return x, digits.target.astype("int64")
+    repeat = np.arange(steps * batch_size) % len(x)
+    return x[repeat], digits.target.astype("int64")[repeat]
 
 
 #: Steps run before the steady-state clock starts (tracing happens in the first).
@@ -140,9 +144,7 @@ def run_fit(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, batch_
             if batch == WARMUP - 1:  # logs hold the loss read back: the step has finished
                 mark.append(time.perf_counter())
 
-    repeat = np.arange(steps * batch_size) % len(x)  # the same batches find_lr and loop see
-    model.fit(x[repeat], y[repeat], batch_size=batch_size, epochs=1, verbose=0, shuffle=False,
-              callbacks=[Mark()])
+    model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False, callbacks=[Mark()])
     return mark[0]
 
 
@@ -179,7 +181,7 @@ def main() -> None:
     print(header)
     print("|---" * header.count(" | ") + "|---|")
     for kind in args.models:
-        x, y = data(kind)
+        x, y = data(kind, args.steps, args.batch_size)
         whole: dict[str, list[float]] = {name: [] for name in methods}
         steady: dict[str, list[float]] = {name: [] for name in methods}
         for _ in range(args.repeats):

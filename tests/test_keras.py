@@ -159,9 +159,10 @@ def test_the_lr_is_set_on_the_optimizer_for_every_batch():
     assert setup.model.optimizer.learning_rate.numpy() == np.float32(1e-3)  # restored
 
 
-def test_the_training_step_is_traced_once_for_all_learning_rates():
+def test_the_training_step_is_traced_once_for_all_learning_rates_and_batch_sizes():
     setup = case()
-    trainer = keras_trainer.make(setup.model, setup.data)
+    x, y = arrays_of(make_batches(4))
+    trainer = keras_trainer.make(setup.model, (x[:50], y[:50]), batch_size=16)  # the 4th batch has 2
     traces = []
     run_sweep(trainer, SweepSettings(num_iter=15, end_lr=1e-2),
               callback=lambda *_: traces.append(trainer.traces))

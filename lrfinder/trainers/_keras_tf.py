@@ -30,6 +30,18 @@ def _host_length(x: Any) -> int:
     return int(first.shape[0])
 
 
+def _relaxed_specs(batch: Batch) -> tuple[Any, ...] | None:
+    """TensorSpecs of ``batch`` with the batch dimension left open (None when a leaf has no shape)."""
+    leaves = [leaf for part in batch if part is not None for leaf in keras.tree.flatten(part)]
+    if not all(hasattr(leaf, "shape") and hasattr(leaf, "dtype") and len(leaf.shape) >= 1 for leaf in leaves):
+        return None
+    return tuple(
+        None if part is None else keras.tree.map_structure(
+            lambda a: tf.TensorSpec((None, *a.shape[1:]), tf.as_dtype(a.dtype)), part)
+        for part in batch
+    )
+
+
 def uses_accelerator() -> bool:
     """Whether TensorFlow sees a GPU or another non-CPU device."""
     return any(device.device_type != "CPU" for device in tf.config.list_logical_devices())
@@ -110,6 +122,25 @@ class TFSteps:
         self._train = train
         self._evaluate = evaluate
         self._lr_dtype = np.dtype(lr_dtype)
+        self._lr_spec = tf.TensorSpec((), lr_dtype)
+        self._relaxed: set[str] = set()
+
+    def _relax(self, kind: str, batch: Batch) -> None:
+        """Trace ``kind``'s step once for any batch size, before its first call.
+
+        Without it the short last batch of a pass costs a second trace (a few hundred ms, several
+        times the step itself on a small model).
+        """
+        if kind in self._relaxed:
+            return
+        self._relaxed.add(kind)
+        specs = None if self.distributed else _relaxed_specs(batch)
+        if specs is None:  # per-replica values, or leaves without a shape: trace on the first call
+            return
+        if kind == "train":
+            self._train.get_concrete_function(*specs, self._lr_spec)
+        else:
+            self._evaluate.get_concrete_function(*specs)
 
     @property
     def traces(self) -> int:
@@ -139,12 +170,14 @@ class TFSteps:
 
     def train(self, batch: Batch, lr: float) -> Any:
         """One optimisation step at ``lr``; returns this batch's loss (a lazy tensor)."""
+        self._relax("train", batch)
         return self._train(*self._place(batch), np.asarray(lr, dtype=self._lr_dtype))
 
     def evaluate(self, batches: Iterable[Batch]) -> Any:
         """Mean loss over ``batches`` in inference mode, weighted by batch size (as ``evaluate``)."""
         loss_sum = count = None
         for batch in batches:
+            self._relax("evaluate", batch)
             part_sum, part_count = self._evaluate(*self._place(batch))
             loss_sum = part_sum if loss_sum is None else loss_sum + part_sum
             count = part_count if count is None else count + part_count

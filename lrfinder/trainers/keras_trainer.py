@@ -207,7 +207,7 @@ class KerasTrainer(TrainerBase):
                 "is a standard one (forward pass, compute_loss, gradients, optimizer.apply). For a "
                 "custom training step, call find_lr(step) with a step(lr) -> loss function",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=5,  # the find_lr call (through make_trainer and make)
             )
 
         on_accelerator = (self._ops.uses_accelerator() if backend_name == "tensorflow"
@@ -233,7 +233,7 @@ class KerasTrainer(TrainerBase):
             "loss": _loss_name(loss),
             "strategy": type(model.distribute_strategy).__name__ if distributed else "none",
             "schedule_set_aside": False,
-            "jit_compile": self.jit_compile and not distributed,
+            "jit_compile": self.jit_compile and backend_name == "tensorflow" and not distributed,
             "data": self.source.kind,
         })
         if is_arrays(data):
