@@ -95,6 +95,7 @@ def run_loop(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, batch
     import tensorflow as tf
 
     optimizer, variables = model.optimizer, model.trainable_variables
+    optimizer.build(variables)  # eagerly, so that the step is traced once (as fit and find_lr do)
 
     @tf.function
     def train_step(xb: tf.Tensor, yb: tf.Tensor) -> tf.Tensor:
