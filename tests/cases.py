@@ -103,5 +103,17 @@ def numpy_case(n_batches: int = 8, fail_at: int | None = None,
 
 #: name -> builder(n_batches, fail_at, fail_with); torch and keras cases register here too.
 CASES: dict[str, Callable[..., Setup]] = {"numpy": numpy_case}
-CASES["torch"] = lambda *a, **k: (
-    require("torch") and importlib.import_module("tests.cases_torch").case(*a, **k))
+
+
+def _framework_case(framework: str, module: str) -> Callable[..., Setup]:
+    """A builder that skips (or fails under LRFINDER_REQUIRE_BACKENDS=1) without ``framework``."""
+
+    def build(*args: Any, **kwargs: Any) -> Setup:
+        require(framework)
+        return importlib.import_module(module).case(*args, **kwargs)
+
+    return build
+
+
+CASES["torch"] = _framework_case("torch", "tests.cases_torch")
+CASES["keras"] = _framework_case("keras", "tests.cases_keras")

@@ -1,0 +1,204 @@
+"""Wall time of lrfinder's Keras range test against bare training loops of the same steps.
+
+For a small MLP and a small CNN on scikit-learn's digits (8x8 images, 10 classes), three ways of
+running ``--steps`` training steps of batch ``--batch-size`` are timed, each from a freshly built
+and compiled model (so each pays its own tracing, as a range test run once does):
+
+* ``find_lr``: ``lrfinder.find_lr`` over the whole ladder (snapshot, LR per step, losses read
+  back every step, restore), with divergence stopping turned off so it runs every step;
+* ``loop``: a hand-written loop of the same train step at a constant LR, reading nothing back until
+  the end: a ``tf.function`` (GradientTape, optimizer.apply) on TensorFlow, eager steps written as
+  Keras's own torch ``train_step`` on torch;
+* ``fit``: ``model.fit`` on the arrays for one epoch, no shuffling.
+
+All three get the same arrays, digits repeated to exactly ``--steps`` full batches.
+
+Two times are taken per run: the whole call (cold: tracing, snapshot and restore included) and the
+steady state per step, from the end of step ``WARMUP`` (its loss read back) to the end of the run.
+The methods run interleaved (one of each per round), so that load on the machine hits them alike;
+the tables give the medians of ``--repeats`` rounds and the ratios of the medians.
+
+Run by hand (not part of the tests)::
+
+    python benchmarks/bench_keras.py --steps 100 --repeats 7
+    KERAS_BACKEND=torch python benchmarks/bench_keras.py --steps 100 --repeats 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's lrfinder
+
+import keras
+import numpy as np
+from sklearn.datasets import load_digits
+
+import lrfinder
+
+
+def build(kind: str) -> keras.Model:
+    keras.utils.set_random_seed(0)
+    if kind == "mlp":
+        layers = [keras.Input((64,)), keras.layers.Dense(128, activation="relu"),
+                  keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10)]
+    else:
+        layers = [keras.Input((8, 8, 1)), keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+                  keras.layers.BatchNormalization(), keras.layers.MaxPooling2D(),
+                  keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+                  keras.layers.Flatten(), keras.layers.Dense(10)]
+    model = keras.Sequential(layers)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def data(kind: str, steps: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Digits repeated to exactly ``steps`` full batches, so that every method sees the same ones."""
+    digits = load_digits()
+    x = (digits.data / 16.0).astype("float32")
+    if kind == "cnn":
+        x = x.reshape(-1, 8, 8, 1)
+    repeat = np.arange(steps * batch_size) % len(x)
+    return x[repeat], digits.target.astype("int64")[repeat]
+
+
+#: Steps run before the steady-state clock starts (tracing happens in the first).
+WARMUP = 5
+
+
+def run_find_lr(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, batch_size: int) -> float:
+    mark = []
+
+    def after(step: int, *_: float) -> None:
+        if step == WARMUP - 1:
+            mark.append(time.perf_counter())
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lrfinder.find_lr(model, (x, y), batch_size=batch_size, num_iter=steps, start_lr=1e-5,
+                         end_lr=1.0, diverge_threshold=None, progress=False, callback=after)
+    return mark[0]
+
+
+def run_loop(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, batch_size: int) -> float:
+    if keras.backend.backend() == "torch":
+        return run_torch_loop(model, x, y, steps, batch_size)
+    import tensorflow as tf
+
+    optimizer, variables = model.optimizer, model.trainable_variables
+    optimizer.build(variables)  # eagerly, so that the step is traced once (as fit and find_lr do)
+
+    @tf.function
+    def train_step(xb: tf.Tensor, yb: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            loss = model.compute_loss(xb, yb, model(xb, training=True), training=True)
+        optimizer.apply(tape.gradient(loss, variables), variables)
+        return loss
+
+    batches = -(-len(x) // batch_size)
+    for step in range(steps):
+        start = (step % batches) * batch_size
+        loss = train_step(x[start:start + batch_size], y[start:start + batch_size])
+        if step == WARMUP - 1:
+            float(loss)
+            mark = time.perf_counter()
+    float(loss)  # wait for the last step
+    return mark
+
+
+def run_torch_loop(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, batch_size: int) -> float:
+    import torch
+
+    optimizer, variables = model.optimizer, model.trainable_variables
+    batches = -(-len(x) // batch_size)
+    for step in range(steps):
+        start = (step % batches) * batch_size
+        xb = keras.ops.convert_to_tensor(x[start:start + batch_size])
+        yb = keras.ops.convert_to_tensor(y[start:start + batch_size])
+        y_pred = model(xb, training=True)
+        model.zero_grad()
+        loss = model.compute_loss(xb, yb, y_pred, training=True)
+        loss.backward()
+        with torch.no_grad():
+            optimizer.apply([v.value.grad for v in variables], variables)
+        if step == WARMUP - 1:
+            float(loss.detach())
+            mark = time.perf_counter()
+    float(loss.detach())
+    return mark
+
+
+def run_fit(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, batch_size: int) -> float:
+    mark = []
+
+    class Mark(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            if batch == WARMUP - 1:  # logs hold the loss read back: the step has finished
+                mark.append(time.perf_counter())
+
+    model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False, callbacks=[Mark()])
+    return mark[0]
+
+
+def set_threads(threads: int) -> None:
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    else:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads for the framework (1: steadier timings on a shared machine)")
+    args = parser.parse_args()
+    set_threads(args.threads)
+
+    methods: dict[str, Callable[..., float]] = {"find_lr": run_find_lr, "loop": run_loop, "fit": run_fit}
+    others = [name for name in methods if name != "find_lr"]
+    print(f"keras {keras.__version__} on {keras.backend.backend()}, {args.steps} steps of batch "
+          f"{args.batch_size}, {args.threads} CPU thread(s), medians of {args.repeats} interleaved "
+          "rounds\n")
+    header = ("| model | time | find_lr | " + " | ".join(others) + " | "
+              + " | ".join(f"find_lr / {name}" for name in others) + " |")
+    print(header)
+    print("|---" * header.count(" | ") + "|---|")
+    for kind in args.models:
+        x, y = data(kind, args.steps, args.batch_size)
+        whole: dict[str, list[float]] = {name: [] for name in methods}
+        steady: dict[str, list[float]] = {name: [] for name in methods}
+        for _ in range(args.repeats):
+            for name, method in methods.items():
+                model = build(kind)
+                started = time.perf_counter()
+                warm = method(model, x, y, args.steps, args.batch_size)
+                ended = time.perf_counter()
+                whole[name].append(ended - started)
+                steady[name].append((ended - warm) / (args.steps - WARMUP) * 1e3)
+        for label, times, unit in (("whole call (s)", whole, "{:.3f}"), ("per step (ms)", steady, "{:.3f}")):
+            median = {name: statistics.median(values) for name, values in times.items()}
+            print(f"| {kind} | {label} | {unit.format(median['find_lr'])} | "
+                  + " | ".join(unit.format(median[name]) for name in others) + " | "
+                  + " | ".join(f"{median['find_lr'] / median[name]:.2f}" for name in others) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,532 @@
+"""The Keras 3 trainer (issue 5): per-batch losses, exact restoration, schedules, data forms,
+uncompiled models, validation mode, MirroredStrategy and the torch backend.
+
+In-process tests run Keras on TensorFlow; the torch backend and MirroredStrategy run in subprocesses
+(Keras's backend and TensorFlow's devices are fixed when they are first imported).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lrfinder import SweepSettings, find_lr, run_sweep
+from tests.cases import Boom, require
+
+keras = require("keras")
+tf = require("tensorflow")
+if keras.backend.backend() != "tensorflow":  # the torch backend has its own subprocess test below
+    pytest.skip("in-process Keras tests run on the TensorFlow backend", allow_module_level=True)
+
+from lrfinder.trainers import keras_trainer  # noqa: E402
+from tests.cases_keras import batch_loss, case, make_batches, make_model, state_of  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+# Short sweeps in these tests often end before the loss falls: the engine then warns, rightly.
+pytestmark = pytest.mark.filterwarnings("ignore:lrfinder. no suggestion:RuntimeWarning")
+QUIET = {"progress": False}
+
+
+def current_lr(optimizer) -> float:
+    value = optimizer.learning_rate
+    return float(value.numpy() if hasattr(value, "numpy") else value)
+
+
+def same_state(before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> list[str]:
+    """Keys whose values differ, bit for bit."""
+    assert before.keys() == after.keys()
+    return [k for k in before
+            if before[k].dtype != after[k].dtype or before[k].tobytes() != after[k].tobytes()]
+
+
+class Batches(keras.utils.PyDataset):
+    def __init__(self, batches: list, fail_at: int | None = None) -> None:
+        super().__init__()
+        self.batches, self.fail_at, self.reads = batches, fail_at, 0
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int):
+        if self.reads == self.fail_at:
+            raise Boom("failed on purpose")
+        self.reads += 1
+        return self.batches[index]
+
+
+def run_in_subprocess(script: str, env: dict[str, str] | None = None) -> dict:
+    """Run ``script`` with this worktree importable; it prints one JSON line last."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True,
+                          env=full_env, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# -- restoration -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("ending", ["success", "exception", "interrupt"])
+def test_every_kind_of_state_changes_during_the_sweep_and_comes_back_bit_for_bit(ending):
+    fail_with = {"success": Boom, "exception": Boom, "interrupt": KeyboardInterrupt}[ending]
+    setup = case(fail_at=None if ending == "success" else 7, fail_with=fail_with, dropout=0.3)
+    before = setup.state()
+    during: dict[str, np.ndarray] = {}
+
+    def look(step, lr, loss, smoothed):
+        if step == 5:
+            during.update(setup.state())
+
+    kwargs = {"num_iter": 12, "start_lr": 1e-3, "end_lr": 1e-1, "callback": look, **QUIET}
+    if ending == "exception":
+        with pytest.raises(Boom):
+            find_lr(setup.model, setup.data, **kwargs)
+    elif ending == "interrupt":
+        with pytest.warns(RuntimeWarning, match="interrupted"):
+            assert find_lr(setup.model, setup.data, **kwargs).num_steps == 7
+    else:
+        assert find_lr(setup.model, setup.data, **kwargs).num_steps == 12
+    # The test can fail: each kind of state really moved during the sweep...
+    changed = set(same_state(before, during))
+    for part in ("kernel", "moving_mean", "moving_variance", "seed_generator_state", "iteration",
+                 "kernel_momentum", "kernel_velocity"):
+        assert any(key.endswith(part) for key in changed), f"no {part} changed during the sweep"
+    # ...and all of it is back.
+    assert same_state(before, setup.state()) == []
+
+
+def test_the_model_metric_variables_are_restored_too():
+    setup = case()
+    model = setup.model
+    before = [np.array(v.numpy()) for v in model.metrics_variables]
+    assert before, "the compiled model has a loss tracker"
+    find_lr(model, setup.data, num_iter=6, **QUIET)
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(before, model.metrics_variables, strict=True))
+
+
+# -- the recorded loss -----------------------------------------------------------------------------
+
+def regression_setup(n_batches: int = 6, size: int = 16, scales=(1.0, 25.0)):
+    """An MLP without BN or dropout (training and inference losses agree) and batches whose losses
+    differ by orders of magnitude, so that a running mean could not pass for the batch losses."""
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="tanh"),
+                              keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    rng = np.random.default_rng(4)
+    w = rng.normal(size=(4, 1))
+    batches = []
+    for k in range(n_batches):
+        x = rng.normal(size=(size, 4)).astype("float32")
+        batches.append((x, (x @ w * scales[k % len(scales)]).astype("float32")))
+    return model, batches
+
+
+def test_each_recorded_loss_is_its_own_batch_loss_before_the_update_not_a_running_mean():
+    model, batches = regression_setup()
+    reference = keras.models.clone_model(model)
+    reference.set_weights(model.get_weights())
+    reference.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    result = find_lr(model, Batches(batches), start_lr=1e-4, end_lr=1e-2, num_iter=len(batches),
+                     smooth=0.0, diverge_threshold=None, **QUIET)
+    expected = []
+    for (x, y), lr in zip(batches, result.lrs, strict=True):
+        expected.append(float(reference.test_on_batch(x, y)))  # evaluate-style, before the update
+        reference.optimizer.learning_rate.assign(lr)
+        reference.train_on_batch(x, y)
+    np.testing.assert_allclose(result.losses, expected, rtol=1e-4)
+    # The batches tell a batch loss from a running mean (what fit's logs["loss"] reports) apart.
+    running_mean = np.cumsum(expected) / np.arange(1, len(expected) + 1)
+    assert np.max(np.abs(running_mean / np.asarray(expected) - 1)) > 1.0
+    assert result.losses[1] / result.losses[0] > 100
+
+
+def test_the_lr_is_set_on_the_optimizer_for_every_batch():
+    setup = case()
+    seen = []
+    find_lr(setup.model, setup.data, num_iter=8, start_lr=1e-4, end_lr=1e-2,
+            callback=lambda step, lr, loss, smoothed: seen.append((lr, current_lr(setup.model.optimizer))),
+            **QUIET)
+    lrs, on_optimizer = zip(*seen, strict=True)
+    np.testing.assert_allclose(on_optimizer, lrs, rtol=1e-6)
+    assert setup.model.optimizer.learning_rate.numpy() == np.float32(1e-3)  # restored
+
+
+def test_the_training_step_is_traced_once_for_all_learning_rates_and_batch_sizes():
+    setup = case()
+    x, y = arrays_of(make_batches(4))
+    trainer = keras_trainer.make(setup.model, (x[:50], y[:50]), batch_size=16)  # the 4th batch has 2
+    traces = []
+    run_sweep(trainer, SweepSettings(num_iter=15, end_lr=1e-2),
+              callback=lambda *_: traces.append(trainer.traces))
+    assert traces == [1] * 15
+
+
+# -- learning-rate schedules -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["schedule", "callable"])
+def test_a_schedule_is_set_aside_and_the_same_object_put_back(kind):
+    schedule = (keras.optimizers.schedules.ExponentialDecay(1e-3, decay_steps=10, decay_rate=0.5)
+                if kind == "schedule" else (lambda: 1e-3))
+    model = make_model(keras)
+    model.compile(optimizer=keras.optimizers.Adam(schedule),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    batches = make_batches(4)
+    model.train_on_batch(*batches[0])  # built: its own state is swept and restored
+    optimizer = model.optimizer
+    config = schedule.get_config() if kind == "schedule" else None
+    lr_before = current_lr(optimizer)
+    before = state_of(model)
+    seen = []
+    result = find_lr(model, Batches(batches), num_iter=6, start_lr=1e-5, end_lr=1e-2,
+                     callback=lambda step, lr, *_: seen.append((lr, current_lr(optimizer))), **QUIET)
+    np.testing.assert_allclose([s[1] for s in seen], [s[0] for s in seen], rtol=1e-6)  # the ramp ruled
+    assert optimizer._learning_rate is schedule
+    if kind == "schedule":
+        assert schedule.get_config() == config
+        assert result.info["schedule"] == "ExponentialDecay"
+    assert current_lr(optimizer) == lr_before
+    assert result.info["schedule_set_aside"] is True
+    assert same_state(before, state_of(model)) == []
+
+
+def test_an_unbuilt_optimizer_is_left_unbuilt_and_swept_as_a_copy():
+    schedule = keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=100)
+    model = make_model(keras)
+    model.compile(optimizer=keras.optimizers.Adam(schedule),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    weights = [np.array(v.numpy()) for v in model.variables]
+    result = find_lr(model, Batches(make_batches(4)), num_iter=6, **QUIET)
+    assert not model.optimizer.built and len(model.optimizer.variables) == 1  # its iteration count
+    assert model.optimizer._learning_rate is schedule
+    assert result.info["optimizer_state"] == "fresh copy"
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(weights, model.variables, strict=True))
+
+
+# -- data forms ------------------------------------------------------------------------------------
+
+def arrays_of(batches):
+    return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+
+
+@pytest.mark.parametrize("form", ["arrays", "tf.data", "PyDataset", "list"])
+def test_every_data_form_is_read_in_order_and_cycled(form):
+    setup = case()
+    model = setup.model
+    batches = make_batches(3, size=10)
+    batches[-1] = (batches[-1][0][:5], batches[-1][1][:5])  # a short last batch, as arrays give
+    x, y = arrays_of(batches)
+    data, kwargs = {
+        "arrays": ((x, y), {"batch_size": 10}),
+        "tf.data": (tf.data.Dataset.from_tensor_slices((x, y)).batch(10), {}),
+        "PyDataset": (Batches(batches), {}),
+        "list": (batches, {}),
+    }[form]
+    expected = [batch_loss(keras, model, *batches[k % 3]) for k in range(7)]
+    before = setup.state()
+    # An LR so small that the weights barely move: each step's loss is that of batch k % 3.
+    result = find_lr(model, data, start_lr=1e-10, end_lr=1e-9, num_iter=7, **kwargs, **QUIET)
+    np.testing.assert_allclose(result.losses, expected, rtol=1e-5)
+    assert result.info["data"] == {"tf.data": "tf.data.Dataset"}.get(form, form)
+    assert same_state(before, setup.state()) == []
+
+
+def test_sample_weights_in_arrays_weight_the_loss():
+    setup = case()
+    (x, y), = make_batches(1, size=8)
+    weights = np.arange(8, dtype="float32")
+    result = find_lr(setup.model, (x, y, weights), batch_size=8, num_iter=2, **QUIET)
+    logits, _ = setup.model.stateless_call([v.value for v in setup.model.trainable_variables],
+                                           [v.value for v in setup.model.non_trainable_variables],
+                                           x, training=True)
+    expected = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, logits, sample_weight=weights)
+    assert result.losses[0] == pytest.approx(float(expected), rel=1e-5)
+
+
+BAD_DATA = {
+    "empty arrays": (lambda: (np.zeros((0, 6), "float32"), np.zeros(0)), {}, ValueError, "empty"),
+    "unequal arrays": (lambda: (np.zeros((4, 6), "float32"), np.zeros(5)), {}, ValueError,
+                       "same number of samples"),
+    "empty tf.data": (lambda: tf.data.Dataset.from_tensor_slices((np.zeros((0, 6)), np.zeros(0))).batch(4),
+                      {}, ValueError, "empty"),
+    "empty PyDataset": (lambda: Batches([]), {}, ValueError, "empty"),
+    "batch_size for tf.data": (lambda: tf.data.Dataset.from_tensor_slices((np.zeros((8, 6)), np.zeros(8))),
+                               {"batch_size": 8}, TypeError, "batch_size"),
+    "x alone": (lambda: np.zeros((4, 6), "float32"), {}, TypeError, r"tuple \(x, y\)"),
+    "no data": (lambda: None, {}, TypeError, "data is missing"),
+    "a number": (lambda: 42, {}, TypeError, "cannot read batches"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_DATA))
+def test_bad_data_is_a_clear_error_before_anything_changes(name):
+    make_data, kwargs, error, match = BAD_DATA[name]
+    setup = case()
+    data = make_data()
+    before = setup.state()
+    with pytest.raises(error, match=match):
+        find_lr(setup.model, data, **kwargs, **QUIET)
+    assert same_state(before, setup.state()) == []
+
+
+def test_an_iterable_that_yields_nothing_fails_in_the_first_step_and_restores():
+    setup = case()
+    before = setup.state()
+    with pytest.raises(ValueError, match="empty"):
+        find_lr(setup.model, tf.data.Dataset.range(10).filter(lambda i: i > 99), **QUIET)
+    assert same_state(before, setup.state()) == []
+
+
+def test_a_one_shot_generator_that_runs_out_says_so():
+    setup = case()
+    batches = make_batches(3)
+    with pytest.raises(ValueError, match="one-shot"):
+        find_lr(setup.model, (b for b in batches), num_iter=5, **QUIET)
+
+
+# -- uncompiled models and options -----------------------------------------------------------------
+
+def uncompiled_model():
+    keras.utils.set_random_seed(5)
+    return keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"),
+                             keras.layers.Dense(3)])
+
+
+def test_an_uncompiled_model_without_optimizer_and_loss_is_a_clear_error():
+    model = uncompiled_model()
+    with pytest.raises(TypeError, match=r"not compiled.*model\.compile\(optimizer=\.\.\., loss=\.\.\.\)"):
+        find_lr(model, arrays_of(make_batches(2)), **QUIET)
+    with pytest.raises(TypeError, match="no loss="):
+        find_lr(model, arrays_of(make_batches(2)), optimizer="adam", **QUIET)
+
+
+def test_an_uncompiled_model_with_optimizer_and_loss_is_swept_and_left_uncompiled():
+    model = uncompiled_model()
+    optimizer = keras.optimizers.Adam(1e-3)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    batches = make_batches(3)
+    weights = [np.array(v.numpy()) for v in model.variables]
+    attributes = {"compiled": model.compiled, "optimizer": getattr(model, "optimizer", None),
+                  "loss": model.loss}
+    names = set(vars(model))
+    expected = float(loss(batches[0][1], model(batches[0][0])))
+    result = find_lr(model, Batches(batches), optimizer=optimizer, loss=loss, num_iter=8, **QUIET)
+    assert result.losses[0] == pytest.approx(expected, rel=1e-5)
+    assert {"compiled": model.compiled, "optimizer": getattr(model, "optimizer", None),
+            "loss": model.loss} == attributes == {"compiled": False, "optimizer": None, "loss": None}
+    assert set(vars(model)) == names  # nothing was attached to the model
+    assert not optimizer.built  # the user's optimizer object is not touched either
+    assert result.info["loss"] == "sparse_categorical_crossentropy"
+    assert result.info["optimizer"] == "Adam"
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(weights, model.variables, strict=True))
+
+
+def test_an_unbuilt_model_is_built_on_the_first_batch_as_fit_would():
+    keras.utils.set_random_seed(6)
+    model = keras.Sequential([keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)])
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert not model.built
+    result = find_lr(model, arrays_of(make_batches(2)), batch_size=16, num_iter=5, **QUIET)
+    assert model.built and result.num_steps == 5
+
+
+def test_loss_given_for_a_compiled_model_replaces_the_compiled_loss_for_the_sweep_only():
+    setup = case()
+    model = setup.model
+    expected = setup.first_loss() + 1.0
+
+    def shifted(y_true, y_pred):
+        return keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True) + 1.0
+
+    result = find_lr(model, setup.data, loss=shifted, num_iter=3, **QUIET)
+    assert result.info["loss"] == "shifted"
+    assert result.losses[0] == pytest.approx(expected, rel=1e-5)
+    assert isinstance(model.loss, keras.losses.SparseCategoricalCrossentropy)
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("accumulation_steps", 2), ("amp", "bf16"), ("grad_clip", 1.0), ("device", "cpu"),
+    ("batch_fn", lambda b: b), ("snapshot_dir", "."),
+])
+def test_options_that_do_not_apply_to_keras_are_named(option, value):
+    setup = case()
+    with pytest.raises(TypeError, match=option):
+        find_lr(setup.model, setup.data, **{option: value}, **QUIET)
+
+
+def test_a_model_with_its_own_train_step_gets_a_warning():
+    class Custom(keras.Sequential):
+        def train_step(self, data):  # pragma: no cover - never run by find_lr
+            return super().train_step(data)
+
+    model = Custom([keras.Input((6,)), keras.layers.Dense(3)])
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.warns(UserWarning, match="overrides train_step"):
+        find_lr(model, Batches(make_batches(2)), num_iter=3, **QUIET)
+
+
+def test_the_result_records_what_was_swept():
+    setup = case()
+    info = find_lr(setup.model, setup.data, num_iter=3, **QUIET).info
+    assert info["keras_backend"] == "tensorflow"
+    assert info["optimizer"] == "Adam" and info["optimizer_state"] == "restored"
+    assert info["loss"] == "sparse_categorical_crossentropy"
+    assert info["strategy"] == "none" and info["schedule_set_aside"] is False
+
+
+# -- validation mode -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("val_batches", [None, 1])
+def test_validation_mode_records_the_evaluate_loss_after_each_update(val_batches):
+    setup = case()
+    model = setup.model
+    xv, yv = arrays_of(make_batches(3, size=10, seed=7))
+    evaluated = []
+
+    def evaluate(step, lr, loss, smoothed):
+        if step < 3:
+            n = len(xv) if val_batches is None else 10
+            evaluated.append((loss, model.evaluate(xv[:n], yv[:n], batch_size=10, verbose=0)))
+
+    kwargs = {} if val_batches is None else {"val_batches": val_batches}
+    result = find_lr(model, setup.data, val_loader=(xv, yv), batch_size=10, num_iter=4, callback=evaluate,
+                     **kwargs, **QUIET)
+    recorded, expected = zip(*evaluated, strict=True)
+    np.testing.assert_allclose(recorded, expected, rtol=1e-5)
+    assert result.info["val_batches"] == (3 if val_batches is None else 1)
+
+
+def test_validation_errors_are_clear():
+    setup = case()
+    val = (np.zeros((20, 6), "float32"), np.zeros(20))
+    with pytest.raises(TypeError, match="val_batches= needs val_loader="):
+        find_lr(setup.model, setup.data, val_batches=2, **QUIET)
+    with pytest.raises(ValueError, match="only 1 batches"):
+        find_lr(setup.model, setup.data, val_loader=val, val_batches=2, **QUIET)
+    endless = tf.data.Dataset.from_tensor_slices(val).batch(4).repeat()
+    with pytest.raises(ValueError, match="pass val_batches="):
+        find_lr(setup.model, setup.data, val_loader=endless, **QUIET)
+
+
+# -- MirroredStrategy and the torch backend (subprocesses) ----------------------------------------
+
+MIRRORED = """
+import json
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from lrfinder import find_lr
+from tests.cases_keras import batch_loss, make_batches, make_model, state_of
+
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    model = make_model(keras)
+batches = make_batches(4, size=32)
+x = np.concatenate([b[0] for b in batches]); y = np.concatenate([b[1] for b in batches])
+model.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)
+before = state_of(model)
+# Each replica normalises its own half of the batch: the batch loss is the mean over the halves.
+x0, y0 = batches[0]
+expected = np.mean([batch_loss(keras, model, x0[:16], y0[:16]), batch_loss(keras, model, x0[16:], y0[16:])])
+result = find_lr(model, (x, y), batch_size=32, num_iter=12, start_lr=1e-4, end_lr=1e-1, progress=False)
+after = state_of(model)
+val = find_lr(model, (x, y), batch_size=32, val_loader=(x[:64], y[:64]), num_iter=4, progress=False)
+print(json.dumps({
+    "replicas": strategy.num_replicas_in_sync,
+    "strategy": result.info["strategy"],
+    "num_steps": result.num_steps,
+    "first": float(result.losses[0]), "expected": float(expected),
+    "finite": bool(np.all(np.isfinite(result.losses))),
+    "changed": [k for k in before if before[k].tobytes() != after[k].tobytes()],
+    "val_finite": bool(np.all(np.isfinite(val.losses))),
+    "changed_after_val": [k for k in before if before[k].tobytes() != state_of(model)[k].tobytes()],
+}))
+"""
+
+
+def test_mirrored_strategy_on_two_cpu_devices_gives_one_answer_and_restores():
+    out = run_in_subprocess(MIRRORED)
+    assert out["replicas"] == 2 and out["strategy"] == "MirroredStrategy"
+    assert out["num_steps"] == 12 and out["finite"] and out["val_finite"]
+    assert out["first"] == pytest.approx(out["expected"], rel=1e-5)
+    assert out["changed"] == [] and out["changed_after_val"] == []
+
+
+TORCH = """
+import json, sys
+import numpy as np
+import keras
+from lrfinder import find_lr
+
+# First, before anything else can load TensorFlow (keras.utils.set_random_seed does): a sweep.
+plain = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+plain.compile(optimizer="adam", loss="mse")
+find_lr(plain, (np.ones((32, 6), "float32"), np.ones((32, 3), "float32")), num_iter=5, progress=False)
+tensorflow_loaded = "tensorflow" in sys.modules
+
+from tests.cases import Boom
+from tests.cases_keras import batch_loss, case, make_batches, state_of
+
+setup = case(n_batches=4)
+before = setup.state()
+expected = setup.first_loss()
+result = find_lr(setup.model, setup.data, num_iter=10, start_lr=1e-4, end_lr=1e-1, progress=False)
+after_success = setup.state()
+
+failing = case(fail_at=5)
+failing_before = failing.state()
+try:
+    find_lr(failing.model, failing.data, num_iter=10, progress=False)
+    raised = False
+except Boom:
+    raised = True
+
+schedule = keras.optimizers.schedules.ExponentialDecay(1e-3, 10, 0.5)
+model = setup.model
+model.compile(optimizer=keras.optimizers.Adam(schedule),
+              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+batches = make_batches(3, size=10)
+model.train_on_batch(*batches[0])
+x = np.concatenate([b[0] for b in batches]); y = np.concatenate([b[1] for b in batches])
+evaluated = []
+def look(step, lr, loss, smoothed):
+    if step < 2:
+        evaluated.append((loss, float(model.evaluate(x, y, batch_size=10, verbose=0))))
+schedule_before = state_of(model)
+val = find_lr(model, (x, y), batch_size=10, val_loader=(x, y), num_iter=4, callback=look, progress=False)
+print(json.dumps({
+    "backend": result.info["keras_backend"],
+    "tensorflow_loaded": tensorflow_loaded,
+    "first": float(result.losses[0]), "expected": expected,
+    "restored": [k for k in before if before[k].tobytes() != after_success[k].tobytes()],
+    "raised": raised,
+    "restored_after_error": [k for k in failing_before
+                             if failing_before[k].tobytes() != failing.state()[k].tobytes()],
+    "schedule_back": model.optimizer._learning_rate is schedule,
+    "schedule_state": [k for k in schedule_before
+                       if schedule_before[k].tobytes() != state_of(model)[k].tobytes()],
+    "evaluated": evaluated,
+}))
+"""
+
+
+def test_keras_on_the_torch_backend_sweeps_and_restores():
+    require("torch")
+    out = run_in_subprocess(TORCH, env={"KERAS_BACKEND": "torch"})
+    assert out["backend"] == "torch"
+    assert not out["tensorflow_loaded"], "the Keras trainer must not import TensorFlow on torch"
+    assert out["first"] == pytest.approx(out["expected"], rel=1e-5)
+    assert out["restored"] == [] and out["raised"] and out["restored_after_error"] == []
+    assert out["schedule_back"] and out["schedule_state"] == []
+    for recorded, evaluated in out["evaluated"]:
+        assert recorded == pytest.approx(evaluated, rel=1e-5)
+    assert math.isfinite(out["first"])
