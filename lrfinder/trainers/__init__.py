@@ -17,9 +17,10 @@ from lrfinder.trainers.step_fn import StepFunctionTrainer
 __all__ = ["StepFunctionTrainer", "Trainer", "TrainerBase", "make_trainer"]
 
 #: (framework module that must already be imported, lrfinder module with ``accepts``/``make``).
+#: Keras comes first: on Keras's torch backend a keras.Model is also a torch.nn.Module.
 BACKENDS: tuple[tuple[str, str], ...] = (
-    ("torch", "lrfinder.trainers.torch_trainer"),
     ("keras", "lrfinder.trainers.keras_trainer"),
+    ("torch", "lrfinder.trainers.torch_trainer"),
 )
 
 
@@ -43,12 +44,7 @@ def make_trainer(model: Any, data: Any = None, **options: Any) -> Trainer:
     for framework, module_name in BACKENDS:
         if framework not in sys.modules:
             continue
-        try:
-            backend = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name == module_name:  # this backend is not written yet
-                continue
-            raise
+        backend = importlib.import_module(module_name)
         if backend.accepts(model):
             return backend.make(model, data, **options)
     if callable(model):
