@@ -103,3 +103,5 @@ def numpy_case(n_batches: int = 8, fail_at: int | None = None,
 
 #: name -> builder(n_batches, fail_at, fail_with); torch and keras cases register here too.
 CASES: dict[str, Callable[..., Setup]] = {"numpy": numpy_case}
+CASES["torch"] = lambda *a, **k: (
+    require("torch") and importlib.import_module("tests.cases_torch").case(*a, **k))

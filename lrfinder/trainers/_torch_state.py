@@ -1,0 +1,257 @@
+"""Saving, and putting back bit for bit, everything a PyTorch range test changes.
+
+The snapshot lives in CPU memory (a model on a GPU must not need twice its size there) or, with
+``snapshot_dir``, in a uniquely named temporary file holding only tensors and plain containers,
+so that ``torch.load(weights_only=True)`` reads it and two runs never share a file. Restoring
+copies values back into the very same Parameter and buffer objects, so optimizers, hooks and
+user references keep pointing at live tensors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import tempfile
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["TorchSnapshot", "loader_generators"]
+
+
+def _to_cpu(value: Any) -> Any:
+    """A deep copy of ``value`` whose tensors are detached CPU clones (never aliases)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {key: _to_cpu(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_to_cpu(item) for item in value]
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(_to_cpu(item) for item in value)
+    return value  # numbers, strings, None, booleans: immutable
+
+
+def loader_generators(*loaders: Any) -> list[torch.Generator]:
+    """The ``torch.Generator`` objects a DataLoader draws its shuffling and seeds from."""
+    found: list[torch.Generator] = []
+    for loader in loaders:
+        if loader is None:
+            continue
+        batch_sampler = getattr(loader, "batch_sampler", None)
+        for owner in (loader, getattr(loader, "sampler", None), getattr(batch_sampler, "sampler", None)):
+            generator = getattr(owner, "generator", None)
+            if isinstance(generator, torch.Generator) and all(generator is not g for g in found):
+                found.append(generator)
+    return found
+
+
+class TorchSnapshot:
+    """The state of a model, its optimizer, a GradScaler and every random generator involved.
+
+    Args:
+        modules: The model first, then any other module whose parameters may be trained (a
+            criterion with weights); their parameters, gradients, buffers and train/eval flags
+            are saved.
+        optimizer: The user's optimizer, whose ``state_dict`` is saved (None when lrfinder built
+            the optimizer itself: there is nothing of the user's to put back).
+        extra_params: Parameters the optimizer trains that no module above holds.
+        scaler: The user's GradScaler, or None.
+        generators: ``torch.Generator`` objects owned by the data loaders.
+        cuda: Also save the CUDA generators of every device.
+        mps: Also save the MPS generator.
+        snapshot_dir: Folder for an on-disk snapshot of tensors; None keeps them in CPU memory.
+    """
+
+    def __init__(
+        self,
+        modules: Sequence[torch.nn.Module],
+        optimizer: torch.optim.Optimizer | None,
+        extra_params: Iterable[torch.nn.Parameter] = (),
+        scaler: Any = None,
+        generators: Sequence[torch.Generator] = (),
+        cuda: bool = False,
+        mps: bool = False,
+        snapshot_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self._params: list[torch.nn.Parameter] = []
+        seen: set[int] = set()
+        for param in [p for m in modules for p in m.parameters()] + list(extra_params):
+            if id(param) not in seen:  # tied weights are saved once
+                seen.add(id(param))
+                self._params.append(param)
+        # (owner module, attribute name): buffers are put back by name, in case a module
+        # replaced one during the sweep instead of updating it in place.
+        self._buffer_slots: list[tuple[torch.nn.Module, str]] = [
+            (owner, name)
+            for module in modules
+            for owner in module.modules()
+            for name, _ in owner.named_buffers(recurse=False)
+        ]
+        self._flags: list[tuple[torch.nn.Module, bool]] = [
+            (owner, owner.training) for module in modules for owner in module.modules()
+        ]
+        self._optimizer = optimizer
+        self._scaler = scaler
+        self._generators = list(generators)
+        self._cuda = cuda
+        self._mps = mps
+        self._dir = None if snapshot_dir is None else Path(snapshot_dir)
+        self._saved: dict[str, Any] | None = None
+        self._file: Path | None = None
+
+    # -- taking ------------------------------------------------------------------------------
+
+    def take(self) -> None:
+        """Save everything; changes nothing. On failure, no file is left behind."""
+        params = [p.detach() for p in self._params]
+        grads = [None if p.grad is None else p.grad.detach() for p in self._params]
+        buffers = [getattr(owner, name) for owner, name in self._buffer_slots]
+        buffers = [None if b is None else b.detach() for b in buffers]
+        optimizer_state = None if self._optimizer is None else self._optimizer.state_dict()
+        saved: dict[str, Any] = {
+            # where each tensor lived, so that a sweep that moved the model is undone exactly
+            "param_places": [(p.device, p.dtype) for p in params],
+            "buffer_places": [None if b is None else (b.device, b.dtype) for b in buffers],
+            "flags": [flag for _, flag in self._flags],
+            "requires_grad": [p.requires_grad for p in self._params],
+            "scaler": None if self._scaler is None else _to_cpu(self._scaler.state_dict()),
+            "rng": self._rng_states(),
+        }
+        tensors = {"params": params, "grads": grads, "buffers": buffers, "optimizer": optimizer_state}
+        if self._dir is None:
+            saved.update(_to_cpu(tensors))
+        else:
+            self._file = self._write(tensors)
+        self._saved = saved
+
+    def _write(self, tensors: dict[str, Any]) -> Path:
+        assert self._dir is not None
+        try:
+            fd, name = tempfile.mkstemp(prefix=".lrfinder-snapshot-", suffix=".pt", dir=self._dir)
+        except OSError as error:
+            raise OSError(
+                f"snapshot_dir={str(self._dir)!r}: cannot create the snapshot file there ({error}); "
+                "give a writable folder, or leave snapshot_dir out to keep the snapshot in memory"
+            ) from error
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                # torch.save copies one storage at a time to the host, never the whole model
+                torch.save(tensors, handle)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
+        return path
+
+    def _rng_states(self) -> dict[str, Any]:
+        states: dict[str, Any] = {
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+            "generators": [g.get_state() for g in self._generators],
+        }
+        if self._cuda:
+            states["cuda"] = torch.cuda.get_rng_state_all()
+        if self._mps:
+            states["mps"] = torch.mps.get_rng_state()
+        return states
+
+    # -- restoring ---------------------------------------------------------------------------
+
+    def restore(self) -> None:
+        """Put everything back and free the snapshot (and delete its file), in every case.
+
+        Each part is restored even when another fails; the first failure is raised at the end.
+        """
+        saved, self._saved = self._saved, None
+        if saved is None:
+            return
+        path, self._file = self._file, None
+        errors: list[BaseException] = []
+
+        def attempt(action: Callable[[], None]) -> None:
+            try:
+                action()
+            except Exception as error:  # keep restoring the rest, report the first at the end
+                errors.append(error)
+
+        try:
+            if path is not None:
+                loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                # the mapping must not outlive the file: copy what is kept beyond this call
+                loaded["optimizer"] = _to_cpu(loaded["optimizer"])
+                saved.update(loaded)
+                del loaded
+            attempt(lambda: self._restore_tensors(saved))
+            if self._optimizer is not None:
+                attempt(lambda: self._optimizer.load_state_dict(saved["optimizer"]))
+            if self._scaler is not None:
+                attempt(lambda: self._scaler.load_state_dict(saved["scaler"]))
+            attempt(lambda: self._restore_flags(saved))
+            attempt(lambda: self._restore_rng(saved["rng"]))
+        finally:
+            saved.clear()
+            if path is not None:
+                try:
+                    path.unlink()
+                except OSError as error:
+                    warnings.warn(f"lrfinder: could not delete the snapshot file {path}: {error}",
+                                  RuntimeWarning, stacklevel=2)
+        if errors:
+            raise errors[0]
+
+    def _restore_tensors(self, saved: dict[str, Any]) -> None:
+        with torch.no_grad():
+            for param, value, grad, (device, dtype), flag in zip(
+                self._params, saved["params"], saved["grads"], saved["param_places"],
+                saved["requires_grad"], strict=True,
+            ):
+                param.grad = None
+                if param.device == device and param.dtype == dtype:
+                    param.copy_(value)
+                else:  # the sweep moved it: put it back where it was (the Parameter stays the same)
+                    param.data = value.to(device=device, dtype=dtype, copy=True)
+                if grad is not None:
+                    param.grad = grad.to(device=device, copy=True)
+                param.requires_grad_(flag)
+            for (owner, name), value, place in zip(
+                self._buffer_slots, saved["buffers"], saved["buffer_places"], strict=True
+            ):
+                current = getattr(owner, name)
+                if value is None:
+                    setattr(owner, name, None)
+                elif (
+                    isinstance(current, torch.Tensor)
+                    and (current.device, current.dtype) == place
+                    and current.shape == value.shape
+                ):
+                    current.copy_(value)
+                else:
+                    setattr(owner, name, value.to(device=place[0], dtype=place[1], copy=True))
+
+    def _restore_flags(self, saved: dict[str, Any]) -> None:
+        for (module, _), flag in zip(self._flags, saved["flags"], strict=True):
+            module.training = flag  # the attribute, not train(): an overridden train() may do more
+
+    def _restore_rng(self, states: dict[str, Any]) -> None:
+        torch.set_rng_state(states["torch"])
+        np.random.set_state(states["numpy"])
+        random.setstate(states["python"])
+        for generator, state in zip(self._generators, states["generators"], strict=True):
+            generator.set_state(state)
+        if "cuda" in states:
+            torch.cuda.set_rng_state_all(states["cuda"])
+        if "mps" in states:
+            torch.mps.set_rng_state(states["mps"])
+
+    @property
+    def file(self) -> Path | None:
+        """The on-disk snapshot while one exists."""
+        return self._file
