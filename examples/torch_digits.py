@@ -37,6 +37,7 @@ def load_data() -> tuple[TensorDataset, TensorDataset]:
 
 def lrfinder_setup() -> dict:
     """What ``lrfinder find`` sweeps: model, training loader, optimizer and loss function."""
+    torch.set_num_threads(1)  # a tiny model: more threads cost more than they bring
     torch.manual_seed(SEED)
     train, _ = load_data()
     model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
@@ -58,13 +59,14 @@ def accuracy(model: nn.Module, data: TensorDataset) -> float:
 
 
 def main(plot: str = "lr_finder_torch_digits.png", epochs: int = 8) -> float:
-    torch.set_num_threads(1)  # a tiny model: threads cost more than they bring
     setup = lrfinder_setup()
     model, loader, optimizer, criterion = (setup[k] for k in ("model", "train_loader", "optimizer",
                                                                "criterion"))
     result = lrfinder.find_lr(model, loader, optimizer, criterion, start_lr=1e-5, end_lr=10.0)
     result.save_plot(plot)
     lr = result.suggestion
+    if lr is None:
+        sys.exit(f"no suggestion: {result.suggestion_reason}")
     print(f"suggested lr: {lr:.3g} ({result.rule}); useful range: {result.lr_range}; plot: {plot}")
     for diagnostic in result.diagnostics:
         print(f"warning: {diagnostic.message}")

@@ -241,6 +241,7 @@ def _check_settings(start_lr: float, end_lr: float, num_iter: int, mode: str, sm
     except (TypeError, ValueError) as error:
         names = "|".join(_OPTION_NAMES)
         message = re.sub(rf"\b({names})\b", lambda m: _OPTION_NAMES[m[1]], str(error))
+        message = message.replace("or None to", "or 'none' to")  # the option's spelling of None
         raise CommandLineError(message) from None
 
 
@@ -343,11 +344,31 @@ def _load_job(path: Path, data_path: str | None, seed: int | None) -> _Job:
     if not isinstance(found, Mapping):
         raise RunError(f"{source} returned a {type(found).__name__}; return a dict such as "
                        "{'model': model, 'loader': loader, 'optimizer': optimizer}")
-    unknown = sorted(set(found) - set(CONTRACT_NAMES))
-    if unknown:
-        raise RunError(f"{source} returned unknown key(s) {', '.join(map(repr, unknown))}; the keys "
-                       f"read are {', '.join(CONTRACT_NAMES)}")
+    # Other keys are the script's own business, but a near miss is a typo that would go unnoticed.
+    for key in sorted(map(str, set(found) - set(CONTRACT_NAMES))):
+        near = [name for name in CONTRACT_NAMES if _is_typo(key, name)]
+        if near:
+            raise RunError(f"{source} returned the key {key!r}: did you mean {near[0]!r}? (the keys read "
+                           f"are {', '.join(CONTRACT_NAMES)})")
     return _job_from(dict(found), source, path, top_level=False)
+
+
+def _is_typo(key: str, name: str) -> bool:
+    """Whether ``key`` is ``name`` misspelt (at most two edits), not ``name`` plus a suffix.
+
+    >>> [_is_typo(k, "optimizer") for k in ("optimiser", "optimizers", "params")]
+    [True, False, False]
+    """
+    if key.startswith(name) or abs(len(key) - len(name)) > 2:
+        return False
+    # Edit distance with adjacent transpositions (optimal string alignment).
+    d = [[i + j if i * j == 0 else 0 for j in range(len(name) + 1)] for i in range(len(key) + 1)]
+    for i in range(1, len(key) + 1):
+        for j in range(1, len(name) + 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (key[i - 1] != name[j - 1]))
+            if i > 1 and j > 1 and key[i - 1] == name[j - 2] and key[i - 2] == name[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[-1][-1] <= min(2, len(name) // 3)
 
 
 def _job_from(names: dict[str, Any], source: str, script: Path, *, top_level: bool) -> _Job:
@@ -388,7 +409,8 @@ def _missing_hint(names: dict[str, Any], wanted: str, top_level: bool) -> str:
     # Objects only: what the script imported or defined as a function or class is not a candidate.
     objects = {n: v for n, v in names.items() if not n.startswith("_") and n not in CONTRACT_NAMES
                and not isinstance(v, (ModuleType, type)) and not inspect.isroutine(v)}
-    close = [n for n, v in objects.items() if _looks_like(v, wanted) or _sounds_like(n, wanted)]
+    close = [n for n, v in objects.items() if _looks_like(v, wanted)
+             or (_sounds_like(n, wanted) and not isinstance(v, (int, float, str, bytes)))]
     if close:
         return f"{fix}; it defines {_listing(objects, close)}, which look{'s' * (len(close) == 1)} close"
     if objects:
