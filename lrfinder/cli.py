@@ -481,16 +481,18 @@ def _as_script(path: Path) -> Iterator[None]:
 
 
 def _import_script(path: Path) -> ModuleType:
-    """Run the script as a module named ``__lrfinder_script__`` (so its ``__main__`` block does not run)."""
+    """Run the script as ``python SCRIPT`` would, but as a module named ``__lrfinder_script__``.
+
+    Its ``if __name__ == "__main__":`` block therefore does not run. Compiled here rather than
+    imported, so that no bytecode cache is written next to the user's script.
+    """
     name = "__lrfinder_script__"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise CommandLineError(f"cannot load {path} as a Python module")
-    module = importlib.util.module_from_spec(spec)
+    module = ModuleType(name)
+    module.__file__ = str(path)
     sys.modules[name] = module  # classes defined in the script can then be pickled
     with _as_script(path):
         try:
-            spec.loader.exec_module(module)
+            exec(compile(path.read_bytes(), str(path), "exec"), module.__dict__)
         except SystemExit as error:
             raise RunError(f"{path} called sys.exit({error.code!r}) while being imported; move its "
                            f"command-line handling under `if __name__ == '__main__':` or into "

@@ -154,6 +154,26 @@ def test_diagnostics_become_warning_lines(tmp_path):
     assert out.count("\n") == 1 and err.count("warning:") == len(result.diagnostics)
 
 
+def test_ctrl_c_during_the_sweep_keeps_the_partial_result(tmp_path):
+    write(tmp_path, "stop.py", "def step(lr):\n    if lr > 1e-3:\n        raise KeyboardInterrupt\n"
+                               "    return 1.0 / (1 + lr)\n")
+    code, out, _ = run(["find", "stop.py", "--start-lr", "1e-5", "--end-lr", "1", "--num-iter", "50",
+                        "--json", "r.json"], tmp_path)
+    assert code == 0
+    result = LRFinderResult.from_json(tmp_path / "r.json")
+    assert result.stop_reason == "interrupted" and result.num_steps == 20
+    assert "stopped:       interrupted at step 20 of 50" in out
+    assert f"warning: {result.diagnostics[0].message}" in out and "interrupted" in result.diagnostics[0].code
+    assert_png(tmp_path / "lr_finder.png")
+
+
+def test_ctrl_c_while_the_script_loads_writes_nothing(tmp_path):
+    write(tmp_path, "slow.py", "raise KeyboardInterrupt\n")
+    code, out, err = run(["find", "slow.py"], tmp_path)
+    assert code == 130 and err.strip() == "Error: interrupted" and out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["slow.py"]
+
+
 def test_setup_function_form_runs_neither_main_block_nor_training(tmp_path):
     write(tmp_path, "setup.py", """
         import numpy as np
