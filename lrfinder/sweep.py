@@ -7,6 +7,7 @@ This module knows nothing of any framework, of plotting or of files. It drives a
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import math
 import sys
 import time
@@ -262,6 +263,9 @@ def _progress_bar(progress: bool | None, trainer: Trainer, total: int) -> Any:
         progress = _in_notebook() or (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
     if not progress:
         return None
-    from tqdm.auto import tqdm
+    if _in_notebook() and importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.notebook import tqdm
+    else:  # tqdm.auto would warn in a notebook without widgets
+        from tqdm.std import tqdm
 
     return tqdm(total=total, desc="LR range test", unit="step", leave=False)
