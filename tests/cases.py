@@ -105,3 +105,4 @@ def numpy_case(n_batches: int = 8, fail_at: int | None = None,
 CASES: dict[str, Callable[..., Setup]] = {"numpy": numpy_case}
 CASES["torch"] = lambda *a, **k: (
     require("torch") and importlib.import_module("tests.cases_torch").case(*a, **k))
+CASES["keras"] = lambda **kw: importlib.import_module("tests.cases_keras").case(**kw)

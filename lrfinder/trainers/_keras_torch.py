@@ -1,0 +1,104 @@
+"""The Keras trainer's steps on the torch backend, written as Keras's own torch ``train_step`` is.
+
+Imported only when Keras runs on torch. Steps run eagerly, as ``fit`` does on this backend unless
+the model was compiled with ``jit_compile=True``; the loss stays a device tensor until the engine
+reads it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import keras
+import torch
+
+from lrfinder.trainers._keras_data import Batch
+
+LossFn = Callable[[Any, Any, Any, Any, bool], Any]
+
+
+def _tensor(value: Any) -> Any:
+    if value is None or isinstance(value, torch.Tensor):
+        return value
+    if type(value).__module__.startswith("tensorflow"):  # a tf.data batch
+        value = value.numpy()
+    return keras.ops.convert_to_tensor(value)
+
+
+def _to_tensors(batch: Batch) -> Batch:
+    return keras.tree.map_structure(_tensor, batch)
+
+
+def _batch_length(x: Any) -> int:
+    return int(next(leaf for leaf in keras.tree.flatten(x) if leaf is not None).shape[0])
+
+
+def uses_accelerator(model: Any) -> bool:
+    """Whether the model's variables live on a GPU (or another non-CPU device)."""
+    variables = model.variables
+    return bool(variables) and variables[0].value.device.type != "cpu"
+
+
+class TorchSteps:
+    """Training and evaluation steps for a Keras model on torch (see :class:`_keras_tf.TFSteps`)."""
+
+    def __init__(self, model: Any, compute_loss: LossFn, optimizer: Any, lr_variable: Any,
+                 jit_compile: bool) -> None:
+        del jit_compile  # torch.compile costs more than a range test's few hundred steps save
+        self.model = model
+        self.compute_loss = compute_loss
+        self.optimizer = optimizer
+        self.lr_variable = lr_variable
+        self.trainable = list(model.trainable_variables)
+        self.traces = 0
+
+    def train(self, batch: Batch, lr: float) -> Any:
+        """One optimisation step at ``lr``; returns this batch's loss (a device tensor)."""
+        self.lr_variable.assign(lr)
+        x, y, sample_weight = _to_tensors(batch)
+        y_pred = self.model(x, training=True)
+        self.model.zero_grad()
+        loss = self.compute_loss(x, y, y_pred, sample_weight, True)
+        self.optimizer.scale_loss(loss).backward()
+        gradients = [variable.value.grad for variable in self.trainable]
+        with torch.no_grad():
+            self.optimizer.apply(gradients, self.trainable)
+        return loss.detach()
+
+    def evaluate(self, batches: Iterable[Batch]) -> Any:
+        """Mean loss over ``batches`` in inference mode, weighted by batch size (as ``evaluate``)."""
+        loss_sum: Any = None
+        count = 0
+        with torch.no_grad():
+            for batch in batches:
+                x, y, sample_weight = _to_tensors(batch)
+                y_pred = self.model(x, training=False)
+                size = _batch_length(x)
+                part = self.compute_loss(x, y, y_pred, sample_weight, False).float() * size
+                loss_sum = part if loss_sum is None else loss_sum + part
+                count += size
+        if loss_sum is None:
+            raise ValueError("val_loader yielded no batches")
+        return loss_sum / count
+
+    def release(self) -> None:
+        """Free the gradients the last step left on the weights."""
+        self.model.zero_grad(set_to_none=True)
+
+
+def build_model(model: Any, x: Any) -> None:
+    """Create the weights of a model that was never called (inference mode: no state changes)."""
+    with torch.no_grad():
+        model(_to_tensors((x,))[0], training=False)
+
+
+def scope(model: Any) -> Any:
+    """No distribution scope on torch."""
+    del model
+    return contextlib.nullcontext()
+
+
+#: The steps class keras_trainer uses on this backend.
+Steps = TorchSteps
