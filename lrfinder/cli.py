@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import difflib
 import importlib
 import importlib.util
 import inspect
@@ -25,7 +24,7 @@ import tempfile
 import traceback
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any
@@ -74,6 +73,10 @@ class RunError(click.ClickException):
         self.cause = cause
 
 
+#: Raised for a bare ``lrfinder`` by click >= 8.2 (older versions print the help and exit 0).
+_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 class _Group(click.Group):
     """A click group whose errors are one line on stderr: ``Error: <what> ...``."""
 
@@ -84,7 +87,7 @@ class _Group(click.Group):
         _debug[0] = False
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.exceptions.NoArgsIsHelpError as error:  # bare `lrfinder`: show the help
+        except _NO_ARGS_IS_HELP as error:  # bare `lrfinder`: show the help
             error.show()
             sys.exit(error.exit_code)
         except click.ClickException as error:
@@ -319,7 +322,6 @@ class _Job:
     step: Any = None
     snapshot: Any = None
     restore: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _load_job(path: Path, data_path: str | None, seed: int | None) -> _Job:
@@ -424,10 +426,12 @@ def _listing(objects: dict[str, Any], chosen: list[str], most: int = 6) -> str:
 
 
 def _sounds_like(name: str, wanted: str) -> bool:
-    hints = ("model", "net", "step") if wanted == "model" else ("load", "data", "train", "dl", "ds")
+    """Whether the name suggests a model (``net``, ``my_model``) or data (``train_dl``, ``dataset``)."""
     lowered = name.lower()
-    return any(hint in lowered for hint in hints) or bool(
-        difflib.get_close_matches(lowered, hints + (LOADER_NAMES if wanted != "model" else ()), cutoff=0.7))
+    if wanted == "model":
+        return any(hint in lowered for hint in ("model", "net", "step"))
+    suffix = lowered.split("_")[-1]
+    return any(hint in lowered for hint in ("load", "data", "train")) or suffix in {"dl", "ds"}
 
 
 def _looks_like(value: Any, wanted: str) -> bool:
@@ -582,13 +586,14 @@ def _run(job: _Job, settings: SweepSettings, *, rule: str, device: str | None,
         except Exception as error:
             raise RunError(f"the range test failed: {_describe(error, job.script)}", error) from error
     diagnosed = {d.message for d in result.diagnostics}
+    package = str(Path(__file__).resolve().parent)
     notes = []
     for warning in caught:
         text = str(warning.message)
-        if text.startswith("lrfinder: "):
-            text = text[len("lrfinder: "):]
+        if text.startswith("lrfinder: ") or str(Path(warning.filename).resolve()).startswith(package):
+            text = text.removeprefix("lrfinder: ")
             if text not in diagnosed and not text.startswith("interrupted after"):
-                notes.append(text)
+                notes.append(" ".join(text.split()))
         else:  # the script's or a framework's own warning: show it as Python would
             warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     return result, notes

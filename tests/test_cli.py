@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -18,6 +19,8 @@ from lrfinder.cli import main
 from tests.cases import require
 
 ROOT = Path(__file__).resolve().parent.parent
+#: click < 8.2 mixes stderr into stdout unless told not to; later versions keep them apart always.
+RUNNER = {"mix_stderr": False} if "mix_stderr" in inspect.signature(CliRunner).parameters else {}
 
 #: Gradient descent on h/2 * |w|^2 with multiplicative noise: diverges for lr > 2/h = 0.5.
 QUADRATIC = """
@@ -54,7 +57,7 @@ def run(args: list[str], folder: Path) -> tuple[int, str, str]:
     cwd = os.getcwd()
     os.chdir(folder)
     try:
-        result = CliRunner().invoke(main, args)
+        result = CliRunner(**RUNNER).invoke(main, args)
     finally:
         os.chdir(cwd)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
@@ -386,6 +389,17 @@ def test_output_paths_are_checked_before_the_sweep(tmp_path):
     assert not (tmp_path / "setup-ran").exists()
 
 
+def test_an_output_folder_without_write_access(tmp_path):
+    folder = Path("/sys")  # sysfs takes no new files, even from root
+    if not folder.is_dir():
+        pytest.skip("no /sys here")
+    write(tmp_path, "quad.py", QUADRATIC)
+    code, _, err = run(["find", "quad.py", "--plot", "/sys/lr.png"], tmp_path)
+    assert code == 2
+    assert err.startswith("Error: --plot '/sys/lr.png': cannot write in folder '/sys' (")
+    assert err.count("\n") == 1 and not (tmp_path / "lr_finder.png").exists()
+
+
 def test_debug_shows_the_traceback(error_folder):
     code, _, err = run(["find", "raises.py", "--debug"], error_folder)
     assert code == 1
@@ -440,9 +454,9 @@ def test_plot_errors(tmp_path):
 
 
 def test_version_and_help():
-    result = CliRunner().invoke(main, ["--version"])
+    result = CliRunner(**RUNNER).invoke(main, ["--version"])
     assert result.exit_code == 0 and result.stdout == f"lrfinder {__version__}\n"
-    result = CliRunner().invoke(main, ["find", "--help"])
+    result = CliRunner(**RUNNER).invoke(main, ["find", "--help"])
     assert result.exit_code == 0
     for option in ("--start-lr", "--end-lr", "--num-iter", "--mode", "--smooth", "--diverge-threshold",
                    "--suggest", "--seed", "--device", "--plot", "--json", "--quiet", "lrfinder_setup()"):
