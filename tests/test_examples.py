@@ -1,0 +1,78 @@
+"""Every script in examples/ runs both ways: `lrfinder find examples/X.py` and `python examples/X.py`."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lrfinder import LRFinderResult
+from tests.cases import require
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+#: Framework -> the backend name a result records.
+FRAMEWORKS = {"torch": "torch", "keras": "keras"}
+
+
+def frameworks_used(path: Path) -> list[str]:
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            roots.add(node.module.split(".")[0])
+    return sorted(roots & {*FRAMEWORKS, "sklearn"})
+
+
+def require_for(path: Path) -> list[str]:
+    """Skip (fail under LRFINDER_REQUIRE_BACKENDS=1) unless the example's frameworks and trainers exist."""
+    used = frameworks_used(path)
+    for name in used:
+        require(name)
+        if name in FRAMEWORKS:
+            require(f"lrfinder.trainers.{name}_trainer")
+    return [name for name in used if name in FRAMEWORKS]
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def test_there_are_examples_for_each_framework_and_a_notebook():
+    names = {path.stem for path in EXAMPLES}
+    assert {"torch_digits", "keras_digits", "notebook", "step_function"} <= names
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_lrfinder_find_on_the_example(path, tmp_path):
+    used = require_for(path)
+    proc = run(["-m", "lrfinder", "find", str(path), "--plot", "lr.png", "--json", "lr.json"], tmp_path)
+    result = LRFinderResult.from_json(tmp_path / "lr.json")
+    assert result.backend == (FRAMEWORKS[used[0]] if used else "callable")
+    assert result.suggestion is not None, result.suggestion_reason
+    assert f"suggested lr:  {result.suggestion:.3g}" in proc.stdout
+    assert (tmp_path / "lr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # lrfinder_setup() only sets up: nothing trained, nothing else written.
+    assert "validation accuracy" not in proc.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lr.json", "lr.png"]
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_python_runs_the_example_and_trains_at_the_suggestion(path, tmp_path):
+    require_for(path)
+    proc = run([str(path)], tmp_path)
+    assert "suggested lr:" in proc.stdout
+    accuracy = re.search(r"validation accuracy after .* at lr=([\d.e+-]+): ([\d.]+)", proc.stdout)
+    assert accuracy, proc.stdout
+    assert float(accuracy[2]) > 0.85  # the suggested LR trains: far above chance (0.1-0.2)
+    assert any(p.suffix == ".png" for p in tmp_path.iterdir())
