@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from lrfinder import LRFinderResult, __version__
 from lrfinder.cli import main
+from lrfinder.suggest import DEFAULT_RULE, RULES
 from tests.cases import require
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,8 +100,8 @@ def test_find_prints_summary_and_writes_png_and_json(tmp_path):
     lines = out.splitlines()
     assert lines[0].startswith(f"lrfinder {__version__}: range test of quad.py (callable), "
                                f"{result.num_steps} steps in ")
-    assert f"suggested lr:  {result.suggestion:.3g} (valley)" in lines
-    others = ", ".join(f"{name} {result.suggestions[name].lr:.3g}" for name in ("steepest", "minimum"))
+    assert f"suggested lr:  {result.suggestion:.3g} ({DEFAULT_RULE})" in lines
+    others = ", ".join(f"{name} {s.lr:.3g}" for name, s in result.suggestions.items() if name != DEFAULT_RULE)
     assert f"other rules:   {others}" in lines
     low, high = result.lr_range
     assert f"useful range:  {low:.3g} to {high:.3g}" in lines
@@ -328,7 +329,8 @@ ERRORS = [
     (["syntax.py"], 1, "syntax.py is not valid Python: SyntaxError: invalid syntax (syntax.py, line 1)"),
     (["both_losses.py"], 1, "both_losses.py defines both criterion and loss; keep one"),
     (["quad.py", "--suggest", "best"], 2,
-     "Invalid value for '--suggest': 'best' is not one of 'minimum', 'steepest', 'valley'"),
+     "Invalid value for '--suggest': 'best' is not one of "
+     + ", ".join(f"'{name}'" for name in sorted(RULES))),
     (["quad.py", "--start-lr", "-1e-3"], 2, "--start-lr must be a positive finite number, got -0.001"),
     (["quad.py", "--start-lr", "1", "--end-lr", "0.1"], 2,
      "--start-lr must be smaller than --end-lr, got --start-lr=1.0 >= --end-lr=0.1; swap them"),
@@ -377,7 +379,7 @@ def test_errors_are_one_line_with_exit_code_and_write_nothing(error_folder, args
 
 def test_unknown_rule_lists_the_known_rules(error_folder):
     _, _, err = run(["find", "quad.py", "--suggest", "nope"], error_folder)
-    assert all(name in err for name in ("valley", "steepest", "minimum"))
+    assert all(name in err for name in RULES)
 
 
 def test_output_paths_are_checked_before_the_sweep(tmp_path):
@@ -468,7 +470,7 @@ def test_subprocess_find_writes_files_and_prints_summary(tmp_path):
     proc = run_subprocess(["find", "quad.py", *FAST, "--plot", "lr.png", "--json", "lr.json"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     result = LRFinderResult.from_json(tmp_path / "lr.json")
-    assert f"suggested lr:  {result.suggestion:.3g} (valley)" in proc.stdout
+    assert f"suggested lr:  {result.suggestion:.3g} ({DEFAULT_RULE})" in proc.stdout
     assert "wrote plot:    lr.png" in proc.stdout
     assert_png(tmp_path / "lr.png")
 
