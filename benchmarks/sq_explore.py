@@ -8,6 +8,7 @@ tasks are left out unless ``--holdout``).
 
     python benchmarks/sq_explore.py            # the rules, and minimum/k, at smooth 0.6 and 0.9
     python benchmarks/sq_explore.py --sweep    # + centered_minimum over smooth, threshold, ladder
+    python benchmarks/sq_explore.py --invariance   # how each rule's answer moves with smooth, num_iter
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def main() -> None:
     parser.add_argument("--report", default=str(HERE / "results" / "suggestion_quality.json"))
     parser.add_argument("--holdout", action="store_true", help="also score the held-out task")
     parser.add_argument("--sweep", action="store_true", help="also screen sweep settings and ladders")
+    parser.add_argument("--invariance", action="store_true",
+                        help="only print how each rule's answer moves with the sweep's smooth and num_iter")
     args = parser.parse_args()
     report = json.loads(Path(args.report).read_text())
     cache = json.loads((HERE / "results" / "cache" / "suggestion_quality_cache.json").read_text())
@@ -58,6 +61,9 @@ def main() -> None:
     def curve(t: str, protocol: str, s: int) -> dict:
         return cache["|".join(repr(p) for p in ("curve", t, protocol, s))]
 
+    if args.invariance:
+        invariance(cache, report["tasks"], seeds)
+        return
     candidates: dict[str, tuple[str, Callable[[dict], float | None]]] = {}
 
     def on_ladder(ladder: str, smooth: float, threshold: float | None, rule: Callable) -> Callable:
@@ -69,7 +75,7 @@ def main() -> None:
     base = "lrf:1e-07:10.0:100"
     for smooth in (0.6, 0.9):
         for name in rules.RULES:
-            fn = on_ladder(base, smooth, 4.0, lambda lrs, raw, sm, n=name: rules.RULES[n](lrs, sm).lr)
+            fn = on_ladder(base, smooth, 4.0, lambda lrs, raw, sm, n=name: rules.suggest(lrs, sm, n, raw).lr)
             candidates[f"{name} s{smooth}"] = (base, fn)
         for k in (3.0, 5.0, 10.0, 20.0):
             fn = on_ladder(base, smooth, 4.0, lambda lrs, raw, sm, k=k: rules.minimum(lrs, sm, factor=k).lr)
@@ -106,6 +112,36 @@ def main() -> None:
             r = np.array(regrets)
             print(f"{name:40s} {sched:9s} {np.median(r):.3f} {r.mean():.3f} {r.max():.3f} "
                   f"{100 * np.mean(r <= 0.05):4.0f} {np.nanmean(logs):.2f}")
+
+
+def invariance(cache: dict, tasks: dict, seeds: list[int]) -> None:
+    """log10(suggestion / default-sweep suggestion) per rule, over every task and recorded seed.
+
+    smooth 0.6 and 0.98 replay the default sweep's own raw losses, so only the average differs; the
+    200-step sweep is a separate recording (same range), so its shift includes the noise of a new run.
+    """
+    base_ladder, long_ladder = "lrf:1e-07:10.0:100", "lrf:1e-07:10.0:200"
+    settings = {"smooth 0.6": (base_ladder, 0.6), "smooth 0.98": (base_ladder, 0.98),
+                "200 steps": (long_ladder, 0.9)}
+    print(f"{'rule':18s} " + "  ".join(f"{k:>11s} mean |mean|" for k in settings) + "  (log10 shift, curves)")
+    for name in rules.RULES:
+        cells = []
+        for ladder, smooth in settings.values():
+            shifts = []
+            for t in tasks:
+                for s in seeds:
+                    base = cache.get("|".join(repr(p) for p in ("curve", t, base_ladder, s)))
+                    other = cache.get("|".join(repr(p) for p in ("curve", t, ladder, s)))
+                    if base is None or other is None:
+                        continue
+                    lrs, raw, smoothed = protocols.replay(base, 0.9, 4.0)
+                    a = rules.suggest(lrs, smoothed, name, raw).lr
+                    lrs, raw, smoothed = protocols.replay(other, smooth, 4.0)
+                    b = rules.suggest(lrs, smoothed, name, raw).lr
+                    if a and b:
+                        shifts.append(math.log10(b / a))
+            cells.append(f"{np.mean(shifts):+.2f} {np.mean(np.abs(shifts)):.2f} ({len(shifts)})")
+        print(f"{name:18s} " + "  ".join(f"{c:>22s}" for c in cells))
 
 
 if __name__ == "__main__":

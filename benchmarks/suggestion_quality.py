@@ -139,8 +139,8 @@ def suggesters(variants: bool) -> dict[str, tuple[str, Callable[[dict[str, Any]]
 
     def lrfinder_rule(rule: str, smooth: float, threshold: float | None) -> Callable[..., float | None]:
         def apply(curve: dict[str, Any]) -> float | None:
-            lrs, _, smoothed = protocols.replay(curve, smooth, threshold)
-            return rules.get_rule(rule)(lrs, smoothed).lr
+            lrs, raw, smoothed = protocols.replay(curve, smooth, threshold)
+            return rules.suggest(lrs, smoothed, rule, raw).lr
 
         return apply
 

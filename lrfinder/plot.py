@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from lrfinder.result import LRFinderResult
 
-_MARKERS = {"steepest": "v", "valley": "o", "minimum": "s"}
+_MARKERS = {"steepest": "v", "valley": "o", "minimum": "s", "centered_minimum": "D", "raw_minimum": "P"}
 _STOP_LABELS = {
     "diverged": "diverged",
     "non_finite": "non-finite loss",

@@ -74,8 +74,9 @@ class LRFinderResult:
 
     @cached_property
     def suggestions(self) -> dict[str, Suggestion]:
-        """Every rule's suggestion on the smoothed curve, by rule name."""
-        return rules.suggest_all(self.lrs, self.smoothed)
+        """Every rule's suggestion, by rule name: on the smoothed curve, or on the raw losses for the
+        rules in :data:`lrfinder.suggest.RAW_RULES`."""
+        return rules.suggest_all(self.lrs, self.smoothed, self.losses)
 
     @property
     def best(self) -> Suggestion:
@@ -93,8 +94,13 @@ class LRFinderResult:
         return self.best.reason
 
     def suggest(self, rule: str | None = None, **options: Any) -> Suggestion:
-        """Apply a rule (default :attr:`rule`) with its own options, e.g. ``skip_start=5``."""
-        return rules.get_rule(rule or self.rule)(self.lrs, self.smoothed, **options)
+        """Apply a rule (default :attr:`rule`) with its own options, e.g. ``skip_start=5``.
+
+        Rules in :data:`lrfinder.suggest.RAW_RULES` read the raw losses, the others the smoothed curve.
+        """
+        name = rule or self.rule
+        curve = self.losses if name in rules.RAW_RULES else self.smoothed
+        return rules.get_rule(name)(self.lrs, curve, **options)
 
     @cached_property
     def diagnostics(self) -> list[checks.Diagnostic]:

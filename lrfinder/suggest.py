@@ -1,7 +1,8 @@
 """Suggestion rules: pure NumPy functions from a range-test curve to one learning rate.
 
 Every rule takes ``lrs`` and ``losses`` (1-D, same length, ``lrs`` increasing; ``losses`` is the
-smoothed curve) and returns a :class:`Suggestion`. A rule never raises on a bad curve: when the
+smoothed curve, or the raw per-batch losses for the rules in :data:`RAW_RULES`) and returns a
+:class:`Suggestion`. A rule never raises on a bad curve: when the
 curve gives no usable suggestion (too short, flat, all NaN, no descent) it returns a suggestion
 whose ``lr`` is None and whose ``reason`` says why.
 
@@ -11,6 +12,7 @@ Points from the first non-finite loss on are ignored.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -224,12 +226,79 @@ def centered_average(values: np.ndarray, half_width: int) -> np.ndarray:
     return (sums[hi] - sums[lo]) / (hi - lo)
 
 
+def raw_minimum(
+    lrs: np.ndarray,
+    losses: np.ndarray,
+    *,
+    width: float = 0.3,
+    tolerance: float = 0.02,
+    factor: float = 3.0,
+) -> Suggestion:
+    """Where a zero-lag average of the RAW losses first reaches its bottom, divided by ``factor``.
+
+    ``losses`` are the per-batch losses, not the sweep's moving average: the average here is a
+    Gaussian in log10(lr) with a standard deviation of ``width`` decades, so the answer depends on
+    neither the sweep's ``smooth`` nor (beyond noise) its ``num_iter``, and it does not lag behind
+    the curve as a causal average does. Losses above the starting level are capped at it first, so
+    an explosion at the end of the sweep cannot spill into the bottom. The bottom starts at the
+    first point within ``tolerance`` of the whole drop of the lowest average, as in
+    :func:`centered_minimum`. ``index`` is the point nearest below the suggested LR.
+    """
+    rule = "raw_minimum"
+    lrs, losses = usable_curve(lrs, losses)
+    if not (math.isfinite(width) and width > 0):
+        raise ValueError(f"width must be a number of decades > 0, got {width}")
+    if not 0.0 <= tolerance < 1.0:
+        raise ValueError(f"tolerance must be in [0, 1), got {tolerance}")
+    if factor < 1:
+        raise ValueError(f"factor must be >= 1, got {factor}")
+    failed = _check(rule, lrs, losses)
+    if failed:
+        return failed
+    start = float(np.median(losses[:MIN_POINTS]))
+    average = log_gaussian_average(lrs, np.minimum(losses, start), width)
+    failed = _check(rule, lrs, average)
+    if failed:
+        return failed
+    lowest = int(np.argmin(average))
+    line = average[lowest] + tolerance * max(float(average[0] - average[lowest]), 0.0)
+    edge = int(np.argmax(average[: lowest + 1] <= line))
+    lr = float(lrs[edge] / factor)
+    index = max(0, int(np.searchsorted(lrs, lr, side="right")) - 1)
+    return Suggestion(rule, lr, index)
+
+
+def log_gaussian_average(lrs: np.ndarray, values: np.ndarray, width: float) -> np.ndarray:
+    """Gaussian-weighted mean of ``values`` around each point, in log10(lr), sd ``width`` decades.
+
+    Weights beyond 4 sd are dropped; the sum is taken in blocks so memory stays O(n) per block.
+
+    >>> log_gaussian_average(np.array([1.0, 10.0, 100.0]), np.array([0.0, 3.0, 0.0]), 1e-3)
+    array([0., 3., 0.])
+    """
+    x = np.log10(np.asarray(lrs, dtype=np.float64))
+    values = np.asarray(values, dtype=np.float64)
+    out = np.empty_like(values)
+    block = 256
+    for lo in range(0, x.shape[0], block):
+        hi = min(lo + block, x.shape[0])
+        first = int(np.searchsorted(x, x[lo] - 4 * width, side="left"))
+        last = int(np.searchsorted(x, x[hi - 1] + 4 * width, side="right"))
+        z = (x[lo:hi, None] - x[None, first:last]) / width
+        weights = np.exp(-0.5 * z * z)
+        out[lo:hi] = weights @ values[first:last] / weights.sum(axis=1)
+    return out
+
+
 RULES: dict[str, Rule] = {
     "steepest": steepest,
     "valley": valley,
     "minimum": minimum,
     "centered_minimum": centered_minimum,
+    "raw_minimum": raw_minimum,
 }
+#: Rules that read the raw per-batch losses rather than the smoothed curve.
+RAW_RULES: frozenset[str] = frozenset({"raw_minimum"})
 DEFAULT_RULE = "centered_minimum"
 
 
@@ -243,11 +312,19 @@ def get_rule(name: str) -> Rule:
         ) from None
 
 
-def suggest(lrs: np.ndarray, losses: np.ndarray, rule: str = DEFAULT_RULE) -> Suggestion:
-    """Apply the rule called ``rule`` (default :data:`DEFAULT_RULE`) to the curve."""
-    return get_rule(rule)(lrs, losses)
+def suggest(
+    lrs: np.ndarray, losses: np.ndarray, rule: str = DEFAULT_RULE, raw: np.ndarray | None = None
+) -> Suggestion:
+    """Apply the rule called ``rule`` (default :data:`DEFAULT_RULE`) to the curve.
+
+    ``losses`` is the smoothed curve; a rule in :data:`RAW_RULES` reads ``raw`` (the per-batch
+    losses) instead when it is given, and ``losses`` otherwise.
+    """
+    return get_rule(rule)(lrs, raw if raw is not None and rule in RAW_RULES else losses)
 
 
-def suggest_all(lrs: np.ndarray, losses: np.ndarray) -> dict[str, Suggestion]:
-    """Every rule's suggestion, by rule name."""
-    return {name: rule(lrs, losses) for name, rule in RULES.items()}
+def suggest_all(
+    lrs: np.ndarray, smoothed: np.ndarray, raw: np.ndarray | None = None
+) -> dict[str, Suggestion]:
+    """Every rule's suggestion, by rule name; rules in :data:`RAW_RULES` read ``raw`` when given."""
+    return {name: suggest(lrs, smoothed, name, raw) for name in RULES}

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from lrfinder import LRFinderResult
+from lrfinder import LRFinderResult, suggest
 from lrfinder.suggest import DEFAULT_RULE, RULES
 
 
@@ -147,3 +147,11 @@ def test_non_main_process_writes_nothing(tmp_path):
     result.save_plot(tmp_path / "p.png")
     result.to_json(tmp_path / "r.json")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_raw_rules_read_the_raw_losses_and_others_the_smoothed_curve():
+    result = synthetic()
+    assert result.suggestions["raw_minimum"] == suggest.raw_minimum(result.lrs, result.losses)
+    assert result.suggest("raw_minimum", factor=1.0) == suggest.raw_minimum(result.lrs, result.losses,
+                                                                           factor=1.0)
+    assert result.suggest("minimum") == suggest.minimum(result.lrs, result.smoothed)

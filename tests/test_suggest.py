@@ -129,7 +129,8 @@ def test_longest_falling_run():
 
 
 def test_unknown_rule_lists_the_known_ones():
-    with pytest.raises(ValueError, match="choose one of centered_minimum, minimum, steepest, valley"):
+    known = "centered_minimum, minimum, raw_minimum, steepest, valley"
+    with pytest.raises(ValueError, match=f"choose one of {known}"):
         suggest.suggest(np.ones(5), np.ones(5), rule="magic")
 
 
@@ -169,3 +170,48 @@ def test_centered_minimum_rejects_bad_options():
         suggest.centered_minimum(lrs, losses, factor=0.5)
     with pytest.raises(ValueError, match="tolerance"):
         suggest.centered_minimum(lrs, losses, tolerance=1.5)
+
+
+def test_raw_minimum_does_not_depend_on_the_number_of_points():
+    # the same noisy curve read at 100 and at 400 points: the average's width is in decades, not points
+    def curve(n: int, seed: int):
+        rng = np.random.default_rng(seed)
+        lrs = np.geomspace(1e-7, 10.0, n)
+        x = np.log10(lrs)
+        clean = 1.0 + 2.0 / (1.0 + np.exp((x + 3.0) * 3.0)) + np.where(x > -1.0, (x + 1.0) ** 2 * 20, 0.0)
+        return lrs, clean * (1.0 + 0.05 * rng.standard_normal(n))
+
+    answers = [suggest.raw_minimum(*curve(n, seed)).lr for n in (100, 400) for seed in range(4)]
+    assert all(a is not None for a in answers)
+    assert np.ptp(np.log10(answers)) < 0.3
+    # the clean curve comes within 2% of its drop of its bottom at log10 lr = -3 + ln(49) / 3 = -1.7;
+    # the rule divides that by 3
+    assert 0.003 < float(np.exp(np.mean(np.log(answers)))) < 0.015
+
+
+def test_raw_minimum_does_not_lag_and_ignores_an_explosion_at_the_end():
+    lrs = np.geomspace(1e-6, 1.0, 121)
+    losses = 2.0 + (np.log10(lrs) + 3.0) ** 2  # lowest at lr = 1e-3
+    losses[-5:] = 1e12
+    result = suggest.raw_minimum(lrs, losses, width=0.2, tolerance=0.0, factor=1.0)
+    assert result.lr == pytest.approx(1e-3, rel=0.2)
+    # a causal moving average of the same curve puts the bottom later; the raw rule is not moved
+    assert suggest.raw_minimum(lrs, losses, factor=3.0).lr < 1e-3
+
+
+def test_suggest_all_gives_the_raw_losses_to_raw_rules_only():
+    lrs = np.geomspace(1e-4, 1.0, 60)
+    smoothed = np.linspace(3.0, 1.0, 60)  # lowest at the end
+    raw = 2.0 + (np.log10(lrs) + 3.0) ** 2  # lowest at 1e-3
+    out = suggest.suggest_all(lrs, smoothed, raw)
+    assert out["raw_minimum"].lr == suggest.raw_minimum(lrs, raw).lr
+    assert out["minimum"].lr == suggest.minimum(lrs, smoothed).lr
+    # without raw losses every rule reads the curve it is given
+    assert suggest.suggest_all(lrs, smoothed)["raw_minimum"].lr == suggest.raw_minimum(lrs, smoothed).lr
+
+
+def test_raw_minimum_rejects_bad_options():
+    lrs, losses = np.geomspace(1e-4, 1.0, 8), np.linspace(3.0, 1.0, 8)
+    for option in ({"width": 0.0}, {"width": math.nan}, {"factor": 0.5}, {"tolerance": 1.0}):
+        with pytest.raises(ValueError, match=next(iter(option))):
+            suggest.raw_minimum(lrs, losses, **option)
