@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from lrfinder.suggest import Suggestion, centered_average, usable_curve
+from lrfinder.suggest import Suggestion, bottom_edge, centered_average, usable_curve
 
 #: A smoothed drop below this fraction of the starting loss is "no clear descent".
 MIN_DROP = 0.05
@@ -161,13 +161,12 @@ def lr_range(lrs: np.ndarray, smoothed: np.ndarray, start: float = 0.1,
              bottom: float = 0.02) -> tuple[float, float] | None:
     """``(lower, upper)``: the LRs over which the loss falls.
 
-    Read on a centred 5-point average of the curve (which adds no lag of its own): ``lower`` is
-    where the average has done ``start`` of its fall to its minimum, ``upper`` where it first comes
-    within ``bottom`` of the fall from that minimum (the left edge of the bottom, which the
-    ``centered_minimum`` rule divides by 6); ``lower`` is taken after the last point short of
-    ``start``, so that noise on a flat start cannot pull it down. Below ``lower`` training barely moves; above
-    ``upper`` it stops improving. A bracket for cyclical schedules, and a cap for a one-cycle
-    peak. None without a descent.
+    Read on a centred 5-point average of the curve (which adds no lag of its own): ``upper`` is the
+    left edge of its bottom (:func:`~lrfinder.suggest.bottom_edge` with tolerance ``bottom``, the
+    point the default rule divides by 6), ``lower`` the point after which the average stays past
+    ``start`` of its fall from its first point, so that noise on a flat start cannot pull it down.
+    Below ``lower`` training barely moves; above ``upper`` it stops improving. A bracket for
+    cyclical schedules, and a cap for a one-cycle peak. None without a descent.
 
     >>> lrs = np.geomspace(1e-4, 1e2, 7)
     >>> lr_range(lrs, np.array([5.0, 5.0, 4.0, 2.0, 1.0, 1.0, 9.0]))
@@ -177,15 +176,10 @@ def lr_range(lrs: np.ndarray, smoothed: np.ndarray, start: float = 0.1,
     if curve.shape[0] < 3:
         return None
     average = centered_average(curve, 2) if curve.shape[0] >= 7 else curve
-    lowest = int(np.argmin(average))
-    top = float(np.max(average[: lowest + 1]))
-    drop = top - float(average[lowest])
+    drop = float(average[0] - np.min(average))
     if drop <= 0:
         return None
-    peak = int(np.argmax(average[: lowest + 1]))
-    done = (top - average[peak : lowest + 1]) / drop  # fraction of the fall done at each point
-    last = int(np.argmax(done >= 1.0 - bottom))
-    # the fall starts after the last point short of `start`: noise on a flat start can dip early
-    short = np.flatnonzero(done[:last] < start)
+    last = bottom_edge(average, bottom)
+    short = np.flatnonzero(average[:last] > average[0] - start * drop)
     first = int(short[-1]) + 1 if short.size else 0
-    return float(lrs[peak + first]), float(lrs[peak + last])
+    return float(lrs[first]), float(lrs[last])

@@ -196,18 +196,38 @@ def centered_minimum(
     lrs, losses = usable_curve(lrs, losses)
     if isinstance(half_width, bool) or not isinstance(half_width, int) or half_width < 0:
         raise ValueError(f"half_width must be an integer >= 0, got {half_width!r}")
+    _check_edge_options(tolerance, factor)
+    failed = _check(rule, lrs, losses)
+    if failed:
+        return failed
+    return _below_bottom_edge(rule, lrs, centered_average(losses, half_width), tolerance, factor)
+
+
+def bottom_edge(average: np.ndarray, tolerance: float) -> int:
+    """Index of the first point within ``tolerance`` of the whole drop of ``average``'s minimum.
+
+    The drop is measured from the first point. On a flat, noisy bottom the lowest point falls
+    anywhere; its left edge does not.
+
+    >>> bottom_edge(np.array([5.0, 3.0, 1.05, 1.0, 1.02, 4.0]), 0.02)
+    2
+    """
+    lowest = int(np.argmin(average))
+    line = average[lowest] + tolerance * max(float(average[0] - average[lowest]), 0.0)
+    return int(np.argmax(average[: lowest + 1] <= line))
+
+
+def _check_edge_options(tolerance: float, factor: float) -> None:
     if not 0.0 <= tolerance < 1.0:
         raise ValueError(f"tolerance must be in [0, 1), got {tolerance}")
     if factor < 1:
         raise ValueError(f"factor must be >= 1, got {factor}")
-    failed = _check(rule, lrs, losses)
-    if failed:
-        return failed
-    average = centered_average(losses, half_width)
-    lowest = int(np.argmin(average))
-    line = average[lowest] + tolerance * max(float(average[0] - average[lowest]), 0.0)
-    edge = int(np.argmax(average[: lowest + 1] <= line))
-    lr = float(lrs[edge] / factor)
+
+
+def _below_bottom_edge(rule: str, lrs: np.ndarray, average: np.ndarray, tolerance: float,
+                       factor: float) -> Suggestion:
+    """The LR of ``average``'s bottom edge divided by ``factor``, at the point nearest below it."""
+    lr = float(lrs[bottom_edge(average, tolerance)] / factor)
     index = max(0, int(np.searchsorted(lrs, lr, side="right")) - 1)
     return Suggestion(rule, lr, index)
 
@@ -248,10 +268,7 @@ def raw_minimum(
     lrs, losses = usable_curve(lrs, losses)
     if not (math.isfinite(width) and width > 0):
         raise ValueError(f"width must be a number of decades > 0, got {width}")
-    if not 0.0 <= tolerance < 1.0:
-        raise ValueError(f"tolerance must be in [0, 1), got {tolerance}")
-    if factor < 1:
-        raise ValueError(f"factor must be >= 1, got {factor}")
+    _check_edge_options(tolerance, factor)
     failed = _check(rule, lrs, losses)
     if failed:
         return failed
@@ -260,12 +277,7 @@ def raw_minimum(
     failed = _check(rule, lrs, average)
     if failed:
         return failed
-    lowest = int(np.argmin(average))
-    line = average[lowest] + tolerance * max(float(average[0] - average[lowest]), 0.0)
-    edge = int(np.argmax(average[: lowest + 1] <= line))
-    lr = float(lrs[edge] / factor)
-    index = max(0, int(np.searchsorted(lrs, lr, side="right")) - 1)
-    return Suggestion(rule, lr, index)
+    return _below_bottom_edge(rule, lrs, average, tolerance, factor)
 
 
 def log_gaussian_average(lrs: np.ndarray, values: np.ndarray, width: float) -> np.ndarray:
