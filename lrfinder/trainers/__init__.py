@@ -11,7 +11,7 @@ import importlib
 import sys
 from typing import Any
 
-from lrfinder.trainers.base import Trainer, TrainerBase
+from lrfinder.trainers.base import Trainer, TrainerBase, check_options
 from lrfinder.trainers.step_fn import StepFunctionTrainer
 
 __all__ = ["StepFunctionTrainer", "Trainer", "TrainerBase", "make_trainer"]
@@ -53,12 +53,8 @@ def make_trainer(model: Any, data: Any = None, **options: Any) -> Trainer:
                 "a step function takes no data: call find_lr(step) with a step(lr) -> loss that "
                 "draws its own batches"
             )
-        unknown = set(options) - {"snapshot", "restore"}
-        if unknown:
-            raise TypeError(
-                f"option(s) {', '.join(sorted(unknown))} do not apply to a step function; "
-                "only snapshot= and restore= do"
-            )
+        check_options("a step function", options, {"snapshot", "restore"},
+                      {name: "the step function does its own training" for name in options})
         return StepFunctionTrainer(model, **options)
     raise TypeError(
         f"find_lr cannot train a {type(model).__module__}.{type(model).__qualname__}; it takes a "

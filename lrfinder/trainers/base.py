@@ -7,7 +7,7 @@ learning rate, read losses back as floats, and put the state back.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -58,3 +58,23 @@ class TrainerBase:
 
     def fetch_losses(self, losses: Sequence[Any]) -> list[float]:
         return [float(loss) for loss in losses]
+
+
+def check_options(
+    kind: str, options: Mapping[str, Any], accepted: Collection[str], hints: Mapping[str, str]
+) -> None:
+    """Raise ``TypeError`` naming every option in ``options`` that a ``kind`` trainer does not take.
+
+    Args:
+        kind: What the options were given for, as the message says it ("a PyTorch model").
+        options: The options find_lr passed on.
+        accepted: The option names this trainer takes.
+        hints: Why an option does not apply here, or what to do instead, by option name.
+    """
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        reasons = "; ".join(f"{name}: {hints.get(name, 'not a find_lr option')}" for name in unknown)
+        raise TypeError(
+            f"option(s) {', '.join(unknown)} do not apply to {kind} ({reasons}); "
+            f"it takes {', '.join(sorted(accepted)) or 'none'}"
+        )

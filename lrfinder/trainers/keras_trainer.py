@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from lrfinder.trainers._keras_data import BatchSource, is_arrays, make_source
-from lrfinder.trainers.base import TrainerBase
+from lrfinder.trainers.base import TrainerBase, check_options
 
 __all__ = ["KerasTrainer", "accepts", "make"]
 
@@ -59,10 +59,8 @@ def make(model: Any, data: Any = None, **options: Any) -> KerasTrainer:
     Raises:
         TypeError: An option that does not apply to Keras (its message names it and the Keras way).
     """
-    unknown = sorted(set(options) - {"optimizer", "criterion", "val_loader", "val_batches", "batch_size"})
-    if unknown:
-        hints = "; ".join(f"{name}: {NOT_FOR_KERAS.get(name, 'not a find_lr option')}" for name in unknown)
-        raise TypeError(f"option(s) {', '.join(unknown)} do not apply to a Keras model ({hints})")
+    check_options("a Keras model", options,
+                  {"optimizer", "criterion", "val_loader", "val_batches", "batch_size"}, NOT_FOR_KERAS)
     return KerasTrainer(model, data, **options)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from lrfinder.trainers._torch_state import TorchSnapshot, loader_generators
-from lrfinder.trainers.base import TrainerBase
+from lrfinder.trainers.base import TrainerBase, check_options
 
 __all__ = ["ACCELERATOR_SYNC_EVERY", "TorchTrainer", "accepts", "make"]
 
@@ -56,13 +56,7 @@ def make(model: torch.nn.Module, data: Any, **options: Any) -> TorchTrainer:
     Raises:
         TypeError: An option that does not apply to a PyTorch model, or data of the wrong kind.
     """
-    unknown = sorted(set(options) - OPTIONS)
-    if unknown:
-        reasons = "; ".join(f"{name}: {_NOT_HERE.get(name, 'unknown option')}" for name in unknown)
-        raise TypeError(
-            f"option(s) {', '.join(unknown)} do not apply to a PyTorch model ({reasons}); "
-            f"it takes {', '.join(sorted(OPTIONS))}"
-        )
+    check_options("a PyTorch model", options, OPTIONS, _NOT_HERE)
     return TorchTrainer(model, data, **options)
 
 
