@@ -203,9 +203,9 @@ class LRFinderResult:
                 f"(this lrfinder reads version {FORMAT_VERSION})"
             )
         return cls(
-            lrs=np.asarray(_decode(data["lrs"]), dtype=np.float64),
-            losses=np.asarray(_decode(data["losses"]), dtype=np.float64),
-            smoothed=np.asarray(_decode(data["smoothed"]), dtype=np.float64),
+            lrs=_decode_curve(data["lrs"]),
+            losses=_decode_curve(data["losses"]),
+            smoothed=_decode_curve(data["smoothed"]),
             stop_reason=data["stop_reason"],
             settings=_decode(data.get("settings", {})),
             backend=data.get("backend", "unknown"),
@@ -248,13 +248,17 @@ def _encode(value: Any) -> Any:
     return str(value)
 
 
+def _decode_curve(values: list[Any]) -> np.ndarray:
+    """A curve written by :func:`_encode`: ``null`` is NaN, ``"inf"``/``"-inf"`` are infinities."""
+    return np.asarray([math.nan if v is None else _decode(v) for v in values], dtype=np.float64)
+
+
 def _decode(value: Any) -> Any:
-    if value is None:
-        return math.nan
+    """Settings and info written by :func:`_encode`: infinities come back, ``null`` stays None."""
     if isinstance(value, str) and value in _NON_FINITE:
         return _NON_FINITE[value]
     if isinstance(value, list):
         return [_decode(v) for v in value]
     if isinstance(value, dict):
-        return {k: (v if v is None else _decode(v)) for k, v in value.items()}
+        return {k: _decode(v) for k, v in value.items()}
     return value

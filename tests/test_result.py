@@ -23,7 +23,8 @@ def synthetic(stop_reason: str = "diverged", n: int = 120, seed: int = 0) -> LRF
     smoothed[:2] = losses[:2]
     return LRFinderResult(lrs=lrs, losses=losses, smoothed=smoothed, stop_reason=stop_reason,
                           settings={"mode": "exp", "start_lr": 1e-6, "end_lr": 10.0},
-                          backend="synthetic", elapsed=1.25, info={"optimizer": "SGD"})
+                          backend="synthetic", elapsed=1.25,
+                          info={"optimizer": "SGD", "strategy": None, "groups": [0.1, None]})
 
 
 def test_suggestion_comes_from_the_default_rule_and_others_are_kept():
