@@ -9,6 +9,7 @@ tasks are left out unless ``--holdout``).
     python benchmarks/sq_explore.py            # the rules, and minimum/k, at smooth 0.6 and 0.9
     python benchmarks/sq_explore.py --sweep    # + centered_minimum over smooth, threshold, ladder
     python benchmarks/sq_explore.py --invariance   # how each rule's answer moves with smooth, num_iter
+    python benchmarks/sq_explore.py --ceiling      # the best any landmark-times-factor rule could do
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import sq_protocols as protocols  # noqa: E402
 
+from lrfinder import diagnose  # noqa: E402
 from lrfinder import suggest as rules  # noqa: E402
 
 
@@ -52,6 +55,8 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true", help="also screen sweep settings and ladders")
     parser.add_argument("--invariance", action="store_true",
                         help="only print how each rule's answer moves with the sweep's smooth and num_iter")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="only print the best regret that a landmark times a fixed factor could reach")
     args = parser.parse_args()
     report = json.loads(Path(args.report).read_text())
     cache = json.loads((HERE / "results" / "cache" / "suggestion_quality_cache.json").read_text())
@@ -63,6 +68,9 @@ def main() -> None:
 
     if args.invariance:
         invariance(cache, report["tasks"], seeds)
+        return
+    if args.ceiling:
+        ceiling(cache, report["tasks"], seeds)
         return
     candidates: dict[str, tuple[str, Callable[[dict], float | None]]] = {}
 
@@ -142,6 +150,76 @@ def invariance(cache: dict, tasks: dict, seeds: list[int]) -> None:
                         shifts.append(math.log10(b / a))
             cells.append(f"{np.mean(shifts):+.2f} {np.mean(np.abs(shifts)):.2f} ({len(shifts)})")
         print(f"{name:18s} " + "  ".join(f"{c:>22s}" for c in cells))
+
+
+Array = NDArray[np.float64]
+#: Offsets (decades) tried for every landmark by :func:`ceiling`.
+OFFSETS = np.round(np.arange(-3.0, 1.0001, 0.05), 2)
+#: Ladders of offsets below the bottom edge whose best member :func:`ceiling` scores.
+LADDERS = ([-0.3, -0.8], [-0.3, -0.8, -1.5], [-0.3, -0.8, -1.5, -2.5])
+
+
+def landmarks(curve: dict) -> dict[str, float]:
+    """log10 of the curve's landmarks at the sweep defaults (smooth 0.9, threshold 4)."""
+    lrs, raw, smoothed = protocols.replay(curve, 0.9, 4.0)
+    span = diagnose.lr_range(lrs, smoothed)
+    found = {
+        "edge": span[1] if span else None,  # what centered_minimum divides by its factor
+        "raw_edge": rules.raw_minimum(lrs, raw, factor=1.0).lr,
+        "minimum": rules.minimum(lrs, smoothed, factor=1.0).lr,
+        "steepest": rules.steepest(lrs, smoothed).lr,
+        "lower": span[0] if span else None,
+    }
+    return {name: (math.log10(lr) if lr else math.nan) for name, lr in found.items()}
+
+
+def ceiling(cache: dict, tasks: dict, seeds: list[int]) -> None:
+    """The best that a rule "landmark + fixed offset (in decades)" could reach, fitted on these curves.
+
+    For each schedule and landmark, every offset in :data:`OFFSETS` is scored with the grid's
+    interpolated regret over all tasks (held-out included) and seeds; the offset with the highest
+    share <= 0.05 (ties: the lower worst case) is printed with its mean and worst, and so is the
+    lowest worst case any offset reaches; a blend of two landmarks (``a`` edge + ``1 - a`` steepest,
+    ``a`` in tenths) is searched the same way. Fitted on the very runs it scores, this is an upper bound
+    for the family, not an estimate. Two contrasts follow: an oracle that may pick one offset per
+    task (it knows the task, not the seed), which shows how much of the regret is the landmark's
+    noise across seeds, and the best member of a short ladder below the edge, as a user who trains
+    at each and keeps the best validation loss would get.
+    """
+    marks = {(t, s): landmarks(cache["|".join(repr(p) for p in ("curve", t, "lrf:1e-07:10.0:100", s))])
+             for t in tasks for s in seeds}
+    names = list(tasks)
+
+    def regrets(task_names: list[str], scheds: tuple[str, ...], log_lr: Callable[[dict], float]) -> Array:
+        return np.array([interpolated_regret(tasks[t], sc, 10 ** log_lr(marks[t, s]))
+                         for t in task_names for s in seeds for sc in scheds])
+
+    def best_and_lowest(scored: list[tuple[str, Array]]) -> tuple[str, Array, str]:
+        name, r = max(scored, key=lambda item: (np.mean(item[1] <= 0.05), -item[1].max()))
+        low_name, low_r = min(scored, key=lambda item: item[1].max())
+        return name, r, f"{low_r.max():.3f} ({low_name})"
+
+    def row(label: str, rule: str, offset: str, r: Array, lowest: str = "") -> None:
+        print(f"| {label} | {rule} | {offset} | {np.mean(r <= 0.05):.0%} | {r.mean():.3f} | {r.max():.3f} "
+              f"| {lowest} |")
+
+    print("| schedule | rule | fitted offset (dec) | share <= 0.05 | mean | worst | lowest worst (offset) |")
+    print("|---|---|---|---|---|---|---|")
+    for label, scheds in (("constant", ("constant",)), ("one-cycle", ("onecycle",)),
+                          ("both", ("constant", "onecycle"))):
+        for mark in ("edge", "raw_edge", "minimum", "steepest", "lower"):
+            row(label, f"{mark} + offset", *best_and_lowest(
+                [(f"{c:+.2f}", regrets(names, scheds, lambda m, c=c, k=mark: m[k] + c)) for c in OFFSETS]))
+        blends = [(f"a={a:g}, {c:+.2f}",
+                   regrets(names, scheds, lambda m, a=a, c=c: a * m["edge"] + (1 - a) * m["steepest"] + c))
+                  for a in np.round(np.arange(0.0, 1.0001, 0.1), 1) for c in OFFSETS]
+        row(label, "a edge + (1 - a) steepest + offset", *best_and_lowest(blends))
+        per_task = [min((regrets([t], scheds, lambda m, c=c: m["edge"] + c) for c in OFFSETS),
+                        key=lambda r: (r.max(), r.mean())) for t in names]
+        row(label, "edge + one offset per task (oracle)", "per task", np.concatenate(per_task))
+        for ladder in LADDERS:
+            r = np.minimum.reduce([regrets(names, scheds, lambda m, c=c: m["edge"] + c) for c in ladder])
+            row(label, f"edge + best of {ladder}", "-", r)
 
 
 if __name__ == "__main__":
