@@ -622,6 +622,8 @@ def _print_summary(result: LRFinderResult, path: Path, notes: list[str],
         f"other rules:   {', '.join(others)}",
         f"useful range:  {_lr(span[0])} to {_lr(span[1])}" if span else
         "useful range:  none (the loss never falls)",
+        f"to compare:    {', '.join(_lr(lr) for lr in result.candidates())} (short runs; keep the best)"
+        if result.suggestion is not None else "to compare:    none (no suggestion)",
         f"stopped:       {stop}",
     ]
     lines += [f"{'wrote ' + kind + ':':<15}{target}" for kind, target in written]

@@ -122,6 +122,18 @@ class LRFinderResult:
         """
         return checks.lr_range(self.lrs, self.smoothed)
 
+    def candidates(self, *, up: int = 2, down: int = 3, step: float = 0.5) -> list[float]:
+        """LRs around :attr:`suggestion` to compare by short training runs (half a decade apart by
+        default, two rungs above it and three below); empty without a suggestion.
+
+        The range test cannot see the training budget or overfitting, which can move the best LR
+        far from any single suggestion; on the suggestion-quality benchmark the best of these six
+        was within 0.05 regret of the grid's best in every run (``benchmarks/suggestion_quality.md``).
+        See :func:`lrfinder.suggest.ladder`.
+        """
+        lr = self.suggestion
+        return [] if lr is None else [float(x) for x in rules.ladder(lr, up=up, down=down, step=step)]
+
     @property
     def num_steps(self) -> int:
         return int(self.lrs.shape[0])
@@ -174,6 +186,7 @@ class LRFinderResult:
                 for name, s in self.suggestions.items()
             },
             "lr_range": list(self.lr_range) if self.lr_range else None,
+            "candidates": self.candidates(),
             "diagnostics": [d._asdict() for d in self.diagnostics],
             "settings": _encode(self.settings),
             "info": _encode(self.info),

@@ -302,6 +302,31 @@ def log_gaussian_average(lrs: np.ndarray, values: np.ndarray, width: float) -> n
     return out
 
 
+def ladder(lr: float, *, up: int = 2, down: int = 3, step: float = 0.5) -> np.ndarray:
+    """Learning rates to compare by short training runs: ``lr`` times ``10 ** (k * step)`` for
+    ``k = -down .. up``, increasing, shape ``(up + down + 1,)``.
+
+    One range test cannot see how long the user will train nor how soon the model overfits, and
+    those move the best LR by up to two decades around any single suggestion
+    (``benchmarks/suggestion_quality.md``); training briefly at each rung and keeping the lowest
+    validation loss finds it.
+
+    >>> ladder(0.01, up=1, down=2, step=1.0).tolist()
+    [0.0001, 0.001, 0.01, 0.1]
+    """
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0, got {lr}")
+    if not (math.isfinite(step) and step > 0):
+        raise ValueError(f"step must be a number of decades > 0, got {step}")
+    for name, count in (("up", up), ("down", down)):
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"{name} must be an integer >= 0, got {count!r}")
+    exponents = np.arange(-down, up + 1, dtype=np.float64) * step
+    out = lr * 10.0**exponents
+    out[down] = lr  # exactly the suggestion, not lr * 10**0.0 rounded
+    return out
+
+
 RULES: dict[str, Rule] = {
     "steepest": steepest,
     "valley": valley,

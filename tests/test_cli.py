@@ -105,6 +105,8 @@ def test_find_prints_summary_and_writes_png_and_json(tmp_path):
     assert f"other rules:   {others}" in lines
     low, high = result.lr_range
     assert f"useful range:  {low:.3g} to {high:.3g}" in lines
+    rungs = ", ".join(f"{lr:.3g}" for lr in result.candidates())
+    assert f"to compare:    {rungs} (short runs; keep the best)" in lines
     assert f"stopped:       the loss diverged at lr={result.lrs[-1]:.3g} (step {result.num_steps} of 60)" \
         in lines
     assert "wrote plot:    lr.png" in lines and "wrote json:    lr.json" in lines

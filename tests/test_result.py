@@ -42,6 +42,18 @@ def test_no_suggestion_has_a_reason():
     assert result.suggestion is None and "too few" in result.suggestion_reason
 
 
+def test_candidates_are_a_ladder_around_the_suggestion_and_reach_the_json():
+    result = synthetic()
+    rungs = result.candidates()
+    assert len(rungs) == 6 and rungs[3] == result.suggestion
+    assert rungs == sorted(rungs) and rungs[0] < result.suggestion / 30 and rungs[-1] > result.suggestion * 9
+    lr = result.suggestion
+    assert result.candidates(up=0, down=1, step=1.0) == pytest.approx([lr / 10, lr])
+    assert json.loads(result.to_json())["candidates"] == rungs
+    flat = LRFinderResult(lrs=[1e-3, 1e-2], losses=[1.0, 2.0], smoothed=[1.0, 2.0], stop_reason="diverged")
+    assert flat.candidates() == []
+
+
 def test_mismatched_arrays_are_refused():
     with pytest.raises(ValueError, match="one length"):
         LRFinderResult(lrs=[1.0, 2.0], losses=[1.0], smoothed=[1.0], stop_reason="finished")

@@ -215,3 +215,19 @@ def test_raw_minimum_rejects_bad_options():
     for option in ({"width": 0.0}, {"width": math.nan}, {"factor": 0.5}, {"tolerance": 1.0}):
         with pytest.raises(ValueError, match=next(iter(option))):
             suggest.raw_minimum(lrs, losses, **option)
+
+
+def test_ladder_steps_evenly_in_log_lr_around_the_lr_itself():
+    rungs = suggest.ladder(3e-3)
+    assert rungs.shape == (6,) and rungs[3] == 3e-3  # the suggestion itself, exactly
+    np.testing.assert_allclose(np.diff(np.log10(rungs)), 0.5)
+    np.testing.assert_allclose(suggest.ladder(1.0, up=0, down=2, step=1.0), [0.01, 0.1, 1.0])
+    assert suggest.ladder(0.5, up=0, down=0).tolist() == [0.5]
+
+
+def test_ladder_rejects_bad_options():
+    for lr, options, word in ((0.0, {}, "lr"), (math.inf, {}, "lr"), (1.0, {"step": 0.0}, "step"),
+                              (1.0, {"up": -1}, "up"), (1.0, {"down": 1.5}, "down"),
+                              (1.0, {"up": True}, "up")):
+        with pytest.raises(ValueError, match=word):
+            suggest.ladder(lr, **options)
