@@ -185,6 +185,8 @@ def ceiling(cache: dict, tasks: dict, seeds: list[int]) -> None:
     task (it knows the task, not the seed), which shows how much of the regret is the landmark's
     noise across seeds, and the best member of a short ladder below the edge, as a user who trains
     at each and keeps the best validation loss would get.
+    First, per task: where the bottom edge lies, how much it moves across seeds, and how far the
+    grid's best LR lies from it, in decades.
     """
     marks = {(t, s): landmarks(cache["|".join(repr(p) for p in ("curve", t, "lrf:1e-07:10.0:100", s))])
              for t in tasks for s in seeds}
@@ -203,6 +205,15 @@ def ceiling(cache: dict, tasks: dict, seeds: list[int]) -> None:
         print(f"| {label} | {rule} | {offset} | {np.mean(r <= 0.05):.0%} | {r.mean():.3f} | {r.max():.3f} "
               f"| {lowest} |")
 
+    print("| task | bottom edge, log10 (sd over seeds) | best constant LR minus edge "
+          "| best one-cycle peak minus edge |")
+    print("|---|---|---|---|")
+    for t in names:
+        edges = np.array([marks[t, s]["edge"] for s in seeds])
+        best = {sc: math.log10(tasks[t]["lr_best"][sc]) - edges.mean() for sc in ("constant", "onecycle")}
+        print(f"| {t} | {edges.mean():+.2f} ({edges.std():.2f}) | {best['constant']:+.2f} "
+              f"| {best['onecycle']:+.2f} |")
+    print()
     print("| schedule | rule | fitted offset (dec) | share <= 0.05 | mean | worst | lowest worst (offset) |")
     print("|---|---|---|---|---|---|---|")
     for label, scheds in (("constant", ("constant",)), ("one-cycle", ("onecycle",)),

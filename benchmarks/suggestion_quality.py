@@ -49,6 +49,11 @@ RANGE_SEEDS = (0, 1, 2)
 SCHEDULES = ("constant", "onecycle")
 DEFAULTS = SweepSettings()
 BASELINES = ("torch_lr_finder", "lightning", "fastai")
+#: Rows that train at every rung of ``lrfinder.suggest.ladder`` around a rule's suggestion and keep
+#: the rung with the lowest validation loss, as a user comparing runs would: name -> rule. The rung is
+#: picked on the first training seed alone (one run per rung) and scored like any suggestion, on the
+#: mean over both seeds, so the pick does not see all of the noise it is scored on.
+LADDERS = {"best of candidates() (6 runs)": rules.DEFAULT_RULE}
 
 #: Sweep variants tried with every rule (``--variants``): (label, start_lr, end_lr, num_iter, smooth,
 #: threshold). A light average (0.6) was tried as the default and not kept (see the .md).
@@ -201,8 +206,15 @@ def run(task_names: list[str], range_seeds: tuple[int, ...], workers: int, varia
                     lr = None
                 suggested[(t, name, s)] = None if lr is None or not math.isfinite(lr) else float(lr)
 
+    rungs: dict[tuple[str, str, int], list[float]] = {}
+    for (t, name, s), lr in list(suggested.items()):
+        for row, rule in LADDERS.items():
+            if name == rule:
+                rungs[(t, row, s)] = [] if lr is None else [float(x) for x in rules.ladder(lr)]
+
     # 3. training: the grid and every suggested LR, both schedules, every training seed
     lrs_per_task = {t: set(GRID) | {lr for (tt, _, _), lr in suggested.items() if tt == t and lr}
+                    | {lr for (tt, _, _), lrs in rungs.items() if tt == t for lr in lrs}
                     for t in tasks}
     jobs = [(t, sched, seed, lr) for t in tasks for lr in sorted(lrs_per_task[t]) for sched in SCHEDULES
             for seed in TRAIN_SEEDS if cache.get(("train", t, sched, seed, lr)) is None]
@@ -230,10 +242,15 @@ def run(task_names: list[str], range_seeds: tuple[int, ...], workers: int, varia
             entry["grid"][sched] = {repr(lr): (v if math.isfinite(v) else None) for lr, v in grid.items()}
             entry["v_best"][sched], entry["lr_best"][sched] = finite[best_lr], best_lr
         report["tasks"][t] = entry
-        for (tt, name, s), lr in suggested.items():
+        for (tt, name, s), given in [*suggested.items(), *rungs.items()]:
             if tt != t:
                 continue
             for sched in SCHEDULES:
+                lr = given
+                if isinstance(given, list):  # a ladder: keep the rung whose first seed did best
+                    tried = {x: cache.get(("train", t, sched, TRAIN_SEEDS[0], x)) for x in given}
+                    finite = {x: v for x, v in tried.items() if v is not None and math.isfinite(v)}
+                    lr = min(finite, key=finite.get) if finite else None
                 v = mean_v(t, sched, lr) if lr else math.nan
                 best = entry["v_best"][sched]
                 failed = lr is None or not math.isfinite(v) or v > untrained
