@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default=None, help="base name of the result files")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    names = list(sq_tasks.TASKS)
+    names = list(sq_tasks.SUITE)
     seeds = RANGE_SEEDS
     if args.quick:
         names, seeds = ["breast_logreg", "synth_mlp_nesterov"], (0, 1)
