@@ -127,8 +127,8 @@ class LRFinderResult:
         default, two rungs above it and three below); empty without a suggestion.
 
         The range test cannot see the training budget or overfitting, which can move the best LR
-        far from any single suggestion; on the suggestion-quality benchmark the best of these six
-        was within 0.05 regret of the grid's best in every run (``benchmarks/suggestion_quality.md``).
+        far from any single suggestion. ``benchmarks/suggestion_quality.md`` measures when the best
+        of these beats the suggestion alone (it needs a validation loss that tells the rungs apart).
         See :func:`lrfinder.suggest.ladder`.
         """
         lr = self.suggestion
