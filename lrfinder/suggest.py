@@ -194,8 +194,7 @@ def centered_minimum(
     """
     rule = "centered_minimum"
     lrs, losses = usable_curve(lrs, losses)
-    if isinstance(half_width, bool) or not isinstance(half_width, int) or half_width < 0:
-        raise ValueError(f"half_width must be an integer >= 0, got {half_width!r}")
+    _check_count("half_width", half_width)
     _check_edge_options(tolerance, factor)
     failed = _check(rule, lrs, losses)
     if failed:
@@ -307,9 +306,9 @@ def ladder(lr: float, *, up: int = 2, down: int = 3, step: float = 0.5) -> np.nd
     ``k = -down .. up``, increasing, shape ``(up + down + 1,)``.
 
     One range test cannot see how long the user will train nor how soon the model overfits, and
-    those move the best LR by up to two decades around any single suggestion
+    those move the best LR by up to two and a half decades around any single suggestion
     (``benchmarks/suggestion_quality.md``); training briefly at each rung and keeping the lowest
-    validation loss finds it.
+    validation loss can find it, where that loss tells the rungs apart.
 
     >>> ladder(0.01, up=1, down=2, step=1.0).tolist()
     [0.0001, 0.001, 0.01, 0.1]
@@ -318,13 +317,14 @@ def ladder(lr: float, *, up: int = 2, down: int = 3, step: float = 0.5) -> np.nd
         raise ValueError(f"lr must be a finite number > 0, got {lr}")
     if not (math.isfinite(step) and step > 0):
         raise ValueError(f"step must be a number of decades > 0, got {step}")
-    for name, count in (("up", up), ("down", down)):
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise ValueError(f"{name} must be an integer >= 0, got {count!r}")
-    exponents = np.arange(-down, up + 1, dtype=np.float64) * step
-    out = lr * 10.0**exponents
-    out[down] = lr  # exactly the suggestion, not lr * 10**0.0 rounded
-    return out
+    _check_count("up", up)
+    _check_count("down", down)
+    return lr * 10.0 ** (np.arange(-down, up + 1, dtype=np.float64) * step)
+
+
+def _check_count(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
 
 
 RULES: dict[str, Rule] = {
