@@ -31,6 +31,22 @@ import sq_protocols as protocols  # noqa: E402
 
 from lrfinder import diagnose  # noqa: E402
 from lrfinder import suggest as rules  # noqa: E402
+from lrfinder.sweep import SweepSettings  # noqa: E402
+
+DEFAULTS = SweepSettings()
+
+
+def ladder_key(num_iter: int = DEFAULTS.num_iter) -> str:
+    """The cache's protocol key of a sweep over the default range (``suggestion_quality.ladder_key``)."""
+    return f"lrf:{DEFAULTS.start_lr!r}:{DEFAULTS.end_lr!r}:{num_iter}"
+
+
+DEFAULT_LADDER = ladder_key()
+
+
+def curve_key(task: str, protocol: str, seed: int) -> str:
+    """The cache key of one recorded range-test curve (``suggestion_quality.Cache.key``)."""
+    return "|".join(repr(p) for p in ("curve", task, protocol, seed))
 
 
 def interpolated_regret(entry: dict, sched: str, lr: float | None) -> float:
@@ -64,7 +80,7 @@ def main() -> None:
     tasks = {t: e for t, e in report["tasks"].items() if args.holdout or not e["holdout"]}
 
     def curve(t: str, protocol: str, s: int) -> dict:
-        return cache["|".join(repr(p) for p in ("curve", t, protocol, s))]
+        return cache[curve_key(t, protocol, s)]
 
     if args.invariance:
         invariance(cache, report["tasks"], seeds)
@@ -80,7 +96,7 @@ def main() -> None:
             return rule(lrs, raw, sm)
         return apply
 
-    base = "lrf:1e-07:10.0:100"
+    base = DEFAULT_LADDER
     for smooth in (0.6, 0.9):
         for name in rules.RULES:
             fn = on_ladder(base, smooth, 4.0, lambda lrs, raw, sm, n=name: rules.suggest(lrs, sm, n, raw).lr)
@@ -109,7 +125,7 @@ def main() -> None:
             for t, entry in tasks.items():
                 per_seed = []
                 for s in seeds:
-                    key = "|".join(repr(p) for p in ("curve", t, ladder, s))
+                    key = curve_key(t, ladder, s)
                     if key not in cache:
                         continue
                     lr = fn(curve(t, ladder, s))
@@ -128,7 +144,7 @@ def invariance(cache: dict, tasks: dict, seeds: list[int]) -> None:
     smooth 0.6 and 0.98 replay the default sweep's own raw losses, so only the average differs; the
     200-step sweep is a separate recording (same range), so its shift includes the noise of a new run.
     """
-    base_ladder, long_ladder = "lrf:1e-07:10.0:100", "lrf:1e-07:10.0:200"
+    base_ladder, long_ladder = DEFAULT_LADDER, ladder_key(200)
     settings = {"smooth 0.6": (base_ladder, 0.6), "smooth 0.98": (base_ladder, 0.98),
                 "200 steps": (long_ladder, 0.9)}
     print(f"{'rule':18s} " + "  ".join(f"{k:>11s} mean |mean|" for k in settings) + "  (log10 shift, curves)")
@@ -138,11 +154,11 @@ def invariance(cache: dict, tasks: dict, seeds: list[int]) -> None:
             shifts = []
             for t in tasks:
                 for s in seeds:
-                    base = cache.get("|".join(repr(p) for p in ("curve", t, base_ladder, s)))
-                    other = cache.get("|".join(repr(p) for p in ("curve", t, ladder, s)))
+                    base = cache.get(curve_key(t, base_ladder, s))
+                    other = cache.get(curve_key(t, ladder, s))
                     if base is None or other is None:
                         continue
-                    lrs, raw, smoothed = protocols.replay(base, 0.9, 4.0)
+                    lrs, raw, smoothed = protocols.replay(base, DEFAULTS.smooth, DEFAULTS.diverge_threshold)
                     a = rules.suggest(lrs, smoothed, name, raw).lr
                     lrs, raw, smoothed = protocols.replay(other, smooth, 4.0)
                     b = rules.suggest(lrs, smoothed, name, raw).lr
@@ -156,12 +172,12 @@ Array = NDArray[np.float64]
 #: Offsets (decades) tried for every landmark by :func:`ceiling`.
 OFFSETS = np.round(np.arange(-3.0, 1.0001, 0.05), 2)
 #: Ladders of offsets below the bottom edge whose best member :func:`ceiling` scores.
-LADDERS = ([-0.3, -0.8], [-0.3, -0.8, -1.5], [-0.3, -0.8, -1.5, -2.5])
+EDGE_LADDERS = ([-0.3, -0.8], [-0.3, -0.8, -1.5], [-0.3, -0.8, -1.5, -2.5])
 
 
 def landmarks(curve: dict) -> dict[str, float]:
-    """log10 of the curve's landmarks at the sweep defaults (smooth 0.9, threshold 4)."""
-    lrs, raw, smoothed = protocols.replay(curve, 0.9, 4.0)
+    """log10 of the curve's landmarks at the sweep defaults (smooth, divergence threshold)."""
+    lrs, raw, smoothed = protocols.replay(curve, DEFAULTS.smooth, DEFAULTS.diverge_threshold)
     span = diagnose.lr_range(lrs, smoothed)
     found = {
         "edge": span[1] if span else None,  # what centered_minimum divides by its factor
@@ -176,20 +192,19 @@ def landmarks(curve: dict) -> dict[str, float]:
 def ceiling(cache: dict, tasks: dict, seeds: list[int]) -> None:
     """The best that a rule "landmark + fixed offset (in decades)" could reach, fitted on these curves.
 
-    For each schedule and landmark, every offset in :data:`OFFSETS` is scored with the grid's
-    interpolated regret over all tasks (held-out included) and seeds; the offset with the highest
-    share <= 0.05 (ties: the lower worst case) is printed with its mean and worst, and so is the
-    lowest worst case any offset reaches; a blend of two landmarks (``a`` edge + ``1 - a`` steepest,
-    ``a`` in tenths) is searched the same way. Fitted on the very runs it scores, this is an upper bound
-    for the family, not an estimate. Two contrasts follow: an oracle that may pick one offset per
-    task (it knows the task, not the seed), which shows how much of the regret is the landmark's
-    noise across seeds, and the best member of a short ladder below the edge, as a user who trains
-    at each and keeps the best validation loss would get.
     First, per task: where the bottom edge lies, how much it moves across seeds, and how far the
-    grid's best LR lies from it, in decades.
+    grid's best LR lies from it, in decades. Then, for each schedule and landmark, every offset in
+    :data:`OFFSETS` is scored with the grid's interpolated regret over all tasks (held-out
+    included) and seeds; the offset with the highest share <= 0.05 (ties: the lower worst case) is
+    printed with its mean and worst, and so is the lowest worst case any offset reaches; a blend of
+    two landmarks (``a`` edge + ``1 - a`` steepest, ``a`` in tenths) is searched the same way.
+    Fitted on the very runs it scores, this is an upper bound for the family, not an estimate. Two
+    contrasts follow: an oracle that may pick one offset per task (it knows the task, not the
+    seed), which shows how much of the regret is the landmark's noise across seeds, and the best
+    member of a short ladder below the edge, as a user who trains at each and keeps the best
+    validation loss would get.
     """
-    marks = {(t, s): landmarks(cache["|".join(repr(p) for p in ("curve", t, "lrf:1e-07:10.0:100", s))])
-             for t in tasks for s in seeds}
+    marks = {(t, s): landmarks(cache[curve_key(t, DEFAULT_LADDER, s)]) for t in tasks for s in seeds}
     names = list(tasks)
 
     def regrets(task_names: list[str], scheds: tuple[str, ...], log_lr: Callable[[dict], float]) -> Array:
@@ -228,7 +243,7 @@ def ceiling(cache: dict, tasks: dict, seeds: list[int]) -> None:
         per_task = [min((regrets([t], scheds, lambda m, c=c: m["edge"] + c) for c in OFFSETS),
                         key=lambda r: (r.max(), r.mean())) for t in names]
         row(label, "edge + one offset per task (oracle)", "per task", np.concatenate(per_task))
-        for ladder in LADDERS:
+        for ladder in EDGE_LADDERS:
             r = np.minimum.reduce([regrets(names, scheds, lambda m, c=c: m["edge"] + c) for c in ladder])
             row(label, f"edge + best of {ladder}", "-", r)
 

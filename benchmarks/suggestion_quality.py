@@ -206,11 +206,8 @@ def run(task_names: list[str], range_seeds: tuple[int, ...], workers: int, varia
                     lr = None
                 suggested[(t, name, s)] = None if lr is None or not math.isfinite(lr) else float(lr)
 
-    rungs: dict[tuple[str, str, int], list[float]] = {}
-    for (t, name, s), lr in list(suggested.items()):
-        for row, rule in LADDERS.items():
-            if name == rule:
-                rungs[(t, row, s)] = [] if lr is None else [float(x) for x in rules.ladder(lr)]
+    rungs = {(t, row, s): [] if lr is None else [float(x) for x in rules.ladder(lr)]
+             for (t, name, s), lr in suggested.items() for row, rule in LADDERS.items() if name == rule}
 
     # 3. training: the grid and every suggested LR, both schedules, every training seed
     lrs_per_task = {t: set(GRID) | {lr for (tt, _, _), lr in suggested.items() if tt == t and lr}
@@ -230,6 +227,12 @@ def run(task_names: list[str], range_seeds: tuple[int, ...], workers: int, varia
         values = [cache.get(("train", t, sched, seed, lr)) for seed in TRAIN_SEEDS]
         return math.nan if any(v is None or not math.isfinite(v) for v in values) else float(np.mean(values))
 
+    def best_rung(t: str, sched: str, ladder: list[float]) -> float | None:
+        """The rung whose first training seed ended lowest (one run per rung, as a user would)."""
+        tried = {lr: cache.get(("train", t, sched, TRAIN_SEEDS[0], lr)) for lr in ladder}
+        finite = {lr: v for lr, v in tried.items() if v is not None and math.isfinite(v)}
+        return min(finite, key=finite.get) if finite else None
+
     report: dict[str, Any] = {"tasks": {}, "runs": []}
     for t, task in tasks.items():
         untrained = sq_tasks.untrained_loss(task, TRAIN_SEEDS)
@@ -246,11 +249,7 @@ def run(task_names: list[str], range_seeds: tuple[int, ...], workers: int, varia
             if tt != t:
                 continue
             for sched in SCHEDULES:
-                lr = given
-                if isinstance(given, list):  # a ladder: keep the rung whose first seed did best
-                    tried = {x: cache.get(("train", t, sched, TRAIN_SEEDS[0], x)) for x in given}
-                    finite = {x: v for x, v in tried.items() if v is not None and math.isfinite(v)}
-                    lr = min(finite, key=finite.get) if finite else None
+                lr = best_rung(t, sched, given) if isinstance(given, list) else given
                 v = mean_v(t, sched, lr) if lr else math.nan
                 best = entry["v_best"][sched]
                 failed = lr is None or not math.isfinite(v) or v > untrained
