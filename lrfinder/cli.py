@@ -615,6 +615,7 @@ def _print_summary(result: LRFinderResult, path: Path, notes: list[str],
         lr=last, steps=result.num_steps, planned=planned)
     others = [f"{name} {_lr(s.lr)}" for name, s in result.suggestions.items() if name != result.rule]
     span = result.lr_range
+    rungs = result.candidates()
     lines = [
         f"lrfinder {__version__}: range test of {path} ({result.backend}), "
         f"{result.num_steps} steps in {result.elapsed:.2f} s",
@@ -622,8 +623,8 @@ def _print_summary(result: LRFinderResult, path: Path, notes: list[str],
         f"other rules:   {', '.join(others)}",
         f"useful range:  {_lr(span[0])} to {_lr(span[1])}" if span else
         "useful range:  none (the loss never falls)",
-        f"to compare:    {', '.join(_lr(lr) for lr in result.candidates())} (short runs; keep the best)"
-        if result.suggestion is not None else "to compare:    none (no suggestion)",
+        f"to compare:    {', '.join(map(_lr, rungs))} (short runs; keep the best)" if rungs else
+        "to compare:    none (no suggestion)",
         f"stopped:       {stop}",
     ]
     lines += [f"{'wrote ' + kind + ':':<15}{target}" for kind, target in written]

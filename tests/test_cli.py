@@ -160,6 +160,16 @@ def test_diagnostics_become_warning_lines(tmp_path):
     assert out.count("\n") == 1 and err.count("warning:") == len(result.diagnostics)
 
 
+def test_a_curve_that_never_falls_prints_none_for_the_suggestion_range_and_candidates(tmp_path):
+    write(tmp_path, "rising.py", "def step(lr):\n    return 1.0 + lr\n")
+    code, out, _ = run(["find", "rising.py", "--end-lr", "1", "--no-plot"], tmp_path)
+    assert code == 0
+    lines = out.splitlines()
+    assert any(line.startswith("suggested lr:  none (") for line in lines)
+    assert "useful range:  none (the loss never falls)" in lines
+    assert "to compare:    none (no suggestion)" in lines
+
+
 def test_ctrl_c_during_the_sweep_keeps_the_partial_result(tmp_path):
     write(tmp_path, "stop.py", "def step(lr):\n    if lr > 1e-3:\n        raise KeyboardInterrupt\n"
                                "    return 1.0 / (1 + lr)\n")
