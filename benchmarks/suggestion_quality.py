@@ -180,10 +180,10 @@ def check_replay(task_name: str, seed: int, cache: Cache) -> None:
 
 
 def run(task_names: list[str], range_seeds: tuple[int, ...], workers: int, variants: bool,
-        cache: Cache) -> dict[str, Any]:
+        cache: Cache, extra_ladders: tuple[str, ...] = ()) -> dict[str, Any]:
     tasks = {name: sq_tasks.TASKS[name] for name in task_names}
     chosen = suggesters(variants)
-    protocols_needed = sorted({protocol for protocol, _ in chosen.values()})
+    protocols_needed = sorted({protocol for protocol, _ in chosen.values()} | set(extra_ladders))
 
     # 1. range-test curves
     jobs = [(t, p, s) for t in tasks for p in protocols_needed for s in range_seeds
@@ -350,6 +350,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", action="store_true", help="also try the sweep-setting variants")
     parser.add_argument("--out", default=str(HERE / "results"), help="folder for the results")
     parser.add_argument("--name", default=None, help="base name of the result files")
+    parser.add_argument("--ladders", default="",
+                        help="extra lrfinder sweeps to record for sq_explore.py (no training), "
+                             "comma-separated START:END:STEPS, e.g. 1e-7:10:200")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     names = list(sq_tasks.SUITE)
@@ -365,7 +368,12 @@ def main(argv: list[str] | None = None) -> None:
         seeds = tuple(int(s) for s in args.seeds.split(","))
     out = Path(args.out)
     cache = Cache(out / "cache" / "suggestion_quality_cache.json")
-    report = run(names, seeds, max(1, min(2, args.workers)), args.variants, cache)
+    try:
+        extra = tuple(ladder_key(float(a), float(b), int(n))
+                      for a, b, n in (item.split(":") for item in args.ladders.split(",") if item))
+    except ValueError:
+        parser.error(f"--ladders takes START:END:STEPS items, e.g. 1e-7:10:200; got {args.ladders!r}")
+    report = run(names, seeds, max(1, min(2, args.workers)), args.variants, cache, extra)
     report["config"] = {"grid": GRID, "train_seeds": TRAIN_SEEDS, "range_seeds": seeds,
                         "schedules": SCHEDULES, "default_rule": rules.DEFAULT_RULE,
                         "sweep_defaults": DEFAULTS.to_dict(), "rules": list(rules.RULES)}
