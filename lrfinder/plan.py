@@ -1,0 +1,150 @@
+"""The user's training plan: how the LR will move over the training run, in closed form.
+
+A plan is a schedule name and a number of optimizer steps. The suggestion is the LR to use under
+that plan (for ``"onecycle"`` and ``"cosine"``, the peak LR), and the confirm mode trains its
+probes under the same schedule. Every schedule here is a pure function of ``(peak, step, total)``
+and matches the framework objects it names exactly:
+
+* ``"constant"``: ``peak`` at every step.
+* ``"onecycle"``: ``torch.optim.lr_scheduler.OneCycleLR(max_lr=peak, total_steps=total)`` with its
+  defaults (``pct_start=0.3``, cosine annealing, ``div_factor=25``, ``final_div_factor=1e4``,
+  two phases).
+* ``"cosine"``: linear warm-up from 0 to ``peak`` over the first ``ceil(0.05 * total)`` steps,
+  then cosine decay to 0 at the last step (Hugging Face's ``get_cosine_schedule_with_warmup``
+  with ``warmup_ratio=0.05``; Keras's ``CosineDecay(0, total - warmup, warmup_target=peak,
+  warmup_steps=warmup)``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+CONSTANT = "constant"
+ONECYCLE = "onecycle"
+COSINE = "cosine"
+SCHEDULES: tuple[str, ...] = (CONSTANT, ONECYCLE, COSINE)
+
+#: OneCycleLR's defaults, which the ``"onecycle"`` plan follows.
+ONECYCLE_PCT_START = 0.3
+ONECYCLE_DIV_FACTOR = 25.0
+ONECYCLE_FINAL_DIV_FACTOR = 1e4
+
+#: Share of the steps spent on the linear warm-up of the ``"cosine"`` plan.
+COSINE_WARMUP = 0.05
+
+
+def check_schedule(schedule: str) -> str:
+    """Return ``schedule`` if it names a plan's schedule, else raise ``ValueError``."""
+    if schedule not in SCHEDULES:
+        raise ValueError(
+            f"schedule must be one of {', '.join(repr(s) for s in SCHEDULES)}, got {schedule!r}"
+        )
+    return schedule
+
+
+def check_train_steps(train_steps: int | None, *, required: bool = False, what: str = "") -> int | None:
+    """Return ``train_steps`` if it is None (and not ``required``) or a positive integer.
+
+    Raises:
+        TypeError: Not an integer.
+        ValueError: Below 1, or None where ``required`` (``what`` says what needs it).
+    """
+    if train_steps is None:
+        if required:
+            raise ValueError(
+                f"{what or 'this'} needs train_steps=N, the number of optimizer steps you will "
+                "train for (for example train_steps=len(loader) * epochs)"
+            )
+        return None
+    if isinstance(train_steps, bool) or not isinstance(train_steps, (int, np.integer)):
+        raise TypeError(f"train_steps must be an integer number of optimizer steps, got {train_steps!r}")
+    if train_steps < 1:
+        raise ValueError(f"train_steps must be at least 1, got {train_steps}")
+    return int(train_steps)
+
+
+def cosine_warmup_steps(total: int) -> int:
+    """Warm-up steps of the ``"cosine"`` plan: ``ceil(0.05 * total)``.
+
+    >>> cosine_warmup_steps(100), cosine_warmup_steps(101), cosine_warmup_steps(1)
+    (5, 6, 1)
+    """
+    return math.ceil(COSINE_WARMUP * total)
+
+
+def _cos_anneal(start: float, end: float, fraction: float) -> float:
+    return end + (start - end) / 2.0 * (math.cos(math.pi * fraction) + 1.0)
+
+
+def lr_at(schedule: str, peak: float, step: int, total: int) -> float:
+    """The LR of optimizer step ``step`` (0-based) of ``total`` under ``schedule`` peaking at ``peak``.
+
+    >>> lr_at("constant", 0.1, 7, 10)
+    0.1
+    >>> round(lr_at("onecycle", 1.0, 0, 100), 12)  # max_lr / div_factor
+    0.04
+    >>> round(lr_at("onecycle", 1.0, 29, 100), 12)  # the peak, at pct_start * total - 1
+    1.0
+    >>> round(lr_at("onecycle", 1.0, 99, 100), 12)  # initial_lr / final_div_factor
+    4e-06
+    >>> [lr_at("cosine", 1.0, s, 100) for s in (0, 1, 5)]  # warm-up from 0, then the peak
+    [0.0, 0.2, 1.0]
+    >>> lr_at("cosine", 1.0, 100, 100)
+    0.0
+    """
+    check_schedule(schedule)
+    if schedule == CONSTANT:
+        return float(peak)
+    if schedule == ONECYCLE:
+        initial = peak / ONECYCLE_DIV_FACTOR
+        final = initial / ONECYCLE_FINAL_DIV_FACTOR
+        # OneCycleLR's phase ends: the peak at step pct_start * total - 1, the floor at total - 1.
+        peak_step = float(ONECYCLE_PCT_START * total) - 1.0
+        last_step = float(total - 1)
+        if step <= peak_step:
+            return _cos_anneal(initial, peak, step / peak_step if peak_step > 0 else 1.0)
+        span = last_step - peak_step
+        return _cos_anneal(peak, final, (step - peak_step) / span if span > 0 else 1.0)
+    warmup = cosine_warmup_steps(total)
+    if step < warmup:
+        return peak * step / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def lr_curve(schedule: str, peak: float, total: int) -> np.ndarray:
+    """The LR of every step of a ``total``-step run under ``schedule``, shape ``(total,)``.
+
+    >>> lr_curve("cosine", 2.0, 4)
+    array([0. , 2. , 1.5, 0.5])
+    """
+    return np.array([lr_at(schedule, peak, step, total) for step in range(total)], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How the user will train: a schedule and the number of optimizer steps.
+
+    Attributes:
+        schedule: ``"constant"``, ``"onecycle"`` or ``"cosine"`` (see the module's docstring).
+        train_steps: Optimizer steps of the training run, or None when not told.
+    """
+
+    schedule: str = CONSTANT
+    train_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        check_schedule(self.schedule)
+        check_train_steps(self.train_steps)
+
+    def lr_curve(self, peak: float) -> np.ndarray:
+        """The LR of every step of the planned run peaking at ``peak`` (needs ``train_steps``)."""
+        total = check_train_steps(self.train_steps, required=True, what="an LR curve of the plan")
+        assert total is not None
+        return lr_curve(self.schedule, peak, total)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"schedule": self.schedule, "train_steps": self.train_steps}
