@@ -7,10 +7,13 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from lrfinder import confirm as confirming
+from lrfinder.confirm import ConfirmSettings
+from lrfinder.plan import CONSTANT, Plan, check_schedule, check_train_steps
 from lrfinder.result import LRFinderResult
-from lrfinder.suggest import DEFAULT_RULE, get_rule
-from lrfinder.sweep import StepCallback, SweepSettings, run_sweep
-from lrfinder.trainers import make_trainer
+from lrfinder.suggest import DEFAULT_RULE, for_plan, get_rule
+from lrfinder.sweep import INTERRUPTED, StepCallback, SweepSettings, run_sweep
+from lrfinder.trainers import is_trainer, make_trainer
 
 _DEFAULTS = SweepSettings  # find_lr's sweep defaults are SweepSettings' own
 
@@ -23,7 +26,7 @@ def find_lr(
     *,
     start_lr: float = _DEFAULTS.start_lr,
     end_lr: float = _DEFAULTS.end_lr,
-    num_iter: int = _DEFAULTS.num_iter,
+    num_iter: int | None = None,
     mode: str = _DEFAULTS.mode,
     smooth: float = _DEFAULTS.smooth,
     diverge_threshold: float | None = _DEFAULTS.diverge_threshold,
@@ -43,6 +46,11 @@ def find_lr(
     snapshot_dir: str | os.PathLike[str] | None = None,
     snapshot: Callable[[], Any] | None = None,
     restore: Callable[[Any], None] | None = None,
+    schedule: str | None = None,
+    train_steps: int | None = None,
+    confirm: bool | int = False,
+    confirm_data: Any = None,
+    confirm_settings: ConfirmSettings | None = None,
 ) -> LRFinderResult:
     """Run the learning-rate range test and return its result.
 
@@ -66,7 +74,8 @@ def find_lr(
         criterion: Loss function (framework trainers); inferred when None where possible.
         start_lr: First LR of the ladder.
         end_lr: Last LR of the ladder.
-        num_iter: Steps from ``start_lr`` to ``end_lr``.
+        num_iter: Steps from ``start_lr`` to ``end_lr`` (default 100; in confirm mode a default
+            range test is shortened when it would take more than ``range_share`` of the budget).
         mode: ``"exp"`` (geometric ladder) or ``"linear"``.
         smooth: Weight of the past in the bias-corrected moving average, in [0, 1); 0 turns it off.
         diverge_threshold: Stop when the smoothed loss passes this many times its best; None
@@ -88,18 +97,59 @@ def find_lr(
             memory, for models larger than RAM (PyTorch).
         snapshot: ``snapshot() -> state`` for a step function.
         restore: ``restore(state)`` for a step function.
+        schedule: How you will train: ``"constant"``, ``"onecycle"`` or ``"cosine"`` (see
+            :mod:`lrfinder.plan`); the suggestion is then the LR for that plan (the peak LR for
+            one-cycle and cosine). None (the default) with no ``train_steps``: no plan, the plain
+            rule's suggestion as before. ``"constant"`` when only ``train_steps`` is given.
+        train_steps: Optimizer steps you will train for (needed by confirm mode).
+        confirm: Check the suggestion by training short probes at a few LRs around it, under the
+            plan's schedule, from the untouched starting state, and keep the LR whose probe scores
+            lowest on ``confirm_data`` (see :mod:`lrfinder.confirm`). True: a budget of
+            ``2 * train_steps`` training steps for the range test and the probes together; an
+            integer: that budget. Needs ``train_steps``.
+        confirm_data: What the probes are scored on: for PyTorch and Keras, validation batches
+            (same forms as ``val_loader``; default ``val_loader``); for a step function, a callable
+            ``evaluate() -> loss`` giving the mean held-out loss at the current state (the step
+            function then needs ``snapshot=`` and ``restore=``). Never training batches: a probe
+            scored on what it trained on rewards the LR that overfits fastest.
+        confirm_settings: The confirm mode's knobs (:class:`~lrfinder.confirm.ConfirmSettings`).
 
     Returns:
-        An :class:`~lrfinder.result.LRFinderResult`; ``result.suggestion`` is the suggested LR.
+        An :class:`~lrfinder.result.LRFinderResult`; ``result.suggestion`` is the suggested LR
+        (the confirmed one in confirm mode, with the range test's in ``result.range_suggestion``
+        and every probe in ``result.confirmation``).
 
     Raises:
         TypeError: ``model`` is of no supported kind, or an option does not apply to it.
         ValueError: A setting is out of range (each message says which and why).
     """
+    plan = _plan(schedule, train_steps, confirm)
+    probe_plan = None
+    if confirm is not False:
+        confirm_settings = confirm_settings or ConfirmSettings()
+        if not isinstance(confirm_settings, ConfirmSettings):
+            raise TypeError(f"confirm_settings must be a lrfinder.ConfirmSettings, got "
+                            f"{type(confirm_settings).__qualname__}")
+        assert plan is not None and plan.train_steps is not None
+        budget = (confirming.default_budget(plan.train_steps, confirm_settings) if confirm is True
+                  else confirm)
+        probe_plan = confirming.plan_probes(
+            budget, _DEFAULTS.num_iter if num_iter is None else num_iter, confirm_settings,
+            train_steps=plan.train_steps, shorten_range=num_iter is None)
+        num_iter = probe_plan.range_steps
+        if confirm_data is None:
+            confirm_data = val_loader
+        if confirm_data is None:
+            raise TypeError(
+                "confirm mode scores its probes on held-out data: pass confirm_data= (validation "
+                "batches; for a step function, a callable evaluate() -> loss) or val_loader="
+            )
+    elif confirm_data is not None or confirm_settings is not None:
+        raise TypeError("confirm_data= and confirm_settings= only apply with confirm=True (or confirm=N)")
     settings = SweepSettings(
         start_lr=start_lr,
         end_lr=end_lr,
-        num_iter=num_iter,
+        num_iter=_DEFAULTS.num_iter if num_iter is None else num_iter,
         mode=mode,
         smooth=smooth,
         diverge_threshold=diverge_threshold,
@@ -123,8 +173,27 @@ def find_lr(
         "snapshot": snapshot,
         "restore": restore,
     }
-    trainer = make_trainer(model, data, **{k: v for k, v in options.items() if v is not None})
+    given = {k: v for k, v in options.items() if v is not None}
+    trainer = make_trainer(model, data, **given)
+    probe_trainer = trainer
+    if probe_plan is not None:
+        confirming.check_evaluates(trainer)
+        if val_loader is not None and not is_trainer(model):
+            # the range test records the validation loss at every step; the probes must train
+            # on the training loss and only be scored at their end
+            probe_trainer = make_trainer(model, data, **{k: v for k, v in given.items()
+                                                         if k not in ("val_loader", "val_batches")})
     outcome = run_sweep(trainer, settings, progress=progress, callback=callback)
+    confirmation = None
+    if probe_plan is not None:
+        assert plan is not None
+        if outcome.stop_reason == INTERRUPTED:
+            confirmation = confirming.no_confirmation(probe_plan, "the range test was interrupted",
+                                                      schedule=plan.schedule, settings=confirm_settings)
+        else:
+            center = for_plan(outcome.lrs, outcome.smoothed, outcome.losses, plan, rule=rule).lr
+            confirmation = confirming.confirm(probe_trainer, probe_plan, center, plan, confirm_data,
+                                              settings=confirm_settings, progress=progress)
     result = LRFinderResult(
         lrs=outcome.lrs,
         losses=outcome.losses,
@@ -136,9 +205,24 @@ def find_lr(
         rule=rule,
         info=dict(trainer.info),
         is_main_process=trainer.is_main_process,
+        plan=plan,
+        confirmation=confirmation,
     )
     if trainer.is_main_process:
         for diagnostic in result.diagnostics:
             if diagnostic.code != "interrupted":  # the engine has warned already
                 warnings.warn(f"lrfinder: {diagnostic.message}", RuntimeWarning, stacklevel=2)
     return result
+
+
+def _plan(schedule: str | None, train_steps: int | None, confirm: bool | int) -> Plan | None:
+    """The user's plan from find_lr's arguments (None without schedule and train_steps)."""
+    if isinstance(confirm, bool):
+        pass
+    elif not isinstance(confirm, int) or confirm < 1:
+        raise ValueError(f"confirm must be True, False or a budget in training steps >= 1, got {confirm!r}")
+    if confirm is not False:
+        check_train_steps(train_steps, required=True, what="confirm mode")
+    if schedule is None and train_steps is None:
+        return None
+    return Plan(check_schedule(CONSTANT if schedule is None else schedule), check_train_steps(train_steps))

@@ -2,7 +2,8 @@
 
 A trainer owns everything framework-specific: the model, the optimizer, the data, devices, mixed
 precision, distributed reduction. The engine only asks it to save state, run one step at a given
-learning rate, read losses back as floats, and put the state back.
+learning rate, read losses back as floats, and put the state back. Confirm mode also asks it to
+score the state on held-out data (:meth:`Trainer.evaluate`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,15 @@ class Trainer(Protocol):
 
     def restore(self) -> None:
         """Put back the state saved by :meth:`snapshot` and free what the snapshot held."""
+
+    def evaluate(self, data: Any) -> float:
+        """The mean loss on ``data`` at the current state, without training (eval mode, no grad).
+
+        Used by confirm mode only (:mod:`lrfinder.confirm`), between :meth:`snapshot` and
+        :meth:`restore`, to score a probe; a trainer without it cannot confirm. What ``data``
+        is belongs to the trainer (validation batches for PyTorch and Keras, an
+        ``evaluate() -> loss`` callable for a step function).
+        """
 
 
 class TrainerBase:
