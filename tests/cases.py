@@ -36,6 +36,8 @@ class Setup:
     state: Callable[[], dict[str, np.ndarray]]  # every piece of state the sweep must restore
     first_loss: Callable[[], float]  # loss of the first batch at the current state, computed apart
     kwargs: dict[str, Any] = field(default_factory=dict)
+    confirm_data: Any = None  # held-out batches for confirm mode (find_lr's confirm_data=)
+    batches_drawn: Callable[[], int] | None = None  # training batches taken from data so far
 
 
 class Boom(RuntimeError):
@@ -57,6 +59,7 @@ class LinearRegressionTrainer(TrainerBase):
         self.w = np.random.default_rng(seed).normal(size=batches[0][0].shape[1])
         self.velocity = np.zeros_like(self.w)
         self.steps_taken = 0
+        self.calls = 0  # steps asked for over every sweep and probe: not state, never restored
         self._saved: tuple[np.ndarray, np.ndarray, int] | None = None
 
     @staticmethod
@@ -67,8 +70,9 @@ class LinearRegressionTrainer(TrainerBase):
         self._saved = (self.w.copy(), self.velocity.copy(), self.steps_taken)
 
     def step(self, lr: float) -> float:
-        if self.fail_at is not None and self.steps_taken == self.fail_at:
+        if self.fail_at is not None and self.calls == self.fail_at:
             raise self.fail_with("data source failed on purpose")
+        self.calls += 1
         x, y = self.batches[self.steps_taken % len(self.batches)]  # cycles short data
         loss = self.batch_loss(self.w, x, y)
         grad = 2 * x.T @ (x @ self.w - y) / len(y)
@@ -76,6 +80,9 @@ class LinearRegressionTrainer(TrainerBase):
         self.w = self.w - lr * self.velocity
         self.steps_taken += 1
         return loss
+
+    def evaluate(self, data: list[tuple[np.ndarray, np.ndarray]]) -> float:
+        return float(np.mean([self.batch_loss(self.w, x, y) for x, y in data]))
 
     def restore(self) -> None:
         assert self._saved is not None
@@ -88,9 +95,10 @@ def numpy_case(n_batches: int = 8, fail_at: int | None = None,
     rng = np.random.default_rng(1)
     true_w = rng.normal(size=5)
     batches = []
-    for _ in range(n_batches):
+    for _ in range(n_batches + 2):
         x = rng.normal(size=(16, 5))
         batches.append((x, x @ true_w + 0.1 * rng.normal(size=16)))
+    batches, held_out = batches[:n_batches], batches[n_batches:]
     trainer = LinearRegressionTrainer(batches, fail_at, fail_with)
     return Setup(
         model=trainer,
@@ -98,6 +106,8 @@ def numpy_case(n_batches: int = 8, fail_at: int | None = None,
         state=lambda: {"w": trainer.w.copy(), "velocity": trainer.velocity.copy(),
                        "steps": np.array(trainer.steps_taken)},
         first_loss=lambda: trainer.batch_loss(trainer.w, *batches[0]),
+        confirm_data=held_out,
+        batches_drawn=lambda: trainer.calls,
     )
 
 

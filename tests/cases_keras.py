@@ -80,9 +80,12 @@ def case(n_batches: int = 8, fail_at: int | None = None,
     # One real step first, so that Adam's moments, its iteration count and the BN statistics hold
     # values that a sloppy restore would get wrong.
     model.train_on_batch(*make_batches(1, seed=99)[0])
+    data = Batches(batches)
     return Setup(
         model=model,
-        data=Batches(batches),
+        data=data,
         state=lambda: state_of(model),
         first_loss=lambda: batch_loss(keras, model, *batches[0]),
+        confirm_data=make_batches(2, seed=7),
+        batches_drawn=lambda: data.reads,
     )

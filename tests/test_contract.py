@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from lrfinder import find_lr
+from lrfinder.confirm import ConfirmSettings
 from tests.cases import CASES, Boom
 
 FAST = {"num_iter": 20, "start_lr": 1e-4, "end_lr": 1e-1, "progress": False}
@@ -75,3 +76,48 @@ def test_short_data_is_cycled(build):
     result = find_lr(setup.model, setup.data, **setup.kwargs, **FAST)
     assert result.num_steps == FAST["num_iter"]
     assert np.all(np.isfinite(result.losses))
+
+
+# -- confirm mode: three probes of 6 steps after a 20-step range test, within 2 * 20 steps ---------
+
+CONFIRM = {**FAST, "train_steps": 20, "confirm": True,
+           "confirm_settings": ConfirmSettings(up=1, down=1, min_probe_steps=2)}
+PROBE_STEPS = 6
+FAIL_IN_SECOND_PROBE = FAST["num_iter"] + PROBE_STEPS + 2
+
+
+def test_confirm_restores_state_and_every_probe_starts_from_it(build):
+    setup = build()
+    before = setup.state()
+    expected_first = setup.first_loss()
+    result = find_lr(setup.model, setup.data, **setup.kwargs, confirm_data=setup.confirm_data, **CONFIRM)
+    assert_same_state(before, setup.state())
+    probes = result.confirmation.probes
+    assert [p.steps for p in probes] == [PROBE_STEPS] * 3
+    assert [len(p.losses) for p in probes] == [PROBE_STEPS] * 3
+    assert all(np.isfinite(p.score) for p in probes)
+    # the loss of a probe's first batch is taken before its first update: the same starting state
+    # and the same first batch give the same value whatever the probe's LR
+    for probe in probes:
+        assert probe.losses[0] == pytest.approx(expected_first, rel=1e-5)
+    assert result.suggestion == result.confirmation.lr
+    assert result.suggestion in [p.lr for p in probes]
+    assert result.range_suggestion == pytest.approx(probes[1].lr)
+    if setup.batches_drawn is not None:
+        assert setup.batches_drawn() == FAST["num_iter"] + 3 * PROBE_STEPS <= 2 * CONFIRM["train_steps"]
+
+
+def test_confirm_restores_state_after_an_exception_in_a_probe(build):
+    setup = build(fail_at=FAIL_IN_SECOND_PROBE)
+    before = setup.state()
+    with pytest.raises(Boom):
+        find_lr(setup.model, setup.data, **setup.kwargs, confirm_data=setup.confirm_data, **CONFIRM)
+    assert_same_state(before, setup.state())
+
+
+def test_confirm_restores_state_and_reraises_keyboard_interrupt_in_a_probe(build):
+    setup = build(fail_at=FAIL_IN_SECOND_PROBE, fail_with=KeyboardInterrupt)
+    before = setup.state()
+    with pytest.raises(KeyboardInterrupt):
+        find_lr(setup.model, setup.data, **setup.kwargs, confirm_data=setup.confirm_data, **CONFIRM)
+    assert_same_state(before, setup.state())

@@ -61,6 +61,10 @@ class BatchSource:
         self._position += 1
         return self.batch(index)
 
+    def rewind(self) -> None:
+        """Start training again from the first batch (each confirm probe sees the same batches)."""
+        self._position = 0
+
     def first_batches(self, count: int) -> Iterator[Batch]:
         """The first ``count`` batches of a pass (validation: the same batches every time)."""
         for index in range(count):
@@ -159,6 +163,11 @@ class IterableBatches(BatchSource):
 
     def _fresh(self) -> Iterator[Any]:
         return iter(self.data)
+
+    def rewind(self) -> None:
+        if not self.one_shot:  # a one-shot iterator goes on where it stopped
+            self._position = 0
+            self._iterator = None
 
     def next_batch(self) -> Batch:
         if self._iterator is None:
