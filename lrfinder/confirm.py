@@ -181,7 +181,7 @@ def plan_probes(
 
     1. The range test keeps ``range_steps`` when that is at most ``range_share * budget`` or when
        ``shorten_range`` is False (the user set ``num_iter``); otherwise it is shortened to
-       ``max(min_range_steps, floor(range_share * budget))``.
+       ``max(min_range_steps, floor(range_share * budget))`` (never lengthened).
     2. The rest of the budget goes to the probes. Round 1 probes every candidate; each later round
        probes ``ceil(keep * count)`` of the previous round's ``count`` candidates, for as long as
        that leaves at least two and at most ``rounds`` rounds.
@@ -220,7 +220,8 @@ def plan_probes(
     train_steps = check_train_steps(train_steps)
     n = settings.candidates
     if shorten_range and range_steps > settings.range_share * budget:
-        range_steps = max(settings.min_range_steps, math.floor(settings.range_share * budget))
+        shortest = max(settings.min_range_steps, math.floor(settings.range_share * budget))
+        range_steps = min(range_steps, shortest)
     probe_budget = budget - range_steps
     if probe_budget < n * settings.min_probe_steps:
         what = ("num_iter (you set it; leave it out to let confirm mode shorten the range test)"
