@@ -102,7 +102,9 @@ def case(n_batches: int = 8, fail_at: int | None = None,
     model = mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     warm_up(model, optimizer, x[:BATCH], y[:BATCH])
-    loader = DataLoader(CountingDataset(x, y, fail_at=fail_at, fail_with=fail_with), batch_size=BATCH)
+    dataset = CountingDataset(x, y, fail_at=fail_at, fail_with=fail_with)
+    loader = DataLoader(dataset, batch_size=BATCH)
+    held_x, held_y = classification_data(2 * BATCH, seed=7)
 
     def first_loss() -> float:
         twin = copy.deepcopy(model).train()  # train mode as in the sweep, on a copy: no side effect
@@ -115,5 +117,7 @@ def case(n_batches: int = 8, fail_at: int | None = None,
         state=lambda: torch_state(model, optimizer),
         first_loss=first_loss,
         kwargs={"optimizer": optimizer},
+        confirm_data=[(held_x[:BATCH], held_y[:BATCH]), (held_x[BATCH:], held_y[BATCH:])],
+        batches_drawn=lambda: dataset.draws // BATCH,
     )
 
