@@ -79,14 +79,14 @@ def test_the_acceptance_call_with_and_without_confirm(schedule):
     n = 120
     model, loader, val_loader, opt = problem()
     before = torch_state(model, opt)
-    result = find_lr(model, loader, optimizer=opt, criterion=F.cross_entropy, schedule=schedule, train_steps=n,
-                     progress=False)
+    call = {"optimizer": opt, "criterion": F.cross_entropy, "schedule": schedule, "train_steps": n,
+            "progress": False}
+    result = find_lr(model, loader, **call)
     assert result.plan.schedule == schedule and loader.drawn == result.num_steps <= 100
     plain_lr = float(result.suggestion)
 
     loader.drawn = 0
-    result = find_lr(model, loader, optimizer=opt, criterion=F.cross_entropy, schedule=schedule, train_steps=n,
-                     progress=False, confirm=True, confirm_data=val_loader)
+    result = find_lr(model, loader, **call, confirm=True, confirm_data=val_loader)
     assert loader.drawn <= 2 * n
     assert loader.drawn == result.num_steps + sum(len(p.losses) for p in result.confirmation.probes)
     confirmed = float(result.suggestion)
@@ -147,7 +147,7 @@ def test_confirm_needs_held_out_data_and_says_so_before_training():
 def test_confirm_data_without_a_length_is_a_clear_error():
     model, loader, val_loader, opt = problem()
     before = torch_state(model, opt)
-    with pytest.raises(TypeError, match="confirm_data.*length"), warnings.catch_warnings():
+    with pytest.raises(TypeError, match=r"confirm_data.*length"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         find_lr(model, loader, optimizer=opt, train_steps=100, confirm=True,
                 confirm_data=(batch for batch in val_loader), progress=False)
