@@ -116,9 +116,9 @@ class ConfirmSettings:
 
 
 class ProbeRound(NamedTuple):
-    """One round of the search: ``count`` probes of ``steps`` training steps each."""
+    """One round of the search: ``size`` probes of ``steps`` training steps each."""
 
-    count: int
+    size: int
     steps: int
 
 
@@ -141,7 +141,7 @@ class ProbePlan:
     @property
     def probe_steps(self) -> int:
         """Training steps of every probe together."""
-        return sum(r.count * r.steps for r in self.rounds)
+        return sum(r.size * r.steps for r in self.rounds)
 
     @property
     def total_steps(self) -> int:
@@ -190,7 +190,7 @@ def plan_probes(
        ``floor(max_probe_fraction * train_steps)`` when ``train_steps`` is given. Rounds whose
        probes would be shorter than ``min_probe_steps`` are dropped from the end.
 
-    So ``range_steps + sum(count * steps) <= budget`` always holds.
+    So ``range_steps + sum(size * steps) <= budget`` always holds.
 
     Args:
         budget: Training steps for the range test and the probes together (>= 1).
@@ -208,11 +208,11 @@ def plan_probes(
 
     >>> plan = plan_probes(300, 100)
     >>> plan.range_steps, plan.rounds
-    (100, (ProbeRound(count=5, steps=40),))
+    (100, (ProbeRound(size=5, steps=40),))
     >>> plan_probes(100, 100).range_steps  # shortened to half the budget
     50
     >>> plan_probes(800, 100, ConfirmSettings(rounds=2), train_steps=400).rounds
-    (ProbeRound(count=5, steps=70), ProbeRound(count=3, steps=116))
+    (ProbeRound(size=5, steps=70), ProbeRound(size=3, steps=116))
     """
     settings = settings or ConfirmSettings()
     budget = _positive(budget, "the confirm budget")
@@ -357,7 +357,7 @@ def run_plan(
     """Carry out ``plan`` around ``center`` with ``probe(lr, steps) -> (losses, score)``.
 
     Round 1 probes ``center * 10 ** offset`` for every offset of the plan; each later round probes
-    the best-scoring ``count`` candidates of the round before (lowest score first; a NaN score
+    the best-scoring ``size`` candidates of the round before (lowest score first; a NaN score
     counts as ``inf``; ties go to the lower LR, the safer side). The chosen LR is the best of the
     last round; when every probe of it scored ``inf`` no LR is chosen.
 
@@ -380,7 +380,7 @@ def run_plan(
     for index, round_ in enumerate(plan.rounds):
         if index > 0:
             ranked = sorted(last, key=_rank)
-            candidates = sorted(p.lr for p in ranked[: round_.count])
+            candidates = sorted(p.lr for p in ranked[: round_.size])
         last = []
         for lr in candidates:
             losses, score = probe(lr, round_.steps)

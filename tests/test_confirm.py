@@ -254,7 +254,7 @@ def test_a_probe_plan_never_exceeds_its_budget(budget, range_steps, up, down, ro
     assert plan.range_steps <= range_steps
     if not shorten:
         assert plan.range_steps == range_steps
-    counts = [r.count for r in plan.rounds]
+    counts = [r.size for r in plan.rounds]
     assert counts[0] == knobs.candidates and len(counts) <= rounds
     assert all(b < a for a, b in itertools.pairwise(counts)) and min(counts) >= 2
     assert plan.rounds[0].steps >= min_probe_steps or train_steps is not None
