@@ -311,7 +311,8 @@ class KerasTrainer(TrainerBase):
                 raise ValueError(f"the model {model.name!r} has no trainable weights: nothing to sweep")
             if not self.optimizer.built:  # a fresh copy: not the user's object
                 self.optimizer.build(trainable)
-            optimizer_variables = list(self.optimizer.variables) if self.restores_optimizer else []
+            # a fresh copy is restored too: every confirm probe must start from the same moments
+            optimizer_variables = list(self.optimizer.variables)
             self._variables = _unique([*model.variables, *model.metrics_variables, *optimizer_variables])
             self._saved = [np.array(v.numpy(), copy=True) for v in self._variables]
 
