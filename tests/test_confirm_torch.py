@@ -161,3 +161,13 @@ def test_with_accumulation_the_budget_counts_optimizer_steps():
                      accumulation_steps=2, progress=False)
     steps = result.num_steps + sum(len(p.losses) for p in result.confirmation.probes)
     assert steps <= 120 and loader.drawn == 2 * steps
+
+
+def test_probes_at_the_same_lr_train_alike_even_with_the_optimizer_lrfinder_builds():
+    model, loader, val_loader, _ = problem()  # no optimizer given: lrfinder builds AdamW
+    twins = ConfirmSettings(up=1, down=0, spacing=1e-12)
+    result = find_lr(model, loader, train_steps=60, confirm=True, confirm_data=val_loader,
+                     confirm_settings=twins, progress=False)
+    first, second = result.confirmation.probes
+    assert first.losses == pytest.approx(second.losses, rel=1e-6)
+    assert first.score == pytest.approx(second.score, rel=1e-6)
