@@ -1,4 +1,5 @@
-"""``find_lr``: pick a trainer, run the sweep, wrap the outcome in a result."""
+"""The library's entry points: ``find_lr`` picks a trainer; ``run_range_test`` runs one and wraps
+the outcome in a result."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ from collections.abc import Callable
 from typing import Any
 
 from lrfinder import confirm as confirming
-from lrfinder.confirm import ConfirmSettings
-from lrfinder.plan import CONSTANT, Plan, check_schedule, check_train_steps
+from lrfinder.confirm import ConfirmRun, ConfirmSettings
+from lrfinder.plan import Plan, make_plan
 from lrfinder.result import LRFinderResult
 from lrfinder.suggest import DEFAULT_RULE, for_plan, get_rule
 from lrfinder.sweep import INTERRUPTED, StepCallback, SweepSettings, run_sweep
-from lrfinder.trainers import is_trainer, make_trainer
+from lrfinder.trainers import Trainer, is_trainer, make_trainer
 
 _DEFAULTS = SweepSettings  # find_lr's sweep defaults are SweepSettings' own
 
@@ -123,27 +124,13 @@ def find_lr(
         TypeError: ``model`` is of no supported kind, or an option does not apply to it.
         ValueError: A setting is out of range (each message says which and why).
     """
-    plan = _plan(schedule, train_steps, confirm)
-    probe_plan = None
+    confirming.check_confirm(confirm)
+    plan = make_plan(schedule, train_steps)
+    probes = None
     if confirm is not False:
-        confirm_settings = confirm_settings or ConfirmSettings()
-        if not isinstance(confirm_settings, ConfirmSettings):
-            raise TypeError(f"confirm_settings must be a lrfinder.ConfirmSettings, got "
-                            f"{type(confirm_settings).__qualname__}")
-        assert plan is not None and plan.train_steps is not None
-        budget = (confirming.default_budget(plan.train_steps, confirm_settings) if confirm is True
-                  else confirm)
-        probe_plan = confirming.plan_probes(
-            budget, _DEFAULTS.num_iter if num_iter is None else num_iter, confirm_settings,
-            train_steps=plan.train_steps, shorten_range=num_iter is None)
-        num_iter = probe_plan.range_steps
-        if confirm_data is None:
-            confirm_data = val_loader
-        if confirm_data is None:
-            raise TypeError(
-                "confirm mode scores its probes on held-out data: pass confirm_data= (validation "
-                "batches; for a step function, a callable evaluate() -> loss) or val_loader="
-            )
+        probes = confirming.probe_plan_for(plan, confirm, num_iter, confirm_settings)
+        num_iter = probes.range_steps
+        confirm_data = confirming.default_confirm_data(confirm_data, val_loader)
     elif confirm_data is not None or confirm_settings is not None:
         raise TypeError("confirm_data= and confirm_settings= only apply with confirm=True (or confirm=N)")
     settings = SweepSettings(
@@ -175,25 +162,75 @@ def find_lr(
     }
     given = {k: v for k, v in options.items() if v is not None}
     trainer = make_trainer(model, data, **given)
-    probe_trainer = trainer
-    if probe_plan is not None:
-        confirming.check_evaluates(trainer)
+    run = None
+    if probes is not None:
+        probe_trainer = None
         if val_loader is not None and not is_trainer(model):
-            # the range test records the validation loss at every step; the probes must train
-            # on the training loss and only be scored at their end
-            probe_trainer = make_trainer(model, data, **{k: v for k, v in given.items()
-                                                         if k not in ("val_loader", "val_batches")})
+            probe_trainer = make_trainer(model, data, **confirming.probe_options(given))
+        run = ConfirmRun(probes, confirm_data, confirm_settings or ConfirmSettings(), probe_trainer)
+    return _run(trainer, settings, rule, progress, callback, plan, run, stacklevel=3)
+
+
+def run_range_test(
+    trainer: Trainer,
+    settings: SweepSettings,
+    *,
+    rule: str = DEFAULT_RULE,
+    progress: bool | None = None,
+    callback: StepCallback | None = None,
+    plan: Plan | None = None,
+    confirm: ConfirmRun | None = None,
+) -> LRFinderResult:
+    """Run the range test with a ready trainer and return its result.
+
+    What :func:`find_lr` does once it has chosen the trainer: sweep (the trainer's state is
+    restored after), confirm the suggestion by probes when ``confirm`` is given, wrap the outcome
+    in a result, and warn (``RuntimeWarning``, from the main process only) about each of its
+    diagnostics.
+
+    Args:
+        trainer: Any :class:`~lrfinder.trainers.Trainer` (see :func:`lrfinder.trainers.make_trainer`).
+        settings: The LR ladder and when to stop.
+        rule: Suggestion rule behind ``result.suggestion`` (see :mod:`lrfinder.suggest`).
+        progress: Progress bar; None shows one only on a terminal or in a notebook.
+        callback: ``callback(step, lr, loss, smoothed)`` after every recorded step.
+        plan: The user's training plan (see :func:`lrfinder.plan.make_plan`), or None.
+        confirm: What confirm mode needs (see :class:`lrfinder.confirm.ConfirmRun`); its
+            probe plan's ``range_steps`` must equal ``settings.num_iter``. Needs ``plan``.
+
+    Returns:
+        An :class:`~lrfinder.result.LRFinderResult`.
+
+    Raises:
+        TypeError: ``settings`` is not a :class:`~lrfinder.sweep.SweepSettings`, or the trainer
+            cannot confirm.
+        ValueError: ``rule`` names no rule, or ``confirm`` does not fit ``plan`` and ``settings``.
+    """
+    if not isinstance(settings, SweepSettings):
+        raise TypeError(f"settings must be a SweepSettings (lrfinder.SweepSettings(start_lr=..., ...)), "
+                        f"got {type(settings).__qualname__}")
+    get_rule(rule)
+    return _run(trainer, settings, rule, progress, callback, plan, confirm, stacklevel=3)
+
+
+def _run(trainer: Trainer, settings: SweepSettings, rule: str, progress: bool | None,
+         callback: StepCallback | None, plan: Plan | None, confirm: ConfirmRun | None, *,
+         stacklevel: int) -> LRFinderResult:
+    """Sweep, confirm, build the result, warn about its diagnostics at ``stacklevel`` (the user's call)."""
+    if confirm is not None:
+        confirming.check_run(confirm, plan, settings.num_iter)
+        confirming.check_evaluates(confirm.trainer or trainer)
     outcome = run_sweep(trainer, settings, progress=progress, callback=callback)
     confirmation = None
-    if probe_plan is not None:
+    if confirm is not None:
         assert plan is not None
-        if outcome.stop_reason == INTERRUPTED:
-            confirmation = confirming.no_confirmation(probe_plan, "the range test was interrupted",
-                                                      schedule=plan.schedule, settings=confirm_settings)
+        if outcome.stop_reason == INTERRUPTED:  # Ctrl-C means stop, not go on to the probes
+            confirmation = confirming.no_confirmation(confirm.probes, "the range test was interrupted",
+                                                      schedule=plan.schedule, settings=confirm.settings)
         else:
             center = for_plan(outcome.lrs, outcome.smoothed, outcome.losses, plan, rule=rule).lr
-            confirmation = confirming.confirm(probe_trainer, probe_plan, center, plan, confirm_data,
-                                              settings=confirm_settings, progress=progress)
+            confirmation = confirming.confirm(confirm.trainer or trainer, confirm.probes, center, plan,
+                                              confirm.data, settings=confirm.settings, progress=progress)
     result = LRFinderResult(
         lrs=outcome.lrs,
         losses=outcome.losses,
@@ -211,18 +248,5 @@ def find_lr(
     if trainer.is_main_process:
         for diagnostic in result.diagnostics:
             if diagnostic.code != "interrupted":  # the engine has warned already
-                warnings.warn(f"lrfinder: {diagnostic.message}", RuntimeWarning, stacklevel=2)
+                warnings.warn(f"lrfinder: {diagnostic.message}", RuntimeWarning, stacklevel=stacklevel)
     return result
-
-
-def _plan(schedule: str | None, train_steps: int | None, confirm: bool | int) -> Plan | None:
-    """The user's plan from find_lr's arguments (None without schedule and train_steps)."""
-    if isinstance(confirm, bool):
-        pass
-    elif not isinstance(confirm, int) or confirm < 1:
-        raise ValueError(f"confirm must be True, False or a budget in training steps >= 1, got {confirm!r}")
-    if confirm is not False:
-        check_train_steps(train_steps, required=True, what="confirm mode")
-    if schedule is None and train_steps is None:
-        return None
-    return Plan(check_schedule(CONSTANT if schedule is None else schedule), check_train_steps(train_steps))

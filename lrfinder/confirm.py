@@ -435,6 +435,95 @@ def _positive(value: Any, what: str) -> int:
 
 # -- with a trainer ------------------------------------------------------------------------------
 
+#: Options of a trainer that make its step record a validation loss; the probes' trainer is
+#: built without them (a probe trains on the training loss and is scored once, at its end).
+VALIDATION_OPTIONS = ("val_loader", "val_batches")
+
+
+@dataclass(frozen=True)
+class ConfirmRun:
+    """What :func:`lrfinder.api.run_range_test` needs to confirm its suggestion.
+
+    Attributes:
+        probes: The probe plan (:func:`probe_plan_for`).
+        data: What ``trainer.evaluate`` scores each probe on (``confirm_data``).
+        settings: The settings behind ``probes``, recorded in the result.
+        trainer: The trainer the probes train with; None: the range test's own. A trainer whose
+            step records a validation loss (``val_loader``) needs a twin built without it
+            (:func:`probe_options`).
+    """
+
+    probes: ProbePlan
+    data: Any
+    settings: ConfirmSettings = field(default_factory=ConfirmSettings)
+    trainer: Trainer | None = None
+
+
+def check_confirm(confirm: Any) -> None:
+    """Raise ``ValueError`` unless ``confirm`` is True, False or a budget (an integer >= 1)."""
+    if isinstance(confirm, bool):
+        return
+    if not isinstance(confirm, (int, np.integer)) or confirm < 1:
+        raise ValueError(f"confirm must be True, False or a budget in training steps >= 1, got {confirm!r}")
+
+
+def probe_plan_for(plan: Plan | None, confirm: bool | int, num_iter: int | None,
+                   settings: ConfirmSettings | None = None) -> ProbePlan:
+    """The probe plan of ``find_lr(..., confirm=confirm, num_iter=num_iter)`` under ``plan``.
+
+    ``confirm=True`` gives the budget :func:`default_budget`, an integer is the budget itself;
+    ``num_iter=None`` lets :func:`plan_probes` shorten the default range test.
+
+    Raises:
+        ValueError: No ``train_steps`` in the plan, or the budget is too small.
+        TypeError: ``settings`` is not a :class:`ConfirmSettings`.
+    """
+    check_confirm(confirm)
+    if confirm is False:
+        raise ValueError("confirm is False: there is no probe plan")
+    train_steps = check_train_steps(None if plan is None else plan.train_steps, required=True,
+                                    what="confirm mode")
+    assert train_steps is not None
+    settings = ConfirmSettings() if settings is None else settings
+    if not isinstance(settings, ConfirmSettings):
+        raise TypeError(f"confirm_settings must be a lrfinder.ConfirmSettings, got "
+                        f"{type(settings).__qualname__}")
+    budget = default_budget(train_steps, settings) if confirm is True else int(confirm)
+    return plan_probes(budget, DEFAULT_RANGE_STEPS if num_iter is None else num_iter, settings,
+                       train_steps=train_steps, shorten_range=num_iter is None)
+
+
+def default_confirm_data(confirm_data: Any, val_loader: Any) -> Any:
+    """``confirm_data``, else ``val_loader``; ``TypeError`` when there is neither.
+
+    Never training batches: a probe scored on the batches it trained on rewards the LR that
+    overfits fastest, and holding some out would change the data the user trains on.
+    """
+    if confirm_data is not None:
+        return confirm_data
+    if val_loader is not None:
+        return val_loader
+    raise TypeError(
+        "confirm mode scores its probes on held-out data: pass confirm_data= (validation batches; "
+        "for a step function, a callable evaluate() -> loss) or val_loader="
+    )
+
+
+def probe_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The trainer options for the probes' trainer: ``options`` without :data:`VALIDATION_OPTIONS`."""
+    return {key: value for key, value in options.items() if key not in VALIDATION_OPTIONS}
+
+
+def check_run(run: ConfirmRun, plan: Plan | None, num_iter: int) -> None:
+    """Raise ``ValueError`` unless ``run`` fits the plan and the range test's length."""
+    if plan is None or plan.train_steps is None:
+        raise ValueError("confirm mode needs a plan with train_steps (lrfinder.Plan(schedule, train_steps))")
+    if run.probes.range_steps != num_iter:
+        raise ValueError(
+            f"the probe plan counts a range test of {run.probes.range_steps} steps but the settings "
+            f"have num_iter={num_iter}; build the settings with num_iter=probes.range_steps"
+        )
+
 def check_evaluates(trainer: Any) -> None:
     """Raise ``TypeError`` unless ``trainer`` can score a probe (``evaluate(data) -> float``) and
     put its state back (a step function needs ``snapshot=`` and ``restore=``)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import numpy as np
@@ -9,7 +10,8 @@ import pytest
 
 from lrfinder import find_lr
 from lrfinder.confirm import ConfirmSettings
-from tests.cases import CASES, Boom
+from lrfinder.trainers import BACKENDS, TrainerBackend, load_backend
+from tests.cases import CASES, Boom, require
 
 FAST = {"num_iter": 20, "start_lr": 1e-4, "end_lr": 1e-1, "progress": False}
 
@@ -121,3 +123,19 @@ def test_confirm_restores_state_and_reraises_keyboard_interrupt_in_a_probe(build
     with pytest.raises(KeyboardInterrupt):
         find_lr(setup.model, setup.data, **setup.kwargs, confirm_data=setup.confirm_data, **CONFIRM)
     assert_same_state(before, setup.state())
+
+
+@pytest.mark.parametrize(("framework", "module_name"), BACKENDS)
+def test_every_backend_module_follows_the_backend_protocol(framework, module_name):
+    require(framework)
+    backend = load_backend(module_name)
+    assert isinstance(backend, TrainerBackend)
+    keywords = {name for name, p in inspect.signature(find_lr).parameters.items() if p.kind is p.KEYWORD_ONLY}
+    assert backend.OPTIONS and backend.OPTIONS.issubset(keywords | {"optimizer", "criterion"})
+    assert backend.accepts(object()) is False
+
+
+def test_a_module_that_is_no_backend_is_refused_by_name():
+    with pytest.raises(TypeError, match=r"lrfinder.trainers.step_fn is not a trainer backend: it lacks "
+                                        r"OPTIONS, accepts, make"):
+        load_backend("lrfinder.trainers.step_fn")
