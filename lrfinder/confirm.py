@@ -306,9 +306,14 @@ class Confirmation:
         return _best(last) if self.lr is not None else None
 
     @property
+    def probe_steps(self) -> int:
+        """Training steps every probe ran, together."""
+        return sum(len(p.losses) for p in self.probes)
+
+    @property
     def steps_used(self) -> int:
-        """Training steps run: the range test's (as planned) and every probe's."""
-        return self.plan.range_steps + sum(len(p.losses) for p in self.probes)
+        """Training steps of the range test (as planned: ``num_iter``) and of every probe."""
+        return self.plan.range_steps + self.probe_steps
 
     def summary(self) -> str:
         """One line: ``confirmed: 0.031 (best of 4 probes, 150 steps each)``.
@@ -316,15 +321,19 @@ class Confirmation:
         With several rounds it names them and the longest probe: ``(best of 5 probes, 2 rounds,
         up to 120 steps)``.
         """
+        return f"confirmed: {self.detail()}"
+
+    def detail(self) -> str:
+        """:meth:`summary` without its ``confirmed:`` label."""
         if self.lr is None:
-            return f"confirmed: none ({self.reason})"
+            return f"none ({self.reason})"
         firsts = [p for p in self.probes if p.round == 0]
         rounds = max(p.round for p in self.probes) + 1
         if rounds == 1:
             detail = f"{len(firsts)} probes, {firsts[0].steps} steps each"
         else:
             detail = f"{len(firsts)} probes, {rounds} rounds, up to {max(p.steps for p in self.probes)} steps"
-        return f"confirmed: {self.lr:.3g} (best of {detail})"
+        return f"{self.lr:.3g} (best of {detail})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"lr": self.lr, "center": self.center, "schedule": self.schedule, "reason": self.reason,
