@@ -89,8 +89,9 @@ class ConfirmSettings:
         for name, low, high in (("keep", 0.0, 1.0), ("range_share", 0.0, 1.0)):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and low < value < high):
-                raise ValueError(f"ConfirmSettings.{name} must lie strictly between {low} and {high}, "
-                                 f"got {value!r}")
+                raise ValueError(
+                    f"ConfirmSettings.{name} must lie strictly between {low} and {high}, got {value!r}"
+                )
         for name in ("spacing", "budget_factor", "max_probe_fraction"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
@@ -149,14 +150,21 @@ class ProbePlan:
         return self.range_steps + self.probe_steps
 
     def to_dict(self) -> dict[str, Any]:
-        return {"budget": self.budget, "range_steps": self.range_steps, "offsets": list(self.offsets),
-                "rounds": [list(r) for r in self.rounds]}
+        return {
+            "budget": self.budget,
+            "range_steps": self.range_steps,
+            "offsets": list(self.offsets),
+            "rounds": [list(r) for r in self.rounds],
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ProbePlan:
-        return cls(budget=int(data["budget"]), range_steps=int(data["range_steps"]),
-                   offsets=tuple(float(x) for x in data["offsets"]),
-                   rounds=tuple(ProbeRound(int(c), int(s)) for c, s in data["rounds"]))
+        return cls(
+            budget=int(data["budget"]),
+            range_steps=int(data["range_steps"]),
+            offsets=tuple(float(x) for x in data["offsets"]),
+            rounds=tuple(ProbeRound(int(c), int(s)) for c, s in data["rounds"]),
+        )
 
 
 def default_budget(train_steps: int, settings: ConfirmSettings | None = None) -> int:
@@ -224,8 +232,11 @@ def plan_probes(
         range_steps = min(range_steps, shortest)
     probe_budget = budget - range_steps
     if probe_budget < n * settings.min_probe_steps:
-        what = ("num_iter (you set it; leave it out to let confirm mode shorten the range test)"
-                if not shorten_range else f"the range test's {range_steps} steps")
+        what = (
+            "num_iter (you set it; leave it out to let confirm mode shorten the range test)"
+            if not shorten_range
+            else f"the range test's {range_steps} steps"
+        )
         needed = range_steps + n * settings.min_probe_steps
         raise ValueError(
             f"a confirm budget of {budget} training steps cannot hold {what} and {n} probes of at "
@@ -242,8 +253,9 @@ def plan_probes(
     cap = None if train_steps is None else max(1, math.floor(settings.max_probe_fraction * train_steps))
     while True:
         share = probe_budget // len(counts)
-        rounds = [ProbeRound(count, share // count if cap is None else min(cap, share // count))
-                  for count in counts]
+        rounds = [
+            ProbeRound(count, share // count if cap is None else min(cap, share // count)) for count in counts
+        ]
         if len(counts) == 1 or all(r.steps >= settings.min_probe_steps for r in rounds):
             break
         counts.pop()
@@ -269,8 +281,13 @@ class Probe:
     score: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"lr": self.lr, "steps": self.steps, "round": self.round, "losses": list(self.losses),
-                "score": self.score}
+        return {
+            "lr": self.lr,
+            "steps": self.steps,
+            "round": self.round,
+            "losses": list(self.losses),
+            "score": self.score,
+        }
 
 
 #: ``probe(lr, steps) -> (training losses, score)``: one probe, from the starting state.
@@ -336,23 +353,38 @@ class Confirmation:
         return f"{self.lr:.3g} (best of {detail})"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"lr": self.lr, "center": self.center, "schedule": self.schedule, "reason": self.reason,
-                "plan": self.plan.to_dict(), "settings": dict(self.settings),
-                "probes": [p.to_dict() for p in self.probes]}
+        return {
+            "lr": self.lr,
+            "center": self.center,
+            "schedule": self.schedule,
+            "reason": self.reason,
+            "plan": self.plan.to_dict(),
+            "settings": dict(self.settings),
+            "probes": [p.to_dict() for p in self.probes],
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Confirmation:
         """Read back :meth:`to_dict` (``None`` scores or losses, as JSON writes NaN, become NaN)."""
         probes = tuple(
-            Probe(lr=float(p["lr"]), steps=int(p["steps"]), round=int(p["round"]),
-                  losses=tuple(_number(x) for x in p["losses"]), score=_number(p["score"]))
+            Probe(
+                lr=float(p["lr"]),
+                steps=int(p["steps"]),
+                round=int(p["round"]),
+                losses=tuple(_number(x) for x in p["losses"]),
+                score=_number(p["score"]),
+            )
             for p in data.get("probes", [])
         )
-        return cls(lr=None if data.get("lr") is None else float(data["lr"]),
-                   center=None if data.get("center") is None else float(data["center"]),
-                   probes=probes, plan=ProbePlan.from_dict(data["plan"]),
-                   schedule=data.get("schedule", "constant"), reason=data.get("reason"),
-                   settings=dict(data.get("settings", {})))
+        return cls(
+            lr=None if data.get("lr") is None else float(data["lr"]),
+            center=None if data.get("center") is None else float(data["center"]),
+            probes=probes,
+            plan=ProbePlan.from_dict(data["plan"]),
+            schedule=data.get("schedule", "constant"),
+            reason=data.get("reason"),
+            settings=dict(data.get("settings", {})),
+        )
 
 
 def run_plan(
@@ -393,25 +425,50 @@ def run_plan(
         last = []
         for lr in candidates:
             losses, score = probe(lr, round_.steps)
-            record = Probe(lr=lr, steps=round_.steps, round=index,
-                           losses=tuple(float(x) for x in losses), score=float(score))
+            record = Probe(
+                lr=lr,
+                steps=round_.steps,
+                round=index,
+                losses=tuple(float(x) for x in losses),
+                score=float(score),
+            )
             probes.append(record)
             last.append(record)
     chosen = _best(last)
     settings_dict = (settings or ConfirmSettings()).to_dict()
     if chosen is None:
-        return Confirmation(lr=None, center=center, probes=tuple(probes), plan=plan, schedule=schedule,
-                            reason="every probe of the last round blew up (non-finite loss)",
-                            settings=settings_dict)
-    return Confirmation(lr=chosen.lr, center=center, probes=tuple(probes), plan=plan, schedule=schedule,
-                        settings=settings_dict)
+        return Confirmation(
+            lr=None,
+            center=center,
+            probes=tuple(probes),
+            plan=plan,
+            schedule=schedule,
+            reason="every probe of the last round blew up (non-finite loss)",
+            settings=settings_dict,
+        )
+    return Confirmation(
+        lr=chosen.lr,
+        center=center,
+        probes=tuple(probes),
+        plan=plan,
+        schedule=schedule,
+        settings=settings_dict,
+    )
 
 
-def no_confirmation(plan: ProbePlan, reason: str, *, schedule: str = "constant",
-                    settings: ConfirmSettings | None = None) -> Confirmation:
+def no_confirmation(
+    plan: ProbePlan, reason: str, *, schedule: str = "constant", settings: ConfirmSettings | None = None
+) -> Confirmation:
     """A confirmation that trained no probe, saying why (e.g. the range test suggested nothing)."""
-    return Confirmation(lr=None, center=None, probes=(), plan=plan, schedule=schedule, reason=reason,
-                        settings=(settings or ConfirmSettings()).to_dict())
+    return Confirmation(
+        lr=None,
+        center=None,
+        probes=(),
+        plan=plan,
+        schedule=schedule,
+        reason=reason,
+        settings=(settings or ConfirmSettings()).to_dict(),
+    )
 
 
 def _rank(probe: Probe) -> tuple[float, float]:
@@ -476,8 +533,9 @@ def check_confirm(confirm: Any) -> None:
         raise ValueError(f"confirm must be True, False or a budget in training steps >= 1, got {confirm!r}")
 
 
-def probe_plan_for(plan: Plan | None, confirm: bool | int, num_iter: int | None,
-                   settings: ConfirmSettings | None = None) -> ProbePlan:
+def probe_plan_for(
+    plan: Plan | None, confirm: bool | int, num_iter: int | None, settings: ConfirmSettings | None = None
+) -> ProbePlan:
     """The probe plan of ``find_lr(..., confirm=confirm, num_iter=num_iter)`` under ``plan``.
 
     ``confirm=True`` gives the budget :func:`default_budget`, an integer is the budget itself;
@@ -490,16 +548,23 @@ def probe_plan_for(plan: Plan | None, confirm: bool | int, num_iter: int | None,
     check_confirm(confirm)
     if confirm is False:
         raise ValueError("confirm is False: there is no probe plan")
-    train_steps = check_train_steps(None if plan is None else plan.train_steps, required=True,
-                                    what="confirm mode")
+    train_steps = check_train_steps(
+        None if plan is None else plan.train_steps, required=True, what="confirm mode"
+    )
     assert train_steps is not None
     settings = ConfirmSettings() if settings is None else settings
     if not isinstance(settings, ConfirmSettings):
-        raise TypeError(f"confirm_settings must be a lrfinder.ConfirmSettings, got "
-                        f"{type(settings).__qualname__}")
+        raise TypeError(
+            f"confirm_settings must be a lrfinder.ConfirmSettings, got {type(settings).__qualname__}"
+        )
     budget = default_budget(train_steps, settings) if confirm is True else int(confirm)
-    return plan_probes(budget, DEFAULT_RANGE_STEPS if num_iter is None else num_iter, settings,
-                       train_steps=train_steps, shorten_range=num_iter is None)
+    return plan_probes(
+        budget,
+        DEFAULT_RANGE_STEPS if num_iter is None else num_iter,
+        settings,
+        train_steps=train_steps,
+        shorten_range=num_iter is None,
+    )
 
 
 def default_confirm_data(confirm_data: Any, val_loader: Any) -> Any:
@@ -532,6 +597,7 @@ def check_run(run: ConfirmRun, plan: Plan | None, num_iter: int) -> None:
             f"the probe plan counts a range test of {run.probes.range_steps} steps but the settings "
             f"have num_iter={num_iter}; build the settings with num_iter=probes.range_steps"
         )
+
 
 def check_evaluates(trainer: Any) -> None:
     """Raise ``TypeError`` unless ``trainer`` can score a probe (``evaluate(data) -> float``) and
@@ -575,8 +641,11 @@ def train_probe(
             try:
                 pending.append(trainer.step(float(lr)))
             except BaseException as error:
-                _add_note(error, f"lrfinder: raised by step {step} of a confirm probe at "
-                          f"lr={float(lr):.3e}; the model's state was restored")
+                _add_note(
+                    error,
+                    f"lrfinder: raised by step {step} of a confirm probe at "
+                    f"lr={float(lr):.3e}; the model's state was restored",
+                )
                 raise
             if on_step is not None:
                 on_step()
@@ -590,7 +659,7 @@ def train_probe(
                         break
                 if blew_up:
                     break
-        score = math.inf if blew_up else float(trainer.evaluate(confirm_data))  # type: ignore[attr-defined]
+        score = math.inf if blew_up else float(trainer.evaluate(confirm_data))
         if math.isnan(score):
             score = math.inf
     finally:
@@ -622,18 +691,26 @@ def confirm(
         progress: Progress bar over the probes' steps (None: only on a terminal or in a notebook).
     """
     if center is None:
-        warnings.warn("lrfinder: the range test gave no suggestion, so confirm mode trained no probe",
-                      RuntimeWarning, stacklevel=2)
-        return no_confirmation(plan, "the range test gave no suggestion to confirm",
-                               schedule=user_plan.schedule, settings=settings)
+        warnings.warn(
+            "lrfinder: the range test gave no suggestion, so confirm mode trained no probe",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return no_confirmation(
+            plan,
+            "the range test gave no suggestion to confirm",
+            schedule=user_plan.schedule,
+            settings=settings,
+        )
     from lrfinder.sweep import _progress_bar
 
     bar = _progress_bar(progress, trainer, plan.probe_steps, desc="Confirm probes")
     on_step = None if bar is None else (lambda: bar.update(1))
 
     def probe(lr: float, steps: int) -> tuple[list[float], float]:
-        losses, score = train_probe(trainer, lr_curve(user_plan.schedule, lr, steps), confirm_data,
-                                    on_step=on_step)
+        losses, score = train_probe(
+            trainer, lr_curve(user_plan.schedule, lr, steps), confirm_data, on_step=on_step
+        )
         if bar is not None:
             bar.update(steps - len(losses))  # the steps a blown-up probe did not run
             bar.set_postfix(lr=f"{lr:.2e}", score=f"{score:.4g}", refresh=False)

@@ -34,17 +34,24 @@ A = 3.0  # the quadratic's curvature: SGD on it diverges past lr = 2 / A
 def quadratic(seed: int = 0) -> tuple[NoisyQuadratic, dict]:
     """A noisy quadratic with find_lr's step-function arguments and its held-out loss."""
     problem = NoisyQuadratic(A, seed=seed)
-    kwargs = {"snapshot": problem.snapshot, "restore": problem.restore,
-              "confirm_data": lambda: 0.5 * problem.a * float(problem.w @ problem.w),
-              "progress": False}
+    kwargs = {
+        "snapshot": problem.snapshot,
+        "restore": problem.restore,
+        "confirm_data": lambda: 0.5 * problem.a * float(problem.w @ problem.w),
+        "progress": False,
+    }
     return problem, kwargs
 
 
 class CountingStep:
     """Wraps a step function and counts the training steps (batches) it is asked for."""
 
-    def __init__(self, problem: NoisyQuadratic, fail_at: int | None = None,
-                 fail_with: type[BaseException] = RuntimeError) -> None:
+    def __init__(
+        self,
+        problem: NoisyQuadratic,
+        fail_at: int | None = None,
+        fail_with: type[BaseException] = RuntimeError,
+    ) -> None:
         self.problem, self.fail_at, self.fail_with = problem, fail_at, fail_with
         self.calls = 0
 
@@ -61,16 +68,20 @@ def state(problem: NoisyQuadratic) -> tuple[bytes, str]:
 
 # -- the plan -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("kwargs", "error", "match"), [
-    ({"schedule": "linear"}, ValueError, "schedule must be one of 'constant', 'onecycle', 'cosine'"),
-    ({"train_steps": 0}, ValueError, "train_steps must be at least 1"),
-    ({"train_steps": 2.5}, TypeError, "train_steps must be an integer"),
-    ({"confirm": True}, ValueError, "confirm mode needs train_steps=N"),
-    ({"confirm": 0, "train_steps": 10}, ValueError, "confirm must be True, False or a budget"),
-    ({"confirm": "yes", "train_steps": 10}, ValueError, "confirm must be True, False or a budget"),
-    ({"confirm_data": lambda: 1.0}, TypeError, "only apply with confirm=True"),
-    ({"confirm_settings": ConfirmSettings()}, TypeError, "only apply with confirm=True"),
-])
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"schedule": "linear"}, ValueError, "schedule must be one of 'constant', 'onecycle', 'cosine'"),
+        ({"train_steps": 0}, ValueError, "train_steps must be at least 1"),
+        ({"train_steps": 2.5}, TypeError, "train_steps must be an integer"),
+        ({"confirm": True}, ValueError, "confirm mode needs train_steps=N"),
+        ({"confirm": 0, "train_steps": 10}, ValueError, "confirm must be True, False or a budget"),
+        ({"confirm": "yes", "train_steps": 10}, ValueError, "confirm must be True, False or a budget"),
+        ({"confirm_data": lambda: 1.0}, TypeError, "only apply with confirm=True"),
+        ({"confirm_settings": ConfirmSettings()}, TypeError, "only apply with confirm=True"),
+    ],
+)
 def test_bad_plans_are_refused_before_any_training(kwargs, error, match):
     calls = []
     with pytest.raises(error, match=match):
@@ -82,8 +93,14 @@ def test_confirm_without_held_out_data_or_restore_is_refused_before_any_training
     problem, kwargs = quadratic()
     step = CountingStep(problem)
     with pytest.raises(TypeError, match="pass confirm_data="):
-        find_lr(step, snapshot=problem.snapshot, restore=problem.restore, train_steps=200, confirm=True,
-                progress=False)
+        find_lr(
+            step,
+            snapshot=problem.snapshot,
+            restore=problem.restore,
+            train_steps=200,
+            confirm=True,
+            progress=False,
+        )
     with pytest.raises(TypeError, match="needs snapshot= and restore="):
         find_lr(step, train_steps=200, confirm=True, confirm_data=kwargs["confirm_data"], progress=False)
     assert step.calls == 0
@@ -118,8 +135,14 @@ def test_without_a_plan_the_result_is_unchanged():
 @pytest.mark.parametrize("schedule", ["constant", "onecycle", "cosine"])
 def test_a_plan_is_recorded_and_kept_by_the_json(schedule):
     problem, _ = quadratic()
-    result = find_lr(problem.step, snapshot=problem.snapshot, restore=problem.restore, schedule=schedule,
-                     train_steps=500, progress=False)
+    result = find_lr(
+        problem.step,
+        snapshot=problem.snapshot,
+        restore=problem.restore,
+        schedule=schedule,
+        train_steps=500,
+        progress=False,
+    )
     assert result.plan == Plan(schedule, 500)
     back = LRFinderResult.from_json(result.to_json())
     assert back.plan == result.plan and back.suggestion == result.suggestion
@@ -133,6 +156,7 @@ def test_train_steps_alone_plans_a_constant_lr():
 
 
 # -- for_plan -------------------------------------------------------------------------------------
+
 
 def test_for_plan_is_the_plain_rule_with_zero_offsets():
     curve = synthetic()
@@ -179,6 +203,7 @@ def test_for_plan_below_the_curve_sits_at_index_zero(monkeypatch):
 
 # -- the probe plan -------------------------------------------------------------------------------
 
+
 def test_probe_plan_examples():
     assert default_budget(150) == 300
     plan = plan_probes(300, 100)
@@ -209,15 +234,18 @@ def test_halving_drops_rounds_whose_probes_would_be_too_short():
     assert plan.rounds == (ProbeRound(5, 8),)
 
 
-@pytest.mark.parametrize(("changes", "match"), [
-    ({"up": 0, "down": 0}, "at least two candidates"),
-    ({"up": -1}, "integer >= 0"),
-    ({"rounds": 0}, "rounds must be >= 1"),
-    ({"keep": 1.0}, "keep must lie strictly between"),
-    ({"spacing": 0}, "spacing must be a finite number > 0"),
-    ({"shift": math.nan}, "shift must be a finite number"),
-    ({"min_range_steps": 3}, "min_range_steps must be >= 5"),
-])
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"up": 0, "down": 0}, "at least two candidates"),
+        ({"up": -1}, "integer >= 0"),
+        ({"rounds": 0}, "rounds must be >= 1"),
+        ({"keep": 1.0}, "keep must lie strictly between"),
+        ({"spacing": 0}, "spacing must be a finite number > 0"),
+        ({"shift": math.nan}, "shift must be a finite number"),
+        ({"min_range_steps": 3}, "min_range_steps must be >= 5"),
+    ],
+)
 def test_confirm_settings_are_checked(changes, match):
     with pytest.raises(ValueError, match=match):
         ConfirmSettings(**changes)
@@ -236,12 +264,14 @@ def test_confirm_settings_are_checked(changes, match):
     train_steps=st.one_of(st.none(), st.integers(1, 20_000)),
     shorten=st.booleans(),
 )
-def test_a_probe_plan_never_exceeds_its_budget(budget, range_steps, up, down, rounds, keep, range_share,
-                                               min_probe_steps, train_steps, shorten):
+def test_a_probe_plan_never_exceeds_its_budget(
+    budget, range_steps, up, down, rounds, keep, range_share, min_probe_steps, train_steps, shorten
+):
     if up + down == 0:
         up = 1
-    knobs = ConfirmSettings(up=up, down=down, rounds=rounds, keep=keep, range_share=range_share,
-                            min_probe_steps=min_probe_steps)
+    knobs = ConfirmSettings(
+        up=up, down=down, rounds=rounds, keep=keep, range_share=range_share, min_probe_steps=min_probe_steps
+    )
     try:
         plan = plan_probes(budget, range_steps, knobs, train_steps=train_steps, shorten_range=shorten)
     except ValueError as error:
@@ -264,6 +294,7 @@ def test_a_probe_plan_never_exceeds_its_budget(budget, range_steps, up, down, ro
 
 
 # -- run_plan: the search alone, on a recorded score table ----------------------------------------
+
 
 def score_table(best_log10: float):
     """A probe function whose score is (log10 lr - best)^2, longer probes a little lower."""
@@ -312,6 +343,7 @@ def test_run_plan_ties_go_to_the_lower_lr_and_blown_up_probes_lose():
 
 # -- confirm mode with a step function --------------------------------------------------------------
 
+
 @pytest.mark.parametrize("schedule", ["constant", "onecycle", "cosine"])
 def test_confirm_on_the_quadratic_stays_in_budget_restores_and_picks_a_stable_lr(schedule):
     problem, kwargs = quadratic()
@@ -354,8 +386,9 @@ def test_a_failure_in_a_probe_restores_the_state_and_propagates(fail_with):
     before = state(problem)
     with pytest.raises(fail_with, match="failed on purpose"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        find_lr(step, train_steps=150, confirm=True, num_iter=100, end_lr=1.0, diverge_threshold=None,
-                **kwargs)
+        find_lr(
+            step, train_steps=150, confirm=True, num_iter=100, end_lr=1.0, diverge_threshold=None, **kwargs
+        )
     assert state(problem) == before
 
 
@@ -378,11 +411,13 @@ def test_the_progress_bar_covers_the_probes(capsys):
 
 # -- the result, JSON and plot ------------------------------------------------------------------------
 
+
 def test_json_round_trip_keeps_plan_and_confirmation_bit_for_bit(tmp_path):
     problem, kwargs = quadratic()
     knobs = ConfirmSettings(up=2, down=0, spacing=4.0)  # some probes blow up: inf scores, NaN losses
-    result = find_lr(problem.step, schedule="onecycle", train_steps=150, confirm=True,
-                     confirm_settings=knobs, **kwargs)
+    result = find_lr(
+        problem.step, schedule="onecycle", train_steps=150, confirm=True, confirm_settings=knobs, **kwargs
+    )
     path = tmp_path / "result.json"
     result.to_json(path)
     data = json.loads(path.read_text())
@@ -411,8 +446,12 @@ def test_version_1_files_still_load():
 
 
 def test_confirmation_from_dict_reads_what_to_dict_wrote():
-    c = Confirmation(lr=0.1, center=0.05, probes=(Probe(0.1, 3, 0, (1.0, math.nan, 0.5), 0.25),),
-                     plan=ProbePlan(10, 4, (0.0,), (ProbeRound(1, 3),)))
+    c = Confirmation(
+        lr=0.1,
+        center=0.05,
+        probes=(Probe(0.1, 3, 0, (1.0, math.nan, 0.5), 0.25),),
+        plan=ProbePlan(10, 4, (0.0,), (ProbeRound(1, 3),)),
+    )
     text = json.dumps(_encode(c.to_dict()), allow_nan=False)
     back = Confirmation.from_dict(json.loads(text))
     assert back.probes[0].losses[0] == 1.0 and math.isnan(back.probes[0].losses[1])

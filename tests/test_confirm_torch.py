@@ -52,8 +52,14 @@ def problem(seed: int = 0) -> tuple[torch.nn.Module, CountingLoader, DataLoader,
     return model, loader, val_loader, optimizer
 
 
-def train(model: torch.nn.Module, loader: CountingLoader, optimizer: torch.optim.Optimizer, lr: float,
-          schedule: str, steps: int) -> float:
+def train(
+    model: torch.nn.Module,
+    loader: CountingLoader,
+    optimizer: torch.optim.Optimizer,
+    lr: float,
+    schedule: str,
+    steps: int,
+) -> float:
     """The acceptance check's training run: ``steps`` steps under ``schedule`` peaking at ``lr``."""
     lrs = lr_curve(schedule, lr, steps)
     batches = iter(())
@@ -79,8 +85,13 @@ def test_the_acceptance_call_with_and_without_confirm(schedule):
     n = 120
     model, loader, val_loader, opt = problem()
     before = torch_state(model, opt)
-    call = {"optimizer": opt, "criterion": F.cross_entropy, "schedule": schedule, "train_steps": n,
-            "progress": False}
+    call = {
+        "optimizer": opt,
+        "criterion": F.cross_entropy,
+        "schedule": schedule,
+        "train_steps": n,
+        "progress": False,
+    }
     result = find_lr(model, loader, **call)
     assert result.plan.schedule == schedule and loader.drawn == result.num_steps <= 100
     plain_lr = float(result.suggestion)
@@ -104,8 +115,14 @@ def test_the_acceptance_call_with_and_without_confirm(schedule):
 def test_with_val_loader_the_range_test_validates_but_the_probes_train_and_score_on_it():
     model, loader, val_loader, opt = problem()
     knobs = ConfirmSettings(up=1, down=1)
-    kwargs = {"optimizer": opt, "criterion": F.cross_entropy, "train_steps": 60, "confirm": True,
-              "confirm_settings": knobs, "progress": False}
+    kwargs = {
+        "optimizer": opt,
+        "criterion": F.cross_entropy,
+        "train_steps": 60,
+        "confirm": True,
+        "confirm_settings": knobs,
+        "progress": False,
+    }
     with_val = find_lr(model, loader, val_loader=val_loader, **kwargs)
     assert with_val.info["loss"] == "validation"
     explicit = find_lr(model, loader, val_loader=val_loader, confirm_data=val_loader, **kwargs)
@@ -124,8 +141,17 @@ def test_with_val_loader_the_range_test_validates_but_the_probes_train_and_score
 def test_the_score_is_the_mean_validation_loss_after_the_probe():
     model, loader, val_loader, opt = problem()
     knobs = ConfirmSettings(up=1, down=0, spacing=0.5)
-    result = find_lr(model, loader, optimizer=opt, criterion=F.cross_entropy, train_steps=50, confirm=True,
-                     confirm_data=val_loader, confirm_settings=knobs, progress=False)
+    result = find_lr(
+        model,
+        loader,
+        optimizer=opt,
+        criterion=F.cross_entropy,
+        train_steps=50,
+        confirm=True,
+        confirm_data=val_loader,
+        confirm_settings=knobs,
+        progress=False,
+    )
     probe = result.confirmation.probes[0]
     # replay the probe by hand from the same starting state and batches
     twin, twin_loader, twin_val, twin_opt = problem()
@@ -149,16 +175,25 @@ def test_confirm_data_without_a_length_is_a_clear_error():
     before = torch_state(model, opt)
     with pytest.raises(TypeError, match=r"confirm_data.*length"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        find_lr(model, loader, optimizer=opt, train_steps=100, confirm=True, confirm_data=one_shot,
-                progress=False)
+        find_lr(
+            model, loader, optimizer=opt, train_steps=100, confirm=True, confirm_data=one_shot, progress=False
+        )
     after = torch_state(model, opt)
     assert all(before[k].tobytes() == after[k].tobytes() for k in before)
 
 
 def test_with_accumulation_the_budget_counts_optimizer_steps():
     model, loader, val_loader, opt = problem()
-    result = find_lr(model, loader, optimizer=opt, train_steps=60, confirm=True, confirm_data=val_loader,
-                     accumulation_steps=2, progress=False)
+    result = find_lr(
+        model,
+        loader,
+        optimizer=opt,
+        train_steps=60,
+        confirm=True,
+        confirm_data=val_loader,
+        accumulation_steps=2,
+        progress=False,
+    )
     steps = result.num_steps + sum(len(p.losses) for p in result.confirmation.probes)
     assert steps <= 120 and loader.drawn == 2 * steps
 
@@ -166,8 +201,15 @@ def test_with_accumulation_the_budget_counts_optimizer_steps():
 def test_probes_at_the_same_lr_train_alike_even_with_the_optimizer_lrfinder_builds():
     model, loader, val_loader, _ = problem()  # no optimizer given: lrfinder builds AdamW
     twins = ConfirmSettings(up=1, down=0, spacing=1e-12)
-    result = find_lr(model, loader, train_steps=60, confirm=True, confirm_data=val_loader,
-                     confirm_settings=twins, progress=False)
+    result = find_lr(
+        model,
+        loader,
+        train_steps=60,
+        confirm=True,
+        confirm_data=val_loader,
+        confirm_settings=twins,
+        progress=False,
+    )
     first, second = result.confirmation.probes
     assert first.losses == pytest.approx(second.losses, rel=1e-6)
     assert first.score == pytest.approx(second.score, rel=1e-6)
