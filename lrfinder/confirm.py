@@ -399,8 +399,9 @@ def run_plan(
 
     Round 1 probes ``center * 10 ** offset`` for every offset of the plan; each later round probes
     the best-scoring ``size`` candidates of the round before (lowest score first; a NaN score
-    counts as ``inf``; ties go to the lower LR, the safer side). The chosen LR is the best of the
-    last round; when every probe of it scored ``inf`` no LR is chosen.
+    counts as ``inf``; ties go to the lower LR, the safer side), leaving out any that blew up; when
+    fewer than two are left, the rounds end there. The chosen LR is the best of the last round run;
+    when every probe of it scored ``inf`` no LR is chosen.
 
     Args:
         plan: From :func:`plan_probes`.
@@ -420,8 +421,10 @@ def run_plan(
     last: list[Probe] = []
     for index, round_ in enumerate(plan.rounds):
         if index > 0:
-            ranked = sorted(last, key=_rank)
-            candidates = sorted(p.lr for p in ranked[: round_.size])
+            ranked = [p for p in sorted(last, key=_rank)[: round_.size] if _rank(p)[0] < math.inf]
+            if len(ranked) < 2:  # nothing left to compare: the round before decides
+                break
+            candidates = sorted(p.lr for p in ranked)
         last = []
         for lr in candidates:
             losses, score = probe(lr, round_.steps)

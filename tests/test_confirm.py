@@ -473,3 +473,23 @@ def test_the_plot_shows_the_plan_and_the_probes():
     assert labels[0] == "probes, round 1 (40 steps)" and labels[-1].startswith("confirmed: ")
     xs = np.concatenate([line.get_xdata() for line in twin[0].get_lines()[:1]])
     assert sorted(xs) == pytest.approx(sorted(p.lr for p in result.confirmation.probes))
+
+
+def test_halving_drops_blown_up_candidates_and_stops_when_one_is_left():
+    plan = plan_probes(800, 100, ConfirmSettings(rounds=2), train_steps=400)  # 5 probes, then 3
+
+    def runs_below(limit: float):
+        calls = []
+
+        def probe(lr: float, steps: int):
+            calls.append((round(math.log10(lr), 2), steps))
+            return [], (1.0 + lr if lr < limit else math.inf)  # higher LRs blow up
+
+        return probe, calls
+
+    probe, calls = runs_below(0.005)  # 0.001 and 0.00316 train
+    assert run_plan(plan, 0.01, probe).lr == pytest.approx(10**-3.0)
+    assert calls[5:] == [(-3.0, 116), (-2.5, 116)]
+    probe, calls = runs_below(0.002)  # only 0.001 trains: nothing left to compare
+    assert run_plan(plan, 0.01, probe).lr == pytest.approx(10**-3.0)
+    assert [steps for _, steps in calls] == [70] * 5
