@@ -17,9 +17,14 @@ from lrfinder.trainers.step_fn import StepFunctionTrainer
 __all__ = ["StepFunctionTrainer", "Trainer", "TrainerBase", "make_trainer"]
 
 #: (framework module that must already be imported, lrfinder module with ``accepts``/``make``).
-#: Keras comes first: on Keras's torch backend a keras.Model is also a torch.nn.Module.
+#: Keras comes first: on Keras's torch backend a keras.Model is also a torch.nn.Module; so are a
+#: LightningModule (swept through its training_step) and a Hugging Face Trainer's model, whose
+#: rows come before torch's too.
 BACKENDS: tuple[tuple[str, str], ...] = (
     ("keras", "lrfinder.trainers.keras_trainer"),
+    ("lightning", "lrfinder.trainers.lightning_trainer"),
+    ("pytorch_lightning", "lrfinder.trainers.lightning_trainer"),
+    ("transformers", "lrfinder.trainers.hf_trainer"),
     ("torch", "lrfinder.trainers.torch_trainer"),
 )
 
@@ -58,5 +63,6 @@ def make_trainer(model: Any, data: Any = None, **options: Any) -> Trainer:
         return StepFunctionTrainer(model, **options)
     raise TypeError(
         f"find_lr cannot train a {type(model).__module__}.{type(model).__qualname__}; it takes a "
-        "torch.nn.Module, a Keras 3 model, a step(lr) -> loss callable, or a Trainer"
+        "torch.nn.Module, a LightningModule, a transformers.Trainer, a Keras 3 model, a step(lr) -> loss "
+        "callable, or an lrfinder Trainer"
     )
