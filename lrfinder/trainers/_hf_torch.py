@@ -71,8 +71,8 @@ class HFTrainer(TorchTrainer):
     """Sweeps the LR of a ``transformers.Trainer`` as its own training loop would train.
 
     An optimizer the Trainer did not hold yet is created for the sweep with ``create_optimizer()``
-    and dropped after (``trainer.optimizer`` is None again, so ``train()`` builds its own at the
-    LR it is then given); one it held is restored bit for bit. Its LR scheduler is never stepped.
+    and kept out of the Trainer (``trainer.optimizer`` stays None, so ``train()`` builds its own
+    at the LR it is then given); one it held is restored bit for bit. Its LR scheduler is never stepped.
     ``find_lr(trainer, set_lr=True)`` calls :meth:`apply_lr` with the suggestion.
 
     Args:
@@ -91,22 +91,13 @@ class HFTrainer(TorchTrainer):
         if settings.get("optimizer") is None:
             self._built_optimizer = trainer.optimizer is None
             settings["optimizer"] = trainer.create_optimizer()
-        data = trainer.get_train_dataloader()
-        try:
-            super().__init__(trainer.model, data, **settings)
-        except BaseException:
-            self._drop_built_optimizer()
-            raise
+            if self._built_optimizer:  # ours for the sweep; the Trainer goes on without one
+                trainer.optimizer = None
+        super().__init__(trainer.model, trainer.get_train_dataloader(), **settings)
         self.info["criterion"] = f"{type(trainer).__qualname__}.compute_loss"
         self.info["optimizer"] = type(self.optimizer).__qualname__ + (
             " (Trainer.create_optimizer())" if self._built_optimizer else " (the Trainer's)")
         self.info.pop("optimizer_built", None)
-
-    def restore(self) -> None:
-        try:
-            super().restore()
-        finally:
-            self._drop_built_optimizer()
 
     def apply_lr(self, lr: float) -> None:
         """Write ``lr`` to ``trainer.args.learning_rate`` (what ``train()`` builds its optimizer with)."""
@@ -117,11 +108,6 @@ class HFTrainer(TorchTrainer):
                 "built with its own LR; set its LR yourself, or let the Trainer build one",
                 RuntimeWarning, stacklevel=3,
             )
-
-    def _drop_built_optimizer(self) -> None:
-        if self._built_optimizer:
-            self.hf.optimizer = None
-            self._built_optimizer = False
 
     def _batch_loss(self, batch: Any) -> torch.Tensor:
         inputs = self.hf._prepare_inputs(batch)  # to the device, as training_step does
