@@ -188,8 +188,9 @@ def find(script: str, data_path: str | None, start_lr: float, end_lr: float, num
     SCRIPT is a Python file that defines, at top level or in the dict that a
     function lrfinder_setup() returns (for scripts that must not train when
     imported):
-      model                          a torch.nn.Module or a compiled Keras model
-      loader | train_loader | data   its training batches
+      model                          a torch.nn.Module, a LightningModule, a
+                                     compiled Keras model or a transformers.Trainer
+      loader | train_loader | data   its training batches (not for a Trainer)
       optimizer, criterion | loss, val_loader, batch_size   (optional)
     or a step function instead of a model:
       step(lr) -> loss, and optionally snapshot() -> state and restore(state).
@@ -382,6 +383,9 @@ def _job_from(names: dict[str, Any], source: str, script: Path, *, top_level: bo
     if model is None:
         raise RunError(f"{source} defines no model: {_missing_hint(names, 'model', top_level)}")
     loader_name = next((n for n in LOADER_NAMES if names.get(n) is not None), None)
+    if loader_name is None and _brings_its_own_data(model):
+        job.model = model
+        return job
     if loader_name is None:
         raise RunError(f"{source} defines a model but no training data: "
                        f"{_missing_hint(names, 'loader', top_level)}")
@@ -399,6 +403,13 @@ def _job_from(names: dict[str, Any], source: str, script: Path, *, top_level: bo
     if isinstance(size, int) and not isinstance(size, bool) and isinstance(job.data, (tuple, list)):
         job.batch_size = size  # (x, y) arrays need one; a loader already has its own
     return job
+
+
+def _brings_its_own_data(model: Any) -> bool:
+    """Whether ``model`` is a Hugging Face Trainer, which takes its batches from its own dataset."""
+    from lrfinder.trainers import hf_trainer  # names only: imports no framework
+
+    return hf_trainer.accepts(model)
 
 
 def _missing_hint(names: dict[str, Any], wanted: str, top_level: bool) -> str:
