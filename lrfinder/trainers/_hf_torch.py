@@ -15,15 +15,11 @@ from typing import Any
 import torch
 
 from lrfinder.trainers.base import check_options
-from lrfinder.trainers.torch_trainer import TorchTrainer, _scalar
+from lrfinder.trainers.hf_trainer import OPTIONS
+from lrfinder.trainers._torch_batches import scalar
+from lrfinder.trainers.torch_trainer import TorchTrainer
 
 __all__ = ["HFTrainer", "make", "settings_of"]
-
-#: Options make() takes; each one given explicitly wins over the TrainingArguments.
-OPTIONS = frozenset({
-    "optimizer", "val_loader", "val_batches", "accumulation_steps", "amp", "grad_clip",
-    "snapshot_dir",
-})
 
 _NOT_HERE = {
     "criterion": "the Trainer's compute_loss computes the loss (override it, or give the Trainer "
@@ -111,4 +107,4 @@ class HFTrainer(TorchTrainer):
 
     def _batch_loss(self, batch: Any) -> torch.Tensor:
         inputs = self.hf._prepare_inputs(batch)  # to the device, as training_step does
-        return _scalar(self.hf.compute_loss(self.model, inputs))
+        return scalar(self.hf.compute_loss(self.model, inputs))

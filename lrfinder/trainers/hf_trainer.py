@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["accepts", "make"]
+__all__ = ["OPTIONS", "accepts", "make"]
+
+#: Options make() takes; each one given explicitly wins over the TrainingArguments.
+OPTIONS = frozenset({
+    "optimizer", "val_loader", "val_batches", "accumulation_steps", "amp", "grad_clip", "snapshot_dir",
+})
 
 
 def accepts(model: Any) -> bool:

@@ -21,7 +21,8 @@ import torch
 
 from lrfinder.trainers.base import check_options
 from lrfinder.trainers.torch_trainer import OPTIONS as TORCH_OPTIONS
-from lrfinder.trainers.torch_trainer import TorchTrainer, _scalar
+from lrfinder.trainers._torch_batches import scalar
+from lrfinder.trainers.torch_trainer import TorchTrainer
 
 __all__ = ["LightningTrainer", "accepts", "make", "parse_optimizers"]
 
@@ -244,7 +245,7 @@ class LightningTrainer(TorchTrainer):
             self._batch_idx += 1
             loss = _step_loss(output, "validation_step" if validating else "training_step")
             if loss is not None:
-                return _scalar(loss)
+                return scalar(loss)
             if validating:
                 raise ValueError(
                     "validation_step returned None: with val_loader=, lrfinder reads the loss that "
