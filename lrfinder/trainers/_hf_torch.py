@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
+from lrfinder.trainers._torch_batches import scalar
 from lrfinder.trainers.base import check_options
 from lrfinder.trainers.hf_trainer import OPTIONS
-from lrfinder.trainers._torch_batches import scalar
 from lrfinder.trainers.torch_trainer import TorchTrainer
 
 __all__ = ["HFTrainer", "make", "settings_of"]

@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
+from lrfinder.trainers._torch_batches import scalar
 from lrfinder.trainers.base import check_options
 from lrfinder.trainers.torch_trainer import OPTIONS as TORCH_OPTIONS
-from lrfinder.trainers._torch_batches import scalar
 from lrfinder.trainers.torch_trainer import TorchTrainer
 
 __all__ = ["LightningTrainer", "accepts", "make", "parse_optimizers"]
