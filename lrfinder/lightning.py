@@ -24,8 +24,8 @@ try:
     from lightning.pytorch import Callback
     from lightning.pytorch.utilities.parsing import lightning_hasattr, lightning_setattr
 except ImportError:  # the older package name
-    from pytorch_lightning import Callback  # type: ignore[no-redef]
-    from pytorch_lightning.utilities.parsing import (  # type: ignore[no-redef]
+    from pytorch_lightning import Callback  # type: ignore[assignment]
+    from pytorch_lightning.utilities.parsing import (  # type: ignore[assignment]
         lightning_hasattr,
         lightning_setattr,
     )

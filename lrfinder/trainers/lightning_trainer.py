@@ -81,9 +81,10 @@ def train_loader(module: Any, data: Any) -> Any:
         TypeError: There is no data and the module defines no ``train_dataloader``.
     """
     if isinstance(data, _lightning("LightningDataModule")):
-        data.prepare_data()
-        data.setup("fit")
-        return data.train_dataloader()
+        datamodule: Any = data
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        return datamodule.train_dataloader()
     if data is not None:
         return data
     try:
