@@ -159,3 +159,17 @@ def test_options_that_the_trainer_decides_are_refused(tmp_path):
         find_lr(trainer, criterion=torch.nn.CrossEntropyLoss(), **QUICK)
     assert make_trainer(trainer).backend == "transformers"
     assert trainer.optimizer is None  # make_trainer built one for the sweep... and none is left in it
+
+
+@pytest.mark.parametrize("return_dict", [True, False], ids=["model_output", "tuple"])
+def test_the_bare_model_with_a_label_column_as_the_datasets_library_names_it(return_dict):
+    rows = classification_rows()
+    batches = [{key: torch.stack([r[key] for r in rows[i:i + 8]]) if key != "label"
+                else torch.tensor([r[key] for r in rows[i:i + 8]]) for key in rows[0]}
+               for i in range(0, len(rows), 8)]
+    model = bert(return_dict=return_dict)
+    before = state(model)
+    result = find_lr(model, batches, **QUICK)
+    assert "own loss" in result.info["criterion"]
+    assert result.losses[0] == pytest.approx(np.log(3), rel=0.15)
+    assert state(model) == before
