@@ -33,8 +33,10 @@ def make_rows(n: int, seed: int) -> list[dict]:
     ids = torch.randint(0, VOCAB // 2, (n, LENGTH), generator=g) + labels[:, None] * (VOCAB // 2)
     noise = torch.rand(n, LENGTH, generator=g) < 0.25
     ids = torch.where(noise, torch.randint(0, VOCAB, (n, LENGTH), generator=g), ids)
-    return [{"input_ids": row, "attention_mask": torch.ones(LENGTH, dtype=torch.long), "label": int(label)}
-            for row, label in zip(ids, labels, strict=True)]
+    return [
+        {"input_ids": row, "attention_mask": torch.ones(LENGTH, dtype=torch.long), "label": int(label)}
+        for row, label in zip(ids, labels, strict=True)
+    ]
 
 
 def lrfinder_setup(epochs: int = 3) -> dict:
@@ -45,15 +47,29 @@ def lrfinder_setup(epochs: int = 3) -> dict:
     workdir = tempfile.TemporaryDirectory(prefix="lrfinder-hf-text-")
     torch.set_num_threads(1)
     torch.manual_seed(SEED)
-    config = BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=LENGTH, num_labels=2)
-    args = TrainingArguments(
-        output_dir=workdir.name, per_device_train_batch_size=32,
-        num_train_epochs=epochs, report_to="none", use_cpu=True, save_strategy="no", logging_strategy="no",
-        disable_tqdm=True, seed=SEED,
+    config = BertConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=LENGTH,
+        num_labels=2,
     )
-    trainer = Trainer(model=BertForSequenceClassification(config), args=args,
-                      train_dataset=make_rows(2048, SEED))
+    args = TrainingArguments(
+        output_dir=workdir.name,
+        per_device_train_batch_size=32,
+        num_train_epochs=epochs,
+        report_to="none",
+        use_cpu=True,
+        save_strategy="no",
+        logging_strategy="no",
+        disable_tqdm=True,
+        seed=SEED,
+    )
+    trainer = Trainer(
+        model=BertForSequenceClassification(config), args=args, train_dataset=make_rows(2048, SEED)
+    )
     return {"model": trainer, "workdir": workdir}
 
 

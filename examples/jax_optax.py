@@ -35,8 +35,10 @@ def load_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 def init_mlp(key: jax.Array, sizes: tuple[int, ...] = (64, 128, 10)) -> list[dict[str, jax.Array]]:
     keys = jax.random.split(key, len(sizes) - 1)
-    return [{"w": jax.random.normal(k, (m, n)) * jnp.sqrt(2.0 / m), "b": jnp.zeros(n)}
-            for k, m, n in zip(keys, sizes[:-1], sizes[1:], strict=True)]
+    return [
+        {"w": jax.random.normal(k, (m, n)) * jnp.sqrt(2.0 / m), "b": jnp.zeros(n)}
+        for k, m, n in zip(keys, sizes[:-1], sizes[1:], strict=True)
+    ]
 
 
 def logits_of(params: list[dict[str, jax.Array]], x: jax.Array) -> jax.Array:
@@ -82,8 +84,9 @@ def lrfinder_setup() -> dict:
 def main(plot: str = "lr_finder_jax.png", steps: int = 300) -> float:
     setup = lrfinder_setup()
     step, state = setup["step"], setup["state"]
-    result = lrfinder.find_lr(step, snapshot=setup["snapshot"], restore=setup["restore"],
-                              start_lr=1e-5, end_lr=10.0)
+    result = lrfinder.find_lr(
+        step, snapshot=setup["snapshot"], restore=setup["restore"], start_lr=1e-5, end_lr=10.0
+    )
     result.save_plot(plot)
     lr = result.suggestion
     if lr is None:

@@ -35,8 +35,10 @@ def load_data() -> tuple[TensorDataset, TensorDataset]:
     x_train, x_val, y_train, y_val = train_test_split(
         (x / 16.0).astype(np.float32), y.astype(np.int64), test_size=0.25, random_state=SEED, stratify=y
     )
-    return (TensorDataset(torch.from_numpy(x_train), torch.from_numpy(y_train)),
-            TensorDataset(torch.from_numpy(x_val), torch.from_numpy(y_val)))
+    return (
+        TensorDataset(torch.from_numpy(x_train), torch.from_numpy(y_train)),
+        TensorDataset(torch.from_numpy(x_val), torch.from_numpy(y_val)),
+    )
 
 
 class DigitsClassifier(LightningModule):
@@ -58,13 +60,15 @@ class DigitsClassifier(LightningModule):
         if self._trainer is None:  # a bare module (find_lr without a Trainer): no schedule to size
             return {"optimizer": optimizer}
         schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=self.hparams.lr, total_steps=self.trainer.estimated_stepping_batches)
+            optimizer, max_lr=self.hparams.lr, total_steps=self.trainer.estimated_stepping_batches
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
 def train_loader(train: TensorDataset) -> DataLoader:
-    return DataLoader(train, batch_size=BATCH_SIZE, shuffle=True,
-                      generator=torch.Generator().manual_seed(SEED))
+    return DataLoader(
+        train, batch_size=BATCH_SIZE, shuffle=True, generator=torch.Generator().manual_seed(SEED)
+    )
 
 
 def lrfinder_setup() -> dict:
@@ -86,8 +90,15 @@ def main(plot: str = "lr_finder_lightning_digits.png", epochs: int = 8) -> float
     setup = lrfinder_setup()
     module, loader = setup["model"], setup["train_loader"]
     finder = LRFinderCallback(start_lr=1e-5, end_lr=10.0)
-    trainer = Trainer(max_epochs=epochs, callbacks=[finder], accelerator="cpu", logger=False,
-                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = Trainer(
+        max_epochs=epochs,
+        callbacks=[finder],
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", module="lightning")
         trainer.fit(module, loader)

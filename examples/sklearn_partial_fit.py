@@ -40,8 +40,9 @@ def lrfinder_setup() -> dict:
     x, _, y, _ = load_data()
     classes = np.unique(y)
     rng = np.random.default_rng(SEED)
-    model = SGDClassifier(loss="log_loss", learning_rate="constant", eta0=1e-12, alpha=1e-4,
-                          random_state=SEED)
+    model = SGDClassifier(
+        loss="log_loss", learning_rate="constant", eta0=1e-12, alpha=1e-4, random_state=SEED
+    )
     # partial_fit needs to see the classes once; at eta0=1e-12 the weights stay (almost) zero.
     model.partial_fit(x[:BATCH_SIZE], y[:BATCH_SIZE], classes=classes)
 
@@ -67,8 +68,9 @@ def lrfinder_setup() -> dict:
 def main(plot: str = "lr_finder_sklearn.png", epochs: int = 5) -> float:
     setup = lrfinder_setup()
     model = setup["estimator"]
-    result = lrfinder.find_lr(setup["step"], snapshot=setup["snapshot"], restore=setup["restore"],
-                              start_lr=1e-6, end_lr=100.0)
+    result = lrfinder.find_lr(
+        setup["step"], snapshot=setup["snapshot"], restore=setup["restore"], start_lr=1e-6, end_lr=100.0
+    )
     result.save_plot(plot)
     lr = result.suggestion
     if lr is None:
@@ -82,7 +84,7 @@ def main(plot: str = "lr_finder_sklearn.png", epochs: int = 5) -> float:
     for _ in range(epochs):
         idx = order.permutation(len(x_train))
         for start in range(0, len(idx), BATCH_SIZE):
-            batch = idx[start:start + BATCH_SIZE]
+            batch = idx[start : start + BATCH_SIZE]
             model.partial_fit(x_train[batch], y_train[batch])
     score = float(model.score(x_val, y_val))
     print(f"validation accuracy after {epochs} epochs at lr={lr:.3g}: {score:.3f}")

@@ -40,8 +40,22 @@ if TYPE_CHECKING:
 __all__ = ["LRFinderCallback", "scale_lr"]
 
 #: find_lr options that describe the data and model; the callback takes these from the Trainer.
-_FROM_TRAINER = ("model", "data", "optimizer", "criterion", "loss", "device", "batch_fn", "batch_size",
-                 "snapshot", "restore", "set_lr", "accumulation_steps", "amp", "grad_clip")
+_FROM_TRAINER = (
+    "model",
+    "data",
+    "optimizer",
+    "criterion",
+    "loss",
+    "device",
+    "batch_fn",
+    "batch_size",
+    "snapshot",
+    "restore",
+    "set_lr",
+    "accumulation_steps",
+    "amp",
+    "grad_clip",
+)
 #: find_lr options that go to the trainer rather than to the sweep.
 _TRAINER_OPTIONS = ("val_loader", "val_batches", "snapshot_dir")
 #: Names Lightning's own LR finder looks for on the module (and its hparams) to store the LR.
@@ -83,8 +97,10 @@ class LRFinderCallback(Callback):
             )
         unknown = sorted(set(find_lr_options) - known)
         if unknown:
-            raise TypeError(f"LRFinderCallback: {', '.join(unknown)} is not an option of find_lr; it "
-                            f"takes {', '.join(sorted(known - set(_FROM_TRAINER)))}")
+            raise TypeError(
+                f"LRFinderCallback: {', '.join(unknown)} is not an option of find_lr; it "
+                f"takes {', '.join(sorted(known - set(_FROM_TRAINER)))}"
+            )
         self.update_attr = update_attr
         self.attr_name = attr_name
         self.options = dict(find_lr_options)
@@ -105,8 +121,9 @@ class LRFinderCallback(Callback):
             )
         optimizers = list(trainer.optimizers)
         if len(optimizers) != 1:
-            raise TypeError(f"LRFinderCallback: the range test sweeps one optimizer; the Trainer has "
-                            f"{len(optimizers)}")
+            raise TypeError(
+                f"LRFinderCallback: the range test sweeps one optimizer; the Trainer has {len(optimizers)}"
+            )
         attr = self._lr_attribute(pl_module) if self.update_attr else None
         trainer_options = {k: self.options[k] for k in _TRAINER_OPTIONS if k in self.options}
         sweep_options = {k: v for k, v in self.options.items() if k not in _TRAINER_OPTIONS}
@@ -127,15 +144,20 @@ class LRFinderCallback(Callback):
                 lightning_setattr(pl_module, attr, result.suggestion)
             scale_lr(optimizers[0], schedulers, result.suggestion)
         elif self.update_attr:
-            warnings.warn(f"lrfinder: no suggestion ({result.suggestion_reason}); the LR was left "
-                          "unchanged", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"lrfinder: no suggestion ({result.suggestion_reason}); the LR was left unchanged",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         return result
 
     def _lr_attribute(self, pl_module: Any) -> str | None:
         if self.attr_name:
             if not lightning_hasattr(pl_module, self.attr_name):
-                raise AttributeError(f"LRFinderCallback(attr_name={self.attr_name!r}): the module has no "
-                                     "such attribute, nor its hparams")
+                raise AttributeError(
+                    f"LRFinderCallback(attr_name={self.attr_name!r}): the module has no "
+                    "such attribute, nor its hparams"
+                )
             return self.attr_name
         return next((name for name in _LR_ATTRIBUTES if lightning_hasattr(pl_module, name)), None)
 
@@ -191,7 +213,10 @@ def _precision_options(trainer: Any) -> dict[str, Any]:
         if str(trainer.gradient_clip_algorithm or "norm") == "norm":
             options["grad_clip"] = float(clip)
         else:
-            warnings.warn("lrfinder: the range test clips gradients by norm only; it ran without the "
-                          f"Trainer's gradient_clip_algorithm={trainer.gradient_clip_algorithm!r}",
-                          RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                "lrfinder: the range test clips gradients by norm only; it ran without the "
+                f"Trainer's gradient_clip_algorithm={trainer.gradient_clip_algorithm!r}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
     return options

@@ -58,9 +58,15 @@ def sweep(model: Any, loader: Any, optimizer: Any, **kwargs: Any) -> tuple[Any, 
 
 
 def report(folder: str, rank: int, result: Any, restored: bool, **extra: Any) -> None:
-    values = {"losses": result.losses.tolist(), "suggestion": result.suggestion, "restored": restored,
-              "stop_reason": result.stop_reason, "world_size": result.info["world_size"],
-              "main": result.is_main_process, **extra}
+    values = {
+        "losses": result.losses.tolist(),
+        "suggestion": result.suggestion,
+        "restored": restored,
+        "stop_reason": result.stop_reason,
+        "world_size": result.info["world_size"],
+        "main": result.is_main_process,
+        **extra,
+    }
     (Path(folder) / f"report{rank}.json").write_text(json.dumps(values))
 
 
@@ -85,12 +91,14 @@ def distributed_available() -> None:
 
 # -- FSDP2 ------------------------------------------------------------------------------------
 
+
 def _fsdp_worker(rank: int, folder: str, snapshot_dir: bool) -> None:
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank, world_size=2,
-                            timeout=timedelta(seconds=120))
+    dist.init_process_group(
+        "gloo", init_method=f"file://{folder}/store", rank=rank, world_size=2, timeout=timedelta(seconds=120)
+    )
     try:
         from torch.distributed.fsdp import fully_shard
 
@@ -101,8 +109,12 @@ def _fsdp_worker(rank: int, folder: str, snapshot_dir: bool) -> None:
         fully_shard(model[0])
         fully_shard(model)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        result, restored = sweep(model, DataLoader(TensorDataset(x, y), batch_size=16), optimizer,
-                                 **({"snapshot_dir": folder} if snapshot_dir else {}))
+        result, restored = sweep(
+            model,
+            DataLoader(TensorDataset(x, y), batch_size=16),
+            optimizer,
+            **({"snapshot_dir": folder} if snapshot_dir else {}),
+        )
         sharded = type(next(model.parameters())).__name__
         report(folder, rank, result, restored, local_first=local_first, sharded=sharded)
     finally:
@@ -126,9 +138,16 @@ def test_two_fsdp2_ranks_agree_and_restore_their_shards(tmp_path, snapshot_dir):
 
 # -- accelerate -------------------------------------------------------------------------------
 
+
 def _accelerate_worker(rank: int, folder: str, port: int) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
-                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE="2",
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE="2",
+    )
     torch.set_num_threads(1)
     from accelerate import Accelerator
 
@@ -137,12 +156,20 @@ def _accelerate_worker(rank: int, folder: str, port: int) -> None:
         model = net()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
         x, y = rank_data(0)  # accelerate shards the one dataset between the ranks
-        loader = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True,
-                            generator=torch.Generator().manual_seed(1))
+        loader = DataLoader(
+            TensorDataset(x, y), batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(1)
+        )
         model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
         result, restored = sweep(model, loader, optimizer)
-        report(folder, rank, result, restored, kind=str(accelerator.distributed_type),
-               wrapped=type(model).__name__, optimizer=type(optimizer).__name__)
+        report(
+            folder,
+            rank,
+            result,
+            restored,
+            kind=str(accelerator.distributed_type),
+            wrapped=type(model).__name__,
+            optimizer=type(optimizer).__name__,
+        )
     finally:
         accelerator.end_training()
 

@@ -43,8 +43,12 @@ def data(n: int = 128, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def loader(n: int = 128, shuffle: bool = False) -> DataLoader:
-    return DataLoader(TensorDataset(*data(n)), batch_size=16, shuffle=shuffle,
-                      generator=torch.Generator().manual_seed(3) if shuffle else None)
+    return DataLoader(
+        TensorDataset(*data(n)),
+        batch_size=16,
+        shuffle=shuffle,
+        generator=torch.Generator().manual_seed(3) if shuffle else None,
+    )
 
 
 class Net(pl.LightningModule):
@@ -54,8 +58,9 @@ class Net(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         torch.manual_seed(0)
-        self.body = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.2),
-                                  nn.Linear(16, 3))
+        self.body = nn.Sequential(
+            nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 3)
+        )
 
     def loss_of(self, batch: Any) -> torch.Tensor:
         x, y = batch
@@ -77,8 +82,12 @@ class Net(pl.LightningModule):
 
 def state(module: Any, optimizer: Any = None, schedulers: tuple = ()) -> dict[str, bytes]:
     out = {f"p.{k}": v.detach().numpy().tobytes() for k, v in module.state_dict().items()}
-    out.update({f"g.{n}": (None if p.grad is None else p.grad.numpy().tobytes())
-                for n, p in module.named_parameters()})
+    out.update(
+        {
+            f"g.{n}": (None if p.grad is None else p.grad.numpy().tobytes())
+            for n, p in module.named_parameters()
+        }
+    )
     out["training"] = str([m.training for m in module.modules()]).encode()
     out["rng"] = torch.get_rng_state().numpy().tobytes() + str(random.getstate()).encode()
     out["np"] = str(np.random.get_state()).encode()
@@ -146,8 +155,10 @@ OPT_FORMS = {
     "lists, one scheduler": lambda o, s: ([o], s),
     "dict": lambda o, s: {"optimizer": o},
     "dict with scheduler": lambda o, s: {"optimizer": o, "lr_scheduler": s},
-    "dict with scheduler dict": lambda o, s: {"optimizer": o,
-                                              "lr_scheduler": {"scheduler": s, "interval": "step"}},
+    "dict with scheduler dict": lambda o, s: {
+        "optimizer": o,
+        "lr_scheduler": {"scheduler": s, "interval": "step"},
+    },
     "list of dicts": lambda o, s: [{"optimizer": o, "lr_scheduler": s}],
 }
 
@@ -169,12 +180,15 @@ def test_every_form_configure_optimizers_returns(form):
     assert result.info["optimizer"] == "Adam" and np.all(np.isfinite(result.losses[:3]))
 
 
-@pytest.mark.parametrize("returned, message", [
-    (None, "not an optimizer"),
-    ("two", "returned 2 optimizers"),
-    ("trainer", "needs a Lightning Trainer"),
-    ({"lr_scheduler": None}, "without 'optimizer'"),
-])
+@pytest.mark.parametrize(
+    "returned, message",
+    [
+        (None, "not an optimizer"),
+        ("two", "returned 2 optimizers"),
+        ("trainer", "needs a Lightning Trainer"),
+        ({"lr_scheduler": None}, "without 'optimizer'"),
+    ],
+)
 def test_configure_optimizers_that_cannot_be_swept_say_what_to_do(returned, message):
     class Bad(Net):
         def configure_optimizers(self) -> Any:
@@ -262,11 +276,13 @@ def test_manual_optimization_and_criterion_are_refused():
 
 # -- the callback ------------------------------------------------------------------------------
 
+
 class OneCycle(Net):
     def configure_optimizers(self) -> Any:
         opt = torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=0.9)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.hparams.lr,
-                                                    total_steps=self.trainer.estimated_stepping_batches)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=self.hparams.lr, total_steps=self.trainer.estimated_stepping_batches
+        )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
@@ -282,9 +298,16 @@ class Watch(pl.Callback):
 
 
 def fit(module: Any, callbacks: list[Any], **kwargs: Any) -> Any:
-    trainer = pl.Trainer(max_epochs=1, callbacks=callbacks, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
-                         **kwargs)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        callbacks=callbacks,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        **kwargs,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(module, loader(256, shuffle=True))

@@ -35,8 +35,9 @@ class TupleModel(torch.nn.Module):
 
 def rows(n: int = 4, key: str = "label") -> list[dict[str, torch.Tensor]]:
     g = torch.Generator().manual_seed(1)
-    return [{"x": torch.randn(8, 4, generator=g), key: torch.randint(0, 3, (8,), generator=g)}
-            for _ in range(n)]
+    return [
+        {"x": torch.randn(8, 4, generator=g), key: torch.randint(0, 3, (8,), generator=g)} for _ in range(n)
+    ]
 
 
 def test_a_label_column_is_read_as_labels():

@@ -36,31 +36,46 @@ def tokens(n: int = 48, length: int = 12, seed: int = 0) -> torch.Tensor:
 
 def bert(**config: Any) -> Any:
     torch.manual_seed(0)
-    cfg = transformers.BertConfig(hidden_size=32, intermediate_size=37, max_position_embeddings=32,
-                                  num_labels=3, **TINY, **config)
+    cfg = transformers.BertConfig(
+        hidden_size=32, intermediate_size=37, max_position_embeddings=32, num_labels=3, **TINY, **config
+    )
     return transformers.BertForSequenceClassification(cfg)
 
 
 def gpt2(**config: Any) -> Any:
     torch.manual_seed(0)
-    cfg = transformers.GPT2Config(n_embd=32, n_positions=32, n_layer=TINY["num_hidden_layers"],
-                                  n_head=TINY["num_attention_heads"], vocab_size=TINY["vocab_size"],
-                                  bos_token_id=0, eos_token_id=0, **config)
+    cfg = transformers.GPT2Config(
+        n_embd=32,
+        n_positions=32,
+        n_layer=TINY["num_hidden_layers"],
+        n_head=TINY["num_attention_heads"],
+        vocab_size=TINY["vocab_size"],
+        bos_token_id=0,
+        eos_token_id=0,
+        **config,
+    )
     return transformers.GPT2LMHeadModel(cfg)
 
 
 def classification_rows() -> list[dict[str, Any]]:
     """Rows as the `datasets` library gives them: the target under "label"."""
     ids = tokens()
-    return [{"input_ids": row, "attention_mask": torch.ones_like(row), "label": int(row[0] % 3)}
-            for row in ids]
+    return [
+        {"input_ids": row, "attention_mask": torch.ones_like(row), "label": int(row[0] % 3)} for row in ids
+    ]
 
 
-def hf_trainer(model: Any, rows: list[dict[str, Any]], tmp_path: Any, optimizers: Any = (None, None),
-               **args: Any) -> Any:
+def hf_trainer(
+    model: Any, rows: list[dict[str, Any]], tmp_path: Any, optimizers: Any = (None, None), **args: Any
+) -> Any:
     arguments = transformers.TrainingArguments(
-        output_dir=str(tmp_path), per_device_train_batch_size=8, report_to="none", use_cpu=True,
-        learning_rate=5e-5, **args)
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=8,
+        report_to="none",
+        use_cpu=True,
+        learning_rate=5e-5,
+        **args,
+    )
     return transformers.Trainer(model=model, args=arguments, train_dataset=rows, optimizers=optimizers)
 
 
@@ -75,8 +90,9 @@ def state(model: Any, optimizer: Any = None) -> dict[str, bytes]:
 
 
 def test_find_lr_on_a_trainer_uses_its_model_data_optimizer_loss_and_arguments(tmp_path):
-    trainer = hf_trainer(bert(), classification_rows(), tmp_path, gradient_accumulation_steps=2,
-                         max_grad_norm=0.5)
+    trainer = hf_trainer(
+        bert(), classification_rows(), tmp_path, gradient_accumulation_steps=2, max_grad_norm=0.5
+    )
     before = state(trainer.model)
     result = find_lr(trainer, **QUICK)
     assert result.backend == "transformers"
@@ -164,9 +180,15 @@ def test_options_that_the_trainer_decides_are_refused(tmp_path):
 @pytest.mark.parametrize("return_dict", [True, False], ids=["model_output", "tuple"])
 def test_the_bare_model_with_a_label_column_as_the_datasets_library_names_it(return_dict):
     rows = classification_rows()
-    batches = [{key: torch.stack([r[key] for r in rows[i:i + 8]]) if key != "label"
-                else torch.tensor([r[key] for r in rows[i:i + 8]]) for key in rows[0]}
-               for i in range(0, len(rows), 8)]
+    batches = [
+        {
+            key: torch.stack([r[key] for r in rows[i : i + 8]])
+            if key != "label"
+            else torch.tensor([r[key] for r in rows[i : i + 8]])
+            for key in rows[0]
+        }
+        for i in range(0, len(rows), 8)
+    ]
     model = bert(return_dict=return_dict)
     before = state(model)
     result = find_lr(model, batches, **QUICK)

@@ -23,7 +23,7 @@ __all__ = ["HFTrainer", "make", "settings_of"]
 
 _NOT_HERE = {
     "criterion": "the Trainer's compute_loss computes the loss (override it, or give the Trainer "
-                 "compute_loss_func=)",
+    "compute_loss_func=)",
     "batch_fn": "the Trainer's data collator shapes the batches",
     "batch_size": "TrainingArguments.per_device_train_batch_size sets it",
     "device": "TrainingArguments (use_cpu=...) and the Trainer place the model",
@@ -92,7 +92,8 @@ class HFTrainer(TorchTrainer):
         super().__init__(trainer.model, trainer.get_train_dataloader(), **settings)
         self.info["criterion"] = f"{type(trainer).__qualname__}.compute_loss"
         self.info["optimizer"] = type(self.optimizer).__qualname__ + (
-            " (Trainer.create_optimizer())" if self._built_optimizer else " (the Trainer's)")
+            " (Trainer.create_optimizer())" if self._built_optimizer else " (the Trainer's)"
+        )
         self.info.pop("optimizer_built", None)
 
     def apply_lr(self, lr: float) -> None:
@@ -102,7 +103,8 @@ class HFTrainer(TorchTrainer):
             warnings.warn(
                 "lrfinder: set trainer.args.learning_rate, but the Trainer holds an optimizer of its own, "
                 "built with its own LR; set its LR yourself, or let the Trainer build one",
-                RuntimeWarning, stacklevel=3,
+                RuntimeWarning,
+                stacklevel=3,
             )
 
     def _batch_loss(self, batch: Any) -> torch.Tensor:

@@ -13,15 +13,25 @@ from typing import Any
 __all__ = ["OPTIONS", "accepts", "make"]
 
 #: Options make() takes; each one given explicitly wins over the TrainingArguments.
-OPTIONS = frozenset({
-    "optimizer", "val_loader", "val_batches", "accumulation_steps", "amp", "grad_clip", "snapshot_dir",
-})
+OPTIONS: frozenset[str] = frozenset(
+    {
+        "optimizer",
+        "val_loader",
+        "val_batches",
+        "accumulation_steps",
+        "amp",
+        "grad_clip",
+        "snapshot_dir",
+    }
+)
 
 
 def accepts(model: Any) -> bool:
     """Whether ``model`` is a ``transformers.Trainer`` (a subclass included)."""
-    return any(cls.__name__ == "Trainer" and cls.__module__.startswith("transformers.")
-               for cls in type(model).__mro__)
+    return any(
+        cls.__name__ == "Trainer" and cls.__module__.startswith("transformers.")
+        for cls in type(model).__mro__
+    )
 
 
 def make(model: Any, data: Any, **options: Any) -> Any:

@@ -24,13 +24,13 @@ from lrfinder.trainers.base import check_options
 from lrfinder.trainers.torch_trainer import OPTIONS as TORCH_OPTIONS
 from lrfinder.trainers.torch_trainer import TorchTrainer
 
-__all__ = ["LightningTrainer", "accepts", "make", "parse_optimizers"]
+__all__ = ["OPTIONS", "LightningTrainer", "accepts", "make", "parse_optimizers"]
 
 #: Packages that define LightningModule, newest first.
 PACKAGES = ("lightning.pytorch", "pytorch_lightning")
 
 #: Options make() takes: the torch trainer's, less the two that training_step replaces.
-OPTIONS = (TORCH_OPTIONS - {"criterion", "batch_fn"}) | {"schedulers"}
+OPTIONS: frozenset[str] = frozenset(TORCH_OPTIONS - {"criterion", "batch_fn"})
 
 _NOT_HERE = {
     "criterion": "the module's training_step computes the loss",
@@ -131,13 +131,16 @@ def parse_optimizers(returned: Any, name: str = "the module") -> tuple[list[Any]
     Raises:
         TypeError: ``returned`` is None or of none of those forms.
     """
+
     def scheduler_of(entry: Any) -> Any:
         return entry["scheduler"] if isinstance(entry, Mapping) else entry
 
     def from_dict(conf: Mapping[str, Any]) -> tuple[Any, list[Any]]:
         if "optimizer" not in conf:
-            raise TypeError(f"{name}.configure_optimizers() returned a dict without 'optimizer' "
-                            f"(keys {sorted(map(str, conf))})")
+            raise TypeError(
+                f"{name}.configure_optimizers() returned a dict without 'optimizer' "
+                f"(keys {sorted(map(str, conf))})"
+            )
         scheduler = conf.get("lr_scheduler")
         return conf["optimizer"], [] if scheduler is None else [scheduler_of(scheduler)]
 
@@ -147,8 +150,11 @@ def parse_optimizers(returned: Any, name: str = "the module") -> tuple[list[Any]
         optimizer, schedulers = from_dict(returned)
         return [optimizer], schedulers
     if isinstance(returned, (list, tuple)) and returned:
-        if (len(returned) == 2 and isinstance(returned[0], (list, tuple))
-                and all(_is_optimizer(o) for o in returned[0])):
+        if (
+            len(returned) == 2
+            and isinstance(returned[0], (list, tuple))
+            and all(_is_optimizer(o) for o in returned[0])
+        ):
             second = returned[1]
             entries = list(second) if isinstance(second, (list, tuple)) else [second]
             return list(returned[0]), [scheduler_of(s) for s in entries]
@@ -210,8 +216,9 @@ class LightningTrainer(TorchTrainer):
         self._saved_schedulers: list[dict[str, Any]] = []
         self.info["criterion"] = f"{type(module).__qualname__}.training_step"
         if self.schedulers:
-            self.info["schedulers"] = ("set aside, restored after: "
-                                       + ", ".join(type(s).__qualname__ for s in self.schedulers))
+            self.info["schedulers"] = "set aside, restored after: " + ", ".join(
+                type(s).__qualname__ for s in self.schedulers
+            )
 
     def snapshot(self) -> None:
         super().snapshot()
@@ -253,8 +260,10 @@ class LightningTrainer(TorchTrainer):
                     "validation_step returns; return it (a tensor or {'loss': ...}), or leave val_loader out"
                 )
             batch = self._next_batch()
-        raise ValueError(f"training_step returned None (skip the batch) for {MAX_SKIPPED} batches in a "
-                         "row: the range test has no loss to record")
+        raise ValueError(
+            f"training_step returned None (skip the batch) for {MAX_SKIPPED} batches in a "
+            "row: the range test has no loss to record"
+        )
 
     def _transfer(self, batch: Any) -> Any:
         module = self.module
