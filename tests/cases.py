@@ -141,7 +141,7 @@ def numpy_case(n_batches: int = 8, fail_at: int | None = None,
 #: name -> builder(n_batches, fail_at, fail_with); torch and keras cases register here too.
 CASES: dict[str, Callable[..., Setup]] = {"numpy": numpy_case}
 #: The cases an lrfinder backend trains (they fill in Setup's data and validation fields).
-FRAMEWORK_CASES = ("keras", "torch")
+FRAMEWORK_CASES = ("keras", "lightning", "torch")
 
 
 def _framework_case(framework: str, module: str) -> Callable[..., Setup]:
@@ -156,3 +156,4 @@ def _framework_case(framework: str, module: str) -> Callable[..., Setup]:
 
 CASES["torch"] = _framework_case("torch", "tests.cases_torch")
 CASES["keras"] = _framework_case("keras", "tests.cases_keras")
+CASES["lightning"] = _framework_case("lightning.pytorch", "tests.cases_lightning")
