@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -297,7 +299,7 @@ class Watch(pl.Callback):
         self.at_train_start = state(module)
 
 
-def fit(module: Any, callbacks: list[Any], **kwargs: Any) -> Any:
+def fit(module: Any, callbacks: list[Any], data: Any = None, **kwargs: Any) -> Any:
     trainer = pl.Trainer(
         max_epochs=1,
         callbacks=callbacks,
@@ -310,7 +312,7 @@ def fit(module: Any, callbacks: list[Any], **kwargs: Any) -> Any:
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer.fit(module, loader(256, shuffle=True))
+        trainer.fit(module, loader(256, shuffle=True) if data is None else data)
     return trainer
 
 
@@ -354,3 +356,32 @@ def test_scale_lr_moves_every_lr_and_the_schedulers_together():
     assert [g["initial_lr"] for g in opt.param_groups] == pytest.approx([1.0, 0.1])
     assert sched.base_lrs == pytest.approx([1.0, 0.1])
     assert opt.param_groups[0]["lr"] == pytest.approx(0.5)  # still half-way through the warm-up
+
+
+class Report(pl.Callback):
+    """Writes what each rank's finder saw, once training starts, to ``rank{N}.json``."""
+
+    def __init__(self, finder: LRFinderCallback, folder: str) -> None:
+        self.finder, self.folder = finder, folder
+
+    def on_train_start(self, trainer: Any, module: Any) -> None:
+        result = self.finder.result
+        report = {
+            "losses": result.losses.tolist(),
+            "suggestion": result.suggestion,
+            "lr": module.hparams.lr,
+            "world_size": result.info["world_size"],
+            "main": result.is_main_process,
+        }
+        (Path(self.folder) / f"rank{trainer.global_rank}.json").write_text(json.dumps(report))
+
+
+def test_the_callback_under_ddp_gives_every_rank_the_same_curve_and_lr(tmp_path):
+    require("torch.distributed")
+    finder = LRFinderCallback(start_lr=1e-4, end_lr=100, num_iter=30, progress=False)
+    # a loader without a torch.Generator: sending one to the spawned ranks failed (shared-memory error)
+    fit(Net(), [finder, Report(finder, str(tmp_path))], loader(256), devices=2, strategy="ddp_spawn")
+    first, second = (json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1))
+    assert first["losses"] == second["losses"] and len(first["losses"]) > 5
+    assert first["suggestion"] == second["suggestion"] == first["lr"] == second["lr"] is not None
+    assert first["world_size"] == 2 and [first["main"], second["main"]] == [True, False]
