@@ -109,7 +109,10 @@ def warmed(module: Net, optimizer: Any, steps: int = 3) -> None:
 
 
 def test_a_lightning_module_is_never_treated_as_a_plain_module():
-    trainer = make_trainer(Net(), loader())
+    module = Net()
+    with pytest.raises(NotImplementedError):  # no forward(): only training_step knows the loss
+        module(torch.zeros(2, 6))
+    trainer = make_trainer(module, loader())
     assert isinstance(trainer, LightningTrainer) and trainer.backend == "lightning"
 
 
