@@ -57,11 +57,11 @@ class DigitsClassifier(LightningModule):
 
     def configure_optimizers(self) -> dict:
         optimizer = torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=0.9)
-        if self._trainer is None:  # a bare module (find_lr without a Trainer): no schedule to size
+        try:
+            steps = self.trainer.estimated_stepping_batches
+        except RuntimeError:  # a bare module (find_lr without a Trainer): no schedule to size
             return {"optimizer": optimizer}
-        schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=self.hparams.lr, total_steps=self.trainer.estimated_stepping_batches
-        )
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.hparams.lr, total_steps=steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
