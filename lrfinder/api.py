@@ -3,6 +3,7 @@ the outcome in a result."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Callable
@@ -52,6 +53,7 @@ def find_lr(
     confirm: bool | int = False,
     confirm_data: Any = None,
     confirm_settings: ConfirmSettings | None = None,
+    set_lr: bool = False,
 ) -> LRFinderResult:
     """Run the learning-rate range test and return its result.
 
@@ -62,6 +64,11 @@ def find_lr(
     ``model`` picks the trainer:
 
     * a ``torch.nn.Module`` with ``data`` a DataLoader (or any iterable of batches);
+    * a Lightning ``LightningModule``, trained through its ``training_step`` with the optimizer of
+      its ``configure_optimizers``, with ``data`` a DataLoader, a ``LightningDataModule`` or None
+      (the module's ``train_dataloader()``);
+    * a Hugging Face ``transformers.Trainer`` (no ``data``), with its model, training
+      DataLoader, optimizer, ``compute_loss``, accumulation, precision and clipping;
     * a compiled Keras 3 model with ``data`` a ``tf.data.Dataset``, ``(x, y)`` arrays with
       ``batch_size``, or a ``keras.utils.PyDataset``;
     * a callable ``step(lr) -> loss`` that runs one training step at ``lr`` and returns the
@@ -114,6 +121,8 @@ def find_lr(
             function then needs ``snapshot=`` and ``restore=``). Never training batches: a probe
             scored on what it trained on rewards the LR that overfits fastest.
         confirm_settings: The confirm mode's knobs (:class:`~lrfinder.confirm.ConfirmSettings`).
+        set_lr: Write the suggestion back where training reads its LR: ``trainer.args.learning_rate``
+            of a Hugging Face Trainer (left unchanged when there is no suggestion).
 
     Returns:
         An :class:`~lrfinder.result.LRFinderResult`; ``result.suggestion`` is the suggested LR
@@ -162,13 +171,22 @@ def find_lr(
     }
     given = {k: v for k, v in options.items() if v is not None}
     trainer = make_trainer(model, data, **given)
+    if set_lr and not callable(getattr(trainer, "apply_lr", None)):
+        raise TypeError(
+            f"set_lr=True applies to a Hugging Face Trainer (it sets trainer.args.learning_rate); a "
+            f"{trainer.backend} model has no such setting: read result.suggestion and give it to your "
+            "optimizer"
+        )
     run = None
     if probes is not None:
         probe_trainer = None
         if val_loader is not None and not is_trainer(model):
             probe_trainer = make_trainer(model, data, **confirming.probe_options(given))
         run = ConfirmRun(probes, confirm_data, confirm_settings or ConfirmSettings(), probe_trainer)
-    return _run(trainer, settings, rule, progress, callback, plan, run, stacklevel=3)
+    result = _run(trainer, settings, rule, progress, callback, plan, run, stacklevel=3)
+    if set_lr:
+        _apply(trainer, result)
+    return result
 
 
 def run_range_test(
@@ -220,6 +238,11 @@ def _run(trainer: Trainer, settings: SweepSettings, rule: str, progress: bool | 
     if confirm is not None:
         confirming.check_run(confirm, plan, settings.num_iter)
         confirming.check_evaluates(confirm.trainer or trainer)
+        assert plan is not None and plan.train_steps is not None
+        # a trainer that reads batches ahead (Hugging Face's loader reads one) draws more than it steps
+        ahead = max(int(getattr(t, "lookahead", 0)) for t in (trainer, confirm.trainer or trainer))
+        probes = confirming.fit_lookahead(confirm.probes, ahead, confirm.settings, plan.train_steps)
+        confirm = dataclasses.replace(confirm, probes=probes)
     outcome = run_sweep(trainer, settings, progress=progress, callback=callback)
     confirmation = None
     if confirm is not None:
@@ -250,3 +273,12 @@ def _run(trainer: Trainer, settings: SweepSettings, rule: str, progress: bool | 
             if diagnostic.code != "interrupted":  # the engine has warned already
                 warnings.warn(f"lrfinder: {diagnostic.message}", RuntimeWarning, stacklevel=stacklevel)
     return result
+
+
+def _apply(trainer: Any, result: LRFinderResult) -> None:
+    """Hand the suggestion to a trainer that asked for it (``set_lr=True``)."""
+    if result.suggestion is None:
+        warnings.warn(f"lrfinder: set_lr=True, but there is no suggestion ({result.suggestion_reason}); "
+                      "the learning rate was left unchanged", RuntimeWarning, stacklevel=3)
+        return
+    trainer.apply_lr(result.suggestion)

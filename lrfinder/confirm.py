@@ -132,12 +132,15 @@ class ProbePlan:
         range_steps: Length of the range test (``num_iter``), possibly shortened to fit.
         offsets: The first round's candidates, in decades from the suggestion.
         rounds: The rounds, in order; the first one probes every candidate.
+        lookahead: Batches the trainer draws ahead of its steps in each pass over the data (the
+            range test's and every probe's), counted against the budget.
     """
 
     budget: int
     range_steps: int
     offsets: tuple[float, ...]
     rounds: tuple[ProbeRound, ...]
+    lookahead: int = 0
 
     @property
     def probe_steps(self) -> int:
@@ -146,8 +149,14 @@ class ProbePlan:
 
     @property
     def total_steps(self) -> int:
-        """Training steps of the range test and the probes: never more than :attr:`budget`."""
+        """Training steps of the range test and the probes."""
         return self.range_steps + self.probe_steps
+
+    @property
+    def batches(self) -> int:
+        """Training batches drawn at most: :attr:`total_steps` plus :attr:`lookahead` per pass over
+        the data; never more than :attr:`budget`."""
+        return self.total_steps + self.lookahead * (1 + sum(r.size for r in self.rounds))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -155,6 +164,7 @@ class ProbePlan:
             "range_steps": self.range_steps,
             "offsets": list(self.offsets),
             "rounds": [list(r) for r in self.rounds],
+            "lookahead": self.lookahead,
         }
 
     @classmethod
@@ -164,6 +174,7 @@ class ProbePlan:
             range_steps=int(data["range_steps"]),
             offsets=tuple(float(x) for x in data["offsets"]),
             rounds=tuple(ProbeRound(int(c), int(s)) for c, s in data["rounds"]),
+            lookahead=int(data.get("lookahead", 0)),
         )
 
 
@@ -184,21 +195,23 @@ def plan_probes(
     *,
     train_steps: int | None = None,
     shorten_range: bool = True,
+    lookahead: int = 0,
 ) -> ProbePlan:
     """Turn a budget into the rounds of probes confirm mode will train (a pure function).
 
     1. The range test keeps ``range_steps`` when that is at most ``range_share * budget`` or when
        ``shorten_range`` is False (the user set ``num_iter``); otherwise it is shortened to
        ``max(min_range_steps, floor(range_share * budget))`` (never lengthened).
-    2. The rest of the budget goes to the probes. Round 1 probes every candidate; each later round
-       probes ``ceil(keep * count)`` of the previous round's ``count`` candidates, for as long as
-       that leaves at least two and at most ``rounds`` rounds.
+    2. The rest of the budget goes to the probes, less ``lookahead`` for the range test's pass over
+       the data (each probe's pass costs its steps plus ``lookahead`` too). Round 1 probes every
+       candidate; each later round probes ``ceil(keep * count)`` of the previous round's ``count``
+       candidates, for as long as that leaves at least two and at most ``rounds`` rounds.
     3. Every round gets an equal share of the probe budget, ``floor(probe budget / rounds)``, split
-       evenly among its probes (rounded down), and no probe is longer than
+       evenly among its probes (rounded down, less ``lookahead`` each), and no probe is longer than
        ``floor(max_probe_fraction * train_steps)`` when ``train_steps`` is given. Rounds whose
        probes would be shorter than ``min_probe_steps`` are dropped from the end.
 
-    So ``range_steps + sum(size * steps) <= budget`` always holds.
+    So ``range_steps + sum(size * steps) + lookahead * (1 + sum(size)) <= budget`` always holds.
 
     Args:
         budget: Training steps for the range test and the probes together (>= 1).
@@ -206,6 +219,8 @@ def plan_probes(
         settings: The knobs (default :class:`ConfirmSettings`'s).
         train_steps: The planned training run's length, which caps each probe.
         shorten_range: Whether the range test may be shortened to fit.
+        lookahead: Batches the trainer draws ahead of its steps in each pass over the data (a
+            trainer's ``lookahead`` attribute; 0 for most).
 
     Returns:
         The :class:`ProbePlan`.
@@ -226,18 +241,20 @@ def plan_probes(
     budget = _positive(budget, "the confirm budget")
     range_steps = _positive(range_steps, "the range test's num_iter")
     train_steps = check_train_steps(train_steps)
+    if isinstance(lookahead, bool) or not isinstance(lookahead, int) or lookahead < 0:
+        raise ValueError(f"lookahead must be an integer >= 0, got {lookahead!r}")
     n = settings.candidates
     if shorten_range and range_steps > settings.range_share * budget:
         shortest = max(settings.min_range_steps, math.floor(settings.range_share * budget))
         range_steps = min(range_steps, shortest)
-    probe_budget = budget - range_steps
-    if probe_budget < n * settings.min_probe_steps:
+    probe_budget = budget - range_steps - lookahead
+    if probe_budget < n * (settings.min_probe_steps + lookahead):
         what = (
             "num_iter (you set it; leave it out to let confirm mode shorten the range test)"
             if not shorten_range
             else f"the range test's {range_steps} steps"
         )
-        needed = range_steps + n * settings.min_probe_steps
+        needed = range_steps + lookahead + n * (settings.min_probe_steps + lookahead)
         raise ValueError(
             f"a confirm budget of {budget} training steps cannot hold {what} and {n} probes of at "
             f"least {settings.min_probe_steps} steps each (needs {needed}); "
@@ -253,13 +270,20 @@ def plan_probes(
     cap = None if train_steps is None else max(1, math.floor(settings.max_probe_fraction * train_steps))
     while True:
         share = probe_budget // len(counts)
-        rounds = [
-            ProbeRound(count, share // count if cap is None else min(cap, share // count)) for count in counts
-        ]
+        rounds = []
+        for count in counts:
+            steps = share // count - lookahead
+            rounds.append(ProbeRound(count, steps if cap is None else min(cap, steps)))
         if len(counts) == 1 or all(r.steps >= settings.min_probe_steps for r in rounds):
             break
         counts.pop()
-    return ProbePlan(budget=budget, range_steps=range_steps, offsets=settings.offsets(), rounds=tuple(rounds))
+    return ProbePlan(
+        budget=budget,
+        range_steps=range_steps,
+        offsets=settings.offsets(),
+        rounds=tuple(rounds),
+        lookahead=lookahead,
+    )
 
 
 @dataclass(frozen=True)
@@ -589,6 +613,23 @@ def default_confirm_data(confirm_data: Any, val_loader: Any) -> Any:
 def probe_options(options: dict[str, Any]) -> dict[str, Any]:
     """The trainer options for the probes' trainer: ``options`` without :data:`VALIDATION_OPTIONS`."""
     return {key: value for key, value in options.items() if key not in VALIDATION_OPTIONS}
+
+
+def fit_lookahead(
+    probes: ProbePlan, lookahead: int, settings: ConfirmSettings, train_steps: int
+) -> ProbePlan:
+    """``probes`` planned again for a trainer that draws ``lookahead`` batches ahead in each pass
+    over the data (the range test's length unchanged), so that the batches drawn stay in budget."""
+    if lookahead == probes.lookahead:
+        return probes
+    return plan_probes(
+        probes.budget,
+        probes.range_steps,
+        settings,
+        train_steps=train_steps,
+        shorten_range=False,
+        lookahead=lookahead,
+    )
 
 
 def check_run(run: ConfirmRun, plan: Plan | None, num_iter: int) -> None:

@@ -204,6 +204,12 @@ def test_for_plan_below_the_curve_sits_at_index_zero(monkeypatch):
 # -- the probe plan -------------------------------------------------------------------------------
 
 
+def test_a_trainer_that_reads_ahead_gets_shorter_probes_within_the_same_budget():
+    plan = plan_probes(300, 100, lookahead=1)
+    assert plan.rounds == (ProbeRound(5, 38),) and plan.batches == 100 + 1 + 5 * 39 <= 300
+    assert ProbePlan.from_dict(plan.to_dict()) == plan
+
+
 def test_probe_plan_examples():
     assert default_budget(150) == 300
     plan = plan_probes(300, 100)
@@ -263,9 +269,10 @@ def test_confirm_settings_are_checked(changes, match):
     min_probe_steps=st.integers(1, 50),
     train_steps=st.one_of(st.none(), st.integers(1, 20_000)),
     shorten=st.booleans(),
+    lookahead=st.sampled_from([0, 0, 1, 2]),
 )
 def test_a_probe_plan_never_exceeds_its_budget(
-    budget, range_steps, up, down, rounds, keep, range_share, min_probe_steps, train_steps, shorten
+    budget, range_steps, up, down, rounds, keep, range_share, min_probe_steps, train_steps, shorten, lookahead
 ):
     if up + down == 0:
         up = 1
@@ -273,14 +280,18 @@ def test_a_probe_plan_never_exceeds_its_budget(
         up=up, down=down, rounds=rounds, keep=keep, range_share=range_share, min_probe_steps=min_probe_steps
     )
     try:
-        plan = plan_probes(budget, range_steps, knobs, train_steps=train_steps, shorten_range=shorten)
+        plan = plan_probes(
+            budget, range_steps, knobs, train_steps=train_steps, shorten_range=shorten, lookahead=lookahead
+        )
     except ValueError as error:
         assert "cannot hold" in str(error)
-        needed = knobs.candidates * min_probe_steps
+        needed = knobs.candidates * (min_probe_steps + lookahead)
         shortest = max(knobs.min_range_steps, math.floor(range_share * budget)) if shorten else range_steps
-        assert budget - min(range_steps, shortest) < needed
+        assert budget - min(range_steps, shortest) - lookahead < needed
         return
-    assert plan.total_steps <= budget
+    assert plan.total_steps <= plan.batches <= budget
+    drawn = plan.range_steps + lookahead + sum(r.size * (r.steps + lookahead) for r in plan.rounds)
+    assert plan.batches == drawn
     assert plan.range_steps <= range_steps
     if not shorten:
         assert plan.range_steps == range_steps

@@ -23,7 +23,8 @@ FAST = {"num_iter": 20, "start_lr": 1e-4, "end_lr": 1e-1, "progress": False}
 
 #: The options find_lr hands to a trainer, each with a value a backend that takes it would accept.
 TRAINER_OPTIONS = {
-    "optimizer": None, "criterion": None, "val_loader": None, "val_batches": 1,  # set per case
+    "optimizer": None, "val_loader": None, "val_batches": 1,  # set per case
+    "criterion": lambda predictions, targets: predictions.sum(),  # refused where the loss is the model's
     "accumulation_steps": 2, "amp": "bf16", "grad_clip": 1.0, "device": "cpu",
     "batch_fn": lambda batch: batch, "batch_size": 4, "snapshot_dir": ".",
     "snapshot": lambda: None, "restore": lambda state: None,
@@ -63,7 +64,7 @@ def test_state_restored_after_keyboard_interrupt(build):
     with pytest.warns(RuntimeWarning, match="interrupted"):
         result = find_lr(setup.model, setup.data, **setup.kwargs, **FAST)
     assert result.stop_reason == "interrupted"
-    assert result.num_steps == 7
+    assert result.num_steps == 7 - setup.lookahead
     assert_same(before, setup.state())
 
 
@@ -89,7 +90,8 @@ def test_short_data_is_cycled(build):
     result = find_lr(setup.model, setup.data, **setup.kwargs, **FAST)
     assert result.num_steps == FAST["num_iter"]
     assert np.all(np.isfinite(result.losses))
-    assert setup.drawn() == FAST["num_iter"]  # one batch a step, passes over the 3 started afresh
+    # one batch a step, passes over the 3 started afresh
+    assert setup.drawn() == FAST["num_iter"] + setup.lookahead
 
 
 # -- framework backends: data, validation, options --------------------------------------------
@@ -156,14 +158,15 @@ def test_the_options_find_lr_hands_on_are_those_the_contract_knows():
     keywords = set(inspect.signature(find_lr).parameters) - {"model", "data"}
     sweep = set(SweepSettings.__dataclass_fields__) | {"rule", "progress", "callback"}
     plan = {"schedule", "train_steps", "confirm", "confirm_data", "confirm_settings"}  # not the trainer's
-    assert keywords - sweep - plan - {"loss"} == set(TRAINER_OPTIONS)  # loss is criterion's other name
+    # loss is criterion's other name; set_lr acts on the result, after the trainer is done
+    assert keywords - sweep - plan - {"loss", "set_lr"} == set(TRAINER_OPTIONS)
 
 
-# -- confirm mode: three probes of 6 steps after a 20-step range test, within 2 * 20 steps ---------
+# -- confirm mode: three probes of 6 steps after a 20-step range test, within 2 * 20 batches -------
 
 CONFIRM = {**FAST, "train_steps": 20, "confirm": True,
            "confirm_settings": ConfirmSettings(up=1, down=1, min_probe_steps=2)}
-PROBE_STEPS = 6
+PROBE_STEPS = 6  # 5 where the loader reads one batch ahead: (40 - 20 - 1) // 3 - 1
 FAIL_IN_SECOND_PROBE = FAST["num_iter"] + PROBE_STEPS + 2
 
 
@@ -174,8 +177,9 @@ def test_confirm_restores_state_and_every_probe_starts_from_it(build):
     result = find_lr(setup.model, setup.data, **setup.kwargs, confirm_data=setup.val_data, **CONFIRM)
     assert_same(before, setup.state())
     probes = result.confirmation.probes
-    assert [p.steps for p in probes] == [PROBE_STEPS] * 3
-    assert [len(p.losses) for p in probes] == [PROBE_STEPS] * 3
+    steps = PROBE_STEPS if setup.lookahead == 0 else (40 - 20 - setup.lookahead) // 3 - setup.lookahead
+    assert [p.steps for p in probes] == [steps] * 3
+    assert [len(p.losses) for p in probes] == [steps] * 3
     assert all(np.isfinite(p.score) for p in probes)
     # the loss of a probe's first batch is taken before its first update: the same starting state
     # and the same first batch give the same value whatever the probe's LR
@@ -184,7 +188,8 @@ def test_confirm_restores_state_and_every_probe_starts_from_it(build):
     assert result.suggestion == result.confirmation.lr
     assert result.suggestion in [p.lr for p in probes]
     assert result.range_suggestion == pytest.approx(probes[1].lr)
-    assert setup.drawn() == FAST["num_iter"] + 3 * PROBE_STEPS <= 2 * CONFIRM["train_steps"]
+    drawn = FAST["num_iter"] + 3 * steps + setup.lookahead * (1 + 3)
+    assert setup.drawn() == drawn <= 2 * CONFIRM["train_steps"]
 
 
 def test_confirm_restores_state_after_an_exception_in_a_probe(build):

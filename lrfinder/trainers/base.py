@@ -30,6 +30,9 @@ class Trainer(Protocol):
         is_main_process: False on every rank but the first of a distributed run, so that only one
             process shows progress and writes files.
         info: Facts worth keeping in the result (optimizer chosen, loss inferred, ...).
+
+    Optional: ``lookahead`` (int, default 0), the batches a trainer draws from its data ahead of
+    the steps it runs in each pass, which confirm mode counts against its budget.
     """
 
     backend: str
@@ -95,6 +98,8 @@ class TrainerBase:
     backend: str = "custom"
     sync_every: int = 1
     is_main_process: bool = True
+    #: Batches drawn from the data ahead of the steps run, per pass (confirm mode budgets for them).
+    lookahead: int = 0
 
     def __init__(self) -> None:
         self.info: dict[str, Any] = {}
