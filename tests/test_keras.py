@@ -614,3 +614,121 @@ def test_keras_on_the_torch_backend_sweeps_and_restores():
     for recorded, evaluated in out["evaluated"]:
         assert recorded == pytest.approx(evaluated, rel=1e-5)
     assert math.isfinite(out["first"])
+
+
+JAX = """
+import json, sys
+import numpy as np
+import keras
+from lrfinder import SweepSettings, find_lr, run_sweep
+from lrfinder.trainers import keras_trainer
+
+# First, before anything else can load TensorFlow (keras.utils.set_random_seed does): a sweep.
+plain = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+plain.compile(optimizer="adam", loss="mse")
+find_lr(plain, (np.ones((32, 6), "float32"), np.ones((32, 3), "float32")), num_iter=5, progress=False)
+tensorflow_loaded = "tensorflow" in sys.modules
+
+from tests.cases_keras import case, make_batches, state_of
+
+setup = case(n_batches=4)
+expected = setup.first_loss()
+before = setup.state()
+result = find_lr(setup.model, setup.data, num_iter=20, start_lr=1e-4, end_lr=1e-1, progress=False)
+after_success = setup.state()
+x = np.concatenate([b[0] for b in make_batches(4)]); y = np.concatenate([b[1] for b in make_batches(4)])
+dropout = case(dropout=0.3)  # its seed state moves too
+dropout_before = dropout.state()
+outcomes = []
+for block_steps in (16, 1):  # 50 samples in batches of 32: each pass ends in a batch of 18
+    trainer = keras_trainer.KerasTrainer(dropout.model, (x[:50], y[:50]), block_steps=block_steps)
+    outcomes.append(run_sweep(trainer, SweepSettings(start_lr=1e-3, end_lr=1e4, num_iter=120),
+                              progress=False))
+after_blocks = dropout.state()
+
+model = setup.model
+schedule = keras.optimizers.schedules.ExponentialDecay(1e-3, 10, 0.5)
+model.compile(optimizer=keras.optimizers.Adam(schedule),
+              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+model.train_on_batch(x[:16], y[:16])
+schedule_before = state_of(model)
+seen = []
+trainer = keras_trainer.KerasTrainer(model, (x, y), block_steps=1)
+stepped = run_sweep(trainer, SweepSettings(num_iter=6, start_lr=1e-5, end_lr=1e-1), progress=False,
+                    callback=lambda step, lr, *_: seen.append((lr, float(model.optimizer.learning_rate))))
+blocked = find_lr(model, (x, y), num_iter=6, start_lr=1e-5, end_lr=1e-1, progress=False)
+evaluated = []
+def look(step, lr, loss, smoothed):
+    if step < 2:
+        evaluated.append((loss, float(model.evaluate(x[:30], y[:30], batch_size=10, verbose=0))))
+val = find_lr(model, (x, y), batch_size=10, val_loader=(x[:30], y[:30]), num_iter=4, callback=look,
+              progress=False)
+
+eager = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)])
+eager_weights = [np.array(v.numpy()) for v in eager.variables]
+uncompiled = find_lr(eager, (x, y), optimizer="sgd",
+                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), num_iter=8,
+                     progress=False)
+left_uncompiled = not eager.compiled
+eager.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+              jit_compile=False)
+eager_result = find_lr(eager, (x, y), shuffle=False, num_iter=8, progress=False)
+jitted = keras_trainer.KerasTrainer(eager, (x, y), shuffle=False)
+jitted.jit_compile = True
+jitted_result = run_sweep(jitted, SweepSettings(num_iter=8), progress=False)
+print(json.dumps({
+    "backend": result.info["keras_backend"],
+    "tensorflow_loaded": tensorflow_loaded,
+    "first": float(result.losses[0]), "expected": expected,
+    "restored": [k for k in before if before[k].tobytes() != after_success[k].tobytes()],
+    "blocks": [[o.stop_reason, len(o.losses)] for o in outcomes],
+    "blocks_error": float(np.max(np.abs(outcomes[0].losses / outcomes[1].losses - 1))),
+    "restored_after_blocks": [k for k in dropout_before
+                              if dropout_before[k].tobytes() != after_blocks[k].tobytes()],
+    "schedule_back": model.optimizer._learning_rate is schedule,
+    "schedule_state": [k for k in schedule_before
+                       if schedule_before[k].tobytes() != state_of(model)[k].tobytes()],
+    "seen": seen, "stepped": stepped.losses.tolist(), "blocked": blocked.losses.tolist(),
+    "evaluated": evaluated,
+    "uncompiled": [left_uncompiled, uncompiled.info["optimizer"], uncompiled.num_steps],
+    "eager": [eager_result.info["jit_compile"], eager_result.losses.tolist(), jitted_result.losses.tolist()],
+    "eager_weights_back": all(np.array_equal(a, v.numpy()) for a, v in zip(eager_weights, eager.variables)),
+}))
+"""
+
+
+def test_keras_on_the_jax_backend_sweeps_in_jitted_blocks_and_restores():
+    require("jax")
+    out = run_in_subprocess(JAX, env={"KERAS_BACKEND": "jax"})
+    assert out["backend"] == "jax"
+    assert not out["tensorflow_loaded"], "the Keras trainer must not import TensorFlow on JAX"
+    assert out["first"] == pytest.approx(out["expected"], rel=1e-5)
+    assert out["restored"] == [] and out["restored_after_blocks"] == []
+    (blocked_reason, blocked_steps), (stepped_reason, stepped_steps) = out["blocks"]
+    assert blocked_reason == stepped_reason != "finished" and blocked_steps == stepped_steps < 120
+    assert out["blocks_error"] < 1e-4
+    assert out["schedule_back"] and out["schedule_state"] == []
+    lrs, on_optimizer = zip(*out["seen"], strict=True)
+    np.testing.assert_allclose(on_optimizer, lrs, rtol=1e-6)  # the ramp, not the schedule, ruled
+    np.testing.assert_allclose(out["blocked"], out["stepped"], rtol=1e-5)
+    for recorded, evaluated in out["evaluated"]:
+        assert recorded == pytest.approx(evaluated, rel=1e-5)
+    assert out["uncompiled"] == [True, "SGD", 8]
+    jit_compile, eager, jitted = out["eager"]
+    assert jit_compile is False
+    np.testing.assert_allclose(eager, jitted, rtol=1e-5)  # the eager steps compute what jit does
+    assert out["eager_weights_back"]
+
+
+CONTRACT = [sys.executable, "-m", "pytest", "tests/test_contract.py", "-q", "-p", "no:cacheprovider",
+            "-k", "keras"]
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_the_contract_suite_holds_for_keras_on_another_backend(backend):
+    require(backend)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": backend,
+           "LRFINDER_REQUIRE_BACKENDS": "1"}
+    done = subprocess.run(CONTRACT, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and "skipped" not in done.stdout, done.stdout[-2000:]
