@@ -26,7 +26,7 @@ RunBlock = Callable[[list[Batch], list[float]], Any]
 class Handle:
     """One queued step: where its loss will be, once its block has run."""
 
-    __slots__ = ("losses", "index")
+    __slots__ = ("index", "losses")
 
     def __init__(self) -> None:
         self.losses: Any = None  # the lazy loss vector of the block this step ran in

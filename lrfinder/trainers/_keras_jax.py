@@ -1,15 +1,19 @@
-"""The Keras trainer's steps on the JAX backend: a jitted stateless step, run in blocks.
+"""The Keras trainer's steps on the JAX backend: a jitted stateless step, dispatched ahead.
 
 Imported only when Keras runs on JAX. JAX has no mutable variables, so a step is a pure function
 of the state's values, as Keras's own JAX ``train_step`` is: the forward pass and
 ``compute_loss`` run in a ``keras.StatelessScope`` that maps every model variable to a traced value
 (BatchNormalization statistics and dropout seed states come out of the scope updated), the
 gradient is ``jax.value_and_grad`` of it, and ``optimizer.apply`` runs in a second scope that maps
-the optimizer's variables and the learning rate, as ``optimizer.stateless_apply`` does, with the
-learning rate of each step read from the block's vector of LRs on the device. A block of steps is
-one ``jax.lax.fori_loop`` in one jitted call (see :mod:`lrfinder.trainers._keras_blocks`); the new
-values are written back to the Keras variables after each block, so the snapshot and restore of
-the trainer work as on the other backends.
+the optimizer's variables and the learning rate (a device scalar argument, so a new LR never
+recompiles), as ``optimizer.stateless_apply`` does.
+
+Each step is one jitted call, dispatched without waiting (JAX runs ahead of the host), the state
+carried from call to call as device arrays; the losses of a block are read back in one transfer,
+and only then are the new values written back to the Keras variables, so the trainer's snapshot
+and restore work as on the other backends. The steps are not looped inside one compiled call as
+on TensorFlow: on XLA's CPU backend a convolution inside a ``fori_loop`` ran about 3x slower than
+the same step jitted alone (see benchmarks/keras.md), and dispatch ahead already hides the host.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 
-from lrfinder.trainers._keras_blocks import BlockQueue, stack_batches
 from lrfinder.trainers._keras_data import Batch
 
 LossFn = Callable[[Any, Any, Any, Any, bool], Any]
@@ -45,18 +48,8 @@ def _to_arrays(batch: Batch) -> Batch:
     return keras.tree.map_structure(_host, batch)
 
 
-def _stack(leaves: list[Any]) -> Any:
-    if all(isinstance(leaf, np.ndarray) for leaf in leaves):
-        return np.stack(leaves)
-    return jnp.stack([jnp.asarray(leaf) for leaf in leaves])
-
-
 def _batch_length(x: Any) -> int:
     return int(next(leaf for leaf in keras.tree.flatten(x) if leaf is not None).shape[0])
-
-
-def _entry(part: Any, index: Any) -> Any:
-    return None if part is None else jax.tree_util.tree_map(lambda a: a[index], part)
 
 
 def _updated(scope: Any, variables: list[Any], values: list[Any]) -> list[Any]:
@@ -86,13 +79,13 @@ class JaxSteps:
     """Training and evaluation steps for a Keras model on JAX (see :class:`_keras_tf.TFSteps`).
 
     Args:
-        model: The Keras model; its variables are given their new values after each block.
+        model: The Keras model; its variables are given their new values when losses are read.
         compute_loss: ``compute_loss(x, y, y_pred, sample_weight, training)``, the model's own loss.
         optimizer: A built Keras optimizer whose learning rate reads ``lr_variable``.
         lr_variable: The variable the optimizer reads its learning rate from; one of the
             optimizer's own variables, or the variable a schedule set aside was replaced by.
-        jit_compile: ``jax.jit`` the block (as ``fit`` does unless ``jit_compile=False``).
-        block_steps: Steps per jitted call.
+        jit_compile: ``jax.jit`` the step (as ``fit`` does unless ``jit_compile=False``).
+        block_steps: Steps whose losses the engine reads back at once.
     """
 
     def __init__(self, model: Any, compute_loss: LossFn, optimizer: Any, lr_variable: Any,
@@ -116,11 +109,11 @@ class JaxSteps:
         self.lr_dtype = np.dtype(lr_variable.dtype)
         self.traces = 0
         self.jit_compile = bool(jit_compile)
-        block = self._block
-        evaluate = self._evaluate_batch
-        self._train_block = jax.jit(block) if self.jit_compile else block
+        step, evaluate = self._traced_step, self._evaluate_batch
+        self._train = jax.jit(step) if self.jit_compile else step
         self._evaluate = jax.jit(evaluate) if self.jit_compile else evaluate
-        self._queue = BlockQueue(self.block_steps, self._run, np.asarray)
+        self._state: tuple[list[Any], list[Any], list[Any]] | None = None  # values not yet written back
+        self._last_lr: Any = None
 
     # -- pure functions of the state's values ---------------------------------------------------
 
@@ -152,24 +145,10 @@ class JaxSteps:
         return (_updated(scope, self.trainable, trainable), others,
                 _updated(scope, self.optimizer_variables, slots), loss.astype(jnp.float32))
 
-    def _block(self, trainable: list[Any], others: list[Any], slots: list[Any], xs: Any, ys: Any,
-               sample_weights: Any, lrs: Any, count: Any) -> tuple[Any, ...]:
-        """The first ``count`` steps of a block of stacked batches; the losses of the rest stay 0."""
+    def _traced_step(self, trainable: list[Any], others: list[Any], slots: list[Any], x: Any, y: Any,
+                     sample_weight: Any, lr: Any) -> tuple[list[Any], list[Any], list[Any], Any]:
         self.traces += 1  # runs once per trace when jitted
-
-        def body(index: Any, carry: tuple[Any, ...]) -> tuple[Any, ...]:
-            trainable, others, slots, losses = carry
-            trainable, others, slots, loss = self._step(
-                trainable, others, slots, _entry(xs, index), _entry(ys, index),
-                _entry(sample_weights, index), lrs[index])
-            return trainable, others, slots, losses.at[index].set(loss)
-
-        carry = (trainable, others, slots, jnp.zeros(lrs.shape, jnp.float32))
-        if self.jit_compile:
-            return jax.lax.fori_loop(0, count, body, carry)
-        for index in range(int(count)):  # eager, as fit runs with jit_compile=False
-            carry = body(index, carry)
-        return carry
+        return self._step(trainable, others, slots, x, y, sample_weight, lr)
 
     def _evaluate_batch(self, trainable: list[Any], others: list[Any], x: Any, y: Any,
                         sample_weight: Any) -> Any:
@@ -181,33 +160,40 @@ class JaxSteps:
 
     # -- the KerasSteps protocol -----------------------------------------------------------------
 
-    def _run(self, batches: list[Batch], lrs: list[float]) -> Any:
-        size = self.block_steps
-        xs, ys, sample_weights = stack_batches([_to_arrays(batch) for batch in batches], size, _stack)
-        rates = np.zeros(size, dtype=self.lr_dtype)
-        rates[:len(lrs)] = lrs
-        trainable, others, slots, losses = self._train_block(
-            [v.value for v in self.trainable], [v.value for v in self.others],
-            [v.value for v in self.optimizer_variables], xs, ys, sample_weights, rates,
-            np.int32(len(lrs)))
-        for variables, values in ((self.trainable, trainable), (self.others, others),
-                                  (self.optimizer_variables, slots)):
+    def _write_back(self) -> None:
+        """Give the Keras variables the values the steps have computed so far."""
+        if self._state is None:
+            return
+        for variables, values in zip((self.trainable, self.others, self.optimizer_variables), self._state,
+                                     strict=True):
             for variable, value in zip(variables, values, strict=True):
                 variable.assign(value)
-        if self.lr_slot is None:
-            self.lr_variable.assign(rates[len(lrs) - 1])
-        return losses
+        if self.lr_slot is None and self._last_lr is not None:
+            self.lr_variable.assign(self._last_lr)
+        self._state = None
 
     def train(self, batch: Batch, lr: float) -> Any:
-        """Queue one optimisation step at ``lr`` (see :class:`~lrfinder.trainers.base.KerasSteps`)."""
-        return self._queue.add(batch, lr)
+        """One optimisation step at ``lr``, dispatched without waiting; its loss (a device array)."""
+        if self._state is None:
+            self._state = tuple([v.value for v in group]
+                                for group in (self.trainable, self.others, self.optimizer_variables))
+        x, y, sample_weight = _to_arrays(batch)
+        rate = np.asarray(lr, dtype=self.lr_dtype)
+        trainable, others, slots, loss = self._train(*self._state, x, y, sample_weight, rate)
+        self._state = (trainable, others, slots)
+        self._last_lr = rate
+        return loss
 
     def losses(self, handles: Any) -> list[float]:
-        """The batch losses of ``handles``, running what is still queued."""
-        return self._queue.read(handles)
+        """The losses returned by :meth:`train`, read back in one transfer; the variables updated."""
+        self._write_back()
+        if not handles:
+            return []
+        return [float(value) for value in np.asarray(jnp.stack(list(handles)), dtype=np.float64)]
 
     def evaluate(self, batches: Iterable[Batch]) -> Any:
         """Mean loss over ``batches`` in inference mode, weighted by batch size (as ``evaluate``)."""
+        self._write_back()
         trainable = [v.value for v in self.trainable]
         others = [v.value for v in self.others]
         loss_sum: Any = None
@@ -223,8 +209,8 @@ class JaxSteps:
         return loss_sum / count
 
     def release(self) -> None:
-        """Drop steps never run."""
-        self._queue.clear()
+        """Drop the values not written back (the trainer restores the variables anyway)."""
+        self._state = None
 
 
 def build_model(model: Any, x: Any) -> None:

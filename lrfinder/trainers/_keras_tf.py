@@ -128,8 +128,10 @@ class TFSteps:
             return None if part is None else tf.nest.map_structure(lambda a: a[index], part)
 
         # Stacked batches, the block's LRs and how many of its steps are real, as flat arguments
-        # (cheaper to dispatch than one nested tuple). The losses of steps not run stay 0.
-        @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+        # (cheaper to dispatch than one nested tuple). The losses of steps not run stay 0. No
+        # autograph, as in fit's own train function: the loop is written out, and converting the
+        # model's code costs tracing time.
+        @tf.function(jit_compile=jit_compile, reduce_retracing=True, autograph=False)
         def train_block(xs: Any, ys: Any, sample_weights: Any, lrs: Any, count: Any) -> Any:
             def body(index: Any, losses: Any) -> Any:
                 lr_variable.assign(tf.cast(lrs[index], lr_dtype))
