@@ -31,6 +31,9 @@ def _tensor(value: Any) -> Any:
 
 
 def _to_tensors(batch: Batch) -> Batch:
+    x, y, sample_weight = batch
+    if all(part is None or hasattr(part, "shape") for part in batch):  # no nesting: skip the tree walk
+        return _tensor(x), _tensor(y), _tensor(sample_weight)
     return keras.tree.map_structure(_tensor, batch)
 
 
