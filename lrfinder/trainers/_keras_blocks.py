@@ -35,17 +35,21 @@ class Handle:
 
 def signature(batch: Batch) -> tuple[Any, ...]:
     """What must agree between batches stacked into one block: structure, shapes and dtypes."""
-    parts = []
+    parts: list[Any] = []
     for part in batch:
         if part is None:
             parts.append(None)
             continue
         leaves = keras.tree.flatten(part)
-        parts.append((
-            len(leaves),
-            tuple((tuple(getattr(leaf, "shape", ())), str(getattr(leaf, "dtype", type(leaf))))
-                  for leaf in leaves),
-        ))
+        parts.append(
+            (
+                len(leaves),
+                tuple(
+                    (tuple(getattr(leaf, "shape", ())), str(getattr(leaf, "dtype", type(leaf))))
+                    for leaf in leaves
+                ),
+            )
+        )
     return tuple(parts)
 
 
@@ -81,14 +85,15 @@ def stack_padded(leaves: Sequence[Any], size: int, stack: Callable[[list[Any]], 
 
 def stack_batches(batches: Sequence[Batch], size: int, stack: Callable[[list[Any]], Any]) -> Batch:
     """The parts of ``batches`` (of one :func:`signature`) stacked leaf by leaf, padded to ``size``."""
-    stacked = []
+    stacked: list[Any] = []
     for position, part in enumerate(batches[0]):
         if part is None:
             stacked.append(None)
             continue
         columns = [keras.tree.flatten(batch[position]) for batch in batches]
-        leaves = [stack_padded([column[leaf] for column in columns], size, stack)
-                  for leaf in range(len(columns[0]))]
+        leaves = [
+            stack_padded([column[leaf] for column in columns], size, stack) for leaf in range(len(columns[0]))
+        ]
         stacked.append(keras.tree.pack_sequence_as(part, leaves))
     return stacked[0], stacked[1], stacked[2]
 

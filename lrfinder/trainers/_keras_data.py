@@ -135,6 +135,7 @@ class ArrayBatches(BatchSource):
     def next_batch(self) -> Batch:
         if not self.shuffle:
             return super().next_batch()
+        assert self.length is not None
         index = self._position % self.length
         if index == 0 or self._order is None:
             if self._random is None:

@@ -88,8 +88,15 @@ class JaxSteps:
         block_steps: Steps whose losses the engine reads back at once.
     """
 
-    def __init__(self, model: Any, compute_loss: LossFn, optimizer: Any, lr_variable: Any,
-                 jit_compile: bool, block_steps: int = 1) -> None:
+    def __init__(
+        self,
+        model: Any,
+        compute_loss: LossFn,
+        optimizer: Any,
+        lr_variable: Any,
+        jit_compile: bool,
+        block_steps: int = 1,
+    ) -> None:
         if is_distributed(model):
             raise TypeError(
                 "lrfinder's Keras trainer on JAX does not shard batches under keras.distribution: "
@@ -117,14 +124,25 @@ class JaxSteps:
 
     # -- pure functions of the state's values ---------------------------------------------------
 
-    def _step(self, trainable: list[Any], others: list[Any], slots: list[Any], x: Any, y: Any,
-              sample_weight: Any, lr: Any) -> tuple[list[Any], list[Any], list[Any], Any]:
+    def _step(
+        self,
+        trainable: list[Any],
+        others: list[Any],
+        slots: list[Any],
+        x: Any,
+        y: Any,
+        sample_weight: Any,
+        lr: Any,
+    ) -> tuple[list[Any], list[Any], list[Any], Any]:
         """One optimisation step on the values of the variables; their new values and the loss."""
         model, optimizer = self.model, self.optimizer
 
         def forward(trainable: list[Any]) -> Any:
-            mapping = [*zip(self.trainable, trainable, strict=True), *zip(self.others, others, strict=True),
-                       *zip(self.optimizer_variables, slots, strict=True)]  # a loss scale is read
+            mapping = [
+                *zip(self.trainable, trainable, strict=True),
+                *zip(self.others, others, strict=True),
+                *zip(self.optimizer_variables, slots, strict=True),
+            ]  # a loss scale is read
             with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
                 y_pred = model(x, training=True)
                 loss = self.compute_loss(x, y, y_pred, sample_weight, True)
@@ -142,16 +160,29 @@ class JaxSteps:
         mapping.extend(zip(self.optimizer_variables, slots, strict=True))
         with keras.StatelessScope(state_mapping=mapping) as scope:
             optimizer.apply(gradients, self.trainable)
-        return (_updated(scope, self.trainable, trainable), others,
-                _updated(scope, self.optimizer_variables, slots), loss.astype(jnp.float32))
+        return (
+            _updated(scope, self.trainable, trainable),
+            others,
+            _updated(scope, self.optimizer_variables, slots),
+            loss.astype(jnp.float32),
+        )
 
-    def _traced_step(self, trainable: list[Any], others: list[Any], slots: list[Any], x: Any, y: Any,
-                     sample_weight: Any, lr: Any) -> tuple[list[Any], list[Any], list[Any], Any]:
+    def _traced_step(
+        self,
+        trainable: list[Any],
+        others: list[Any],
+        slots: list[Any],
+        x: Any,
+        y: Any,
+        sample_weight: Any,
+        lr: Any,
+    ) -> tuple[list[Any], list[Any], list[Any], Any]:
         self.traces += 1  # runs once per trace when jitted
         return self._step(trainable, others, slots, x, y, sample_weight, lr)
 
-    def _evaluate_batch(self, trainable: list[Any], others: list[Any], x: Any, y: Any,
-                        sample_weight: Any) -> Any:
+    def _evaluate_batch(
+        self, trainable: list[Any], others: list[Any], x: Any, y: Any, sample_weight: Any
+    ) -> Any:
         mapping = [*zip(self.trainable, trainable, strict=True), *zip(self.others, others, strict=True)]
         with keras.StatelessScope(state_mapping=mapping, collect_losses=True):
             y_pred = self.model(x, training=False)
@@ -164,8 +195,9 @@ class JaxSteps:
         """Give the Keras variables the values the steps have computed so far."""
         if self._state is None:
             return
-        for variables, values in zip((self.trainable, self.others, self.optimizer_variables), self._state,
-                                     strict=True):
+        for variables, values in zip(
+            (self.trainable, self.others, self.optimizer_variables), self._state, strict=True
+        ):
             for variable, value in zip(variables, values, strict=True):
                 variable.assign(value)
         if self.lr_slot is None and self._last_lr is not None:
@@ -175,8 +207,11 @@ class JaxSteps:
     def train(self, batch: Batch, lr: float) -> Any:
         """One optimisation step at ``lr``, dispatched without waiting; its loss (a device array)."""
         if self._state is None:
-            self._state = tuple([v.value for v in group]
-                                for group in (self.trainable, self.others, self.optimizer_variables))
+            self._state = (
+                [v.value for v in self.trainable],
+                [v.value for v in self.others],
+                [v.value for v in self.optimizer_variables],
+            )
         x, y, sample_weight = _to_arrays(batch)
         rate = np.asarray(lr, dtype=self.lr_dtype)
         trainable, others, slots, loss = self._train(*self._state, x, y, sample_weight, rate)
@@ -215,7 +250,7 @@ class JaxSteps:
 
 def build_model(model: Any, x: Any) -> None:
     """Create the weights of a model that was never called (inference mode: no state changes)."""
-    model(_to_arrays((x,))[0], training=False)
+    model(_to_arrays((x, None, None))[0], training=False)
 
 
 def scope(model: Any) -> Any:
@@ -224,7 +259,8 @@ def scope(model: Any) -> Any:
     return contextlib.nullcontext()
 
 
-def make_steps(model: Any, compute_loss: LossFn, optimizer: Any, lr_variable: Any, jit_compile: bool,
-               block_steps: int) -> JaxSteps:
+def make_steps(
+    model: Any, compute_loss: LossFn, optimizer: Any, lr_variable: Any, jit_compile: bool, block_steps: int
+) -> JaxSteps:
     """The steps for one sweep (see :class:`~lrfinder.trainers.base.KerasStepModule`)."""
     return JaxSteps(model, compute_loss, optimizer, lr_variable, jit_compile, block_steps)

@@ -115,7 +115,7 @@ class TorchSteps:
 def build_model(model: Any, x: Any) -> None:
     """Create the weights of a model that was never called (inference mode: no state changes)."""
     with torch.no_grad():
-        model(_to_tensors((x,))[0], training=False)
+        model(_to_tensors((x, None, None))[0], training=False)
 
 
 def scope(model: Any) -> Any:

@@ -1,8 +1,12 @@
-"""The protocol between the sweep engine and a framework trainer.
+"""The protocols between the sweep engine, the trainers and the framework backends.
 
 A trainer owns everything framework-specific: the model, the optimizer, the data, devices, mixed
 precision, distributed reduction. The engine only asks it to save state, run one step at a given
-learning rate, read losses back as floats, and put the state back.
+learning rate, read losses back as floats, and put the state back (:class:`Trainer`).
+
+A backend is the module that makes trainers for one framework's models (:class:`TrainerBackend`):
+:func:`lrfinder.trainers.make_trainer` asks each backend whose framework is imported whether it
+accepts the model, and the first that does makes the trainer.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["Trainer", "TrainerBackend", "TrainerBase", "check_options"]
 
 
 @runtime_checkable
@@ -45,6 +51,33 @@ class Trainer(Protocol):
 
     def restore(self) -> None:
         """Put back the state saved by :meth:`snapshot` and free what the snapshot held."""
+
+
+@runtime_checkable
+class TrainerBackend(Protocol):
+    """A trainer module for one framework, such as :mod:`lrfinder.trainers.torch_trainer`.
+
+    The module is imported only once its framework is in ``sys.modules``, so it may import the
+    framework at top level. Adding a framework means writing one such module, listing it in
+    :data:`lrfinder.trainers.BACKENDS`, and adding its cases to the shared contract tests.
+
+    Attributes:
+        OPTIONS: The ``find_lr`` options :func:`make` takes (each a ``find_lr`` keyword); any
+            other option is a ``TypeError`` (see :func:`check_options`).
+    """
+
+    OPTIONS: frozenset[str]
+
+    def accepts(self, model: Any) -> bool:
+        """Whether ``model`` is one of this framework's models (cheap: no side effect)."""
+
+    def make(self, model: Any, data: Any, **options: Any) -> Trainer:
+        """A trainer for ``model`` fed by ``data``; ``options`` are find_lr's non-None options.
+
+        Raises:
+            TypeError: An option outside :attr:`OPTIONS`, or data of a kind it cannot read.
+            ValueError: An option's value is out of range.
+        """
 
 
 class TrainerBase:
@@ -90,12 +123,15 @@ class KerasSteps(Protocol):
     what is still queued and reads the losses back, once per block.
 
     Attributes:
-        block_steps: Steps queued before they run together (1: each step runs when it is given).
-        traces: Times the compiled training function was traced so far (0 where nothing is traced).
+        block_steps: Steps given before the losses are read back together; a backend that
+            compiles may run them as one call (1: each step runs and is read on its own).
     """
 
     block_steps: int
-    traces: int
+
+    @property
+    def traces(self) -> int:
+        """Times the compiled training function was traced so far."""
 
     def train(self, batch: Any, lr: float) -> Any:
         """Queue one optimisation step on ``batch`` at ``lr``; a handle for :meth:`losses`.
@@ -114,6 +150,7 @@ class KerasSteps(Protocol):
         """Free what the steps hold (gradients, compiled functions) after the sweep."""
 
 
+@runtime_checkable
 class KerasStepModule(Protocol):
     """What a Keras backend module (``lrfinder.trainers._keras_<backend>``) provides.
 

@@ -18,7 +18,7 @@ import importlib
 import inspect
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -26,7 +26,7 @@ import numpy as np
 from lrfinder.trainers._keras_data import BatchSource, is_arrays, make_source
 from lrfinder.trainers.base import KerasStepModule, KerasSteps, TrainerBase, check_options
 
-__all__ = ["KerasTrainer", "accepts", "make"]
+__all__ = ["OPTIONS", "KerasTrainer", "accepts", "make"]
 
 #: Keras backends this trainer has steps for, and the lrfinder module holding them.
 STEP_MODULES = {
@@ -35,6 +35,11 @@ STEP_MODULES = {
     "jax": "lrfinder.trainers._keras_jax",
 }
 
+if TYPE_CHECKING:  # mypy checks that every Keras step module follows the protocol
+    from lrfinder.trainers import _keras_jax, _keras_tf, _keras_torch
+
+    _CHECKED: tuple[KerasStepModule, ...] = (_keras_tf, _keras_torch, _keras_jax)
+
 #: Training steps run together (one compiled call on TensorFlow and JAX) and read back at once.
 #: The sweep may then stop up to a block after the step that diverged; the steps past it are
 #: not recorded and the state is restored anyway.
@@ -42,6 +47,9 @@ BLOCK_STEPS = 16
 
 #: Steps run ahead of the host on an accelerator before validation losses are read back (1 on CPU).
 ACCELERATOR_SYNC_EVERY = 8
+
+#: Options make() takes; everything else find_lr passes is rejected with a TypeError.
+OPTIONS = frozenset({"optimizer", "criterion", "val_loader", "val_batches", "batch_size", "shuffle"})
 
 #: find_lr options that have no meaning for a Keras model, with what to do instead.
 NOT_FOR_KERAS = {
@@ -70,9 +78,7 @@ def make(model: Any, data: Any = None, **options: Any) -> KerasTrainer:
     Raises:
         TypeError: An option that does not apply to Keras (its message names it and the Keras way).
     """
-    check_options("a Keras model", options,
-                  {"optimizer", "criterion", "val_loader", "val_batches", "batch_size", "shuffle"},
-                  NOT_FOR_KERAS)
+    check_options("a Keras model", options, OPTIONS, NOT_FOR_KERAS)
     return KerasTrainer(model, data, **options)
 
 
@@ -195,7 +201,7 @@ class KerasTrainer(TrainerBase):
                 f"Keras runs on {backend_name!r}: set KERAS_BACKEND=tensorflow, torch or jax, or call "
                 "find_lr(step) with a step(lr) -> loss function of your own"
             )
-        self._ops: KerasStepModule = importlib.import_module(STEP_MODULES[backend_name])  # type: ignore[assignment]
+        self._ops: KerasStepModule = importlib.import_module(STEP_MODULES[backend_name])
         if not model.compiled and (optimizer is None or criterion is None):
             missing = " and ".join(name for name, value in (("optimizer=", optimizer), ("loss=", criterion))
                                    if value is None)
