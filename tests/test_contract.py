@@ -24,7 +24,7 @@ FAST = {"num_iter": 20, "start_lr": 1e-4, "end_lr": 1e-1, "progress": False}
 TRAINER_OPTIONS = {
     "optimizer": None, "criterion": None, "val_loader": None, "val_batches": 1,  # set per case
     "accumulation_steps": 2, "amp": "bf16", "grad_clip": 1.0, "device": "cpu",
-    "batch_fn": lambda batch: batch, "batch_size": 4, "snapshot_dir": ".",
+    "batch_fn": lambda batch: batch, "batch_size": 4, "shuffle": False, "snapshot_dir": ".",
     "snapshot": lambda: None, "restore": lambda state: None,
 }
 
