@@ -326,9 +326,9 @@ def _load_keras(path: Path, data_path: Path, seed: int | None, optimizer: str | 
     except Exception as error:
         raise ScriptError(f"cannot load the Keras model {path}: {describe(error, path)}", error) from error
     if not model.compiled and (optimizer is None or loss is None):
-        missing = " and ".join(option for option, value in (("--optimizer NAME", optimizer),
-                                                            ("--loss NAME", loss)) if value is None)
-        raise ScriptUsageError(f"{path} holds a Keras model that was saved uncompiled: give {missing} "
+        needed = " and ".join(flag for flag, value in (("--optimizer NAME", optimizer),
+                                                       ("--loss NAME", loss)) if value is None)
+        raise ScriptUsageError(f"{path} holds a Keras model that was saved uncompiled: give {needed} "
                                "(Keras names, e.g. --optimizer adam --loss "
                                "sparse_categorical_crossentropy), or compile it before model.save()")
     return Job(source=str(path), script=path, model=model, data=(x, y), optimizer=optimizer, criterion=loss)

@@ -323,7 +323,8 @@ def test_an_uncompiled_keras_model_takes_optimizer_and_loss_options_or_says_to_g
     code, _, err = run([*base, "--optimizer", "adam"], tmp_path)
     assert code == 2 and "give --loss NAME (Keras names" in err and "--optimizer NAME" not in err
     code, _, err = run([*base, "--optimizer", "adamm", "--loss", "mse"], tmp_path)
-    assert code == 2 and err.startswith("Error: --optimizer 'adamm' is not a name Keras knows; give one such as adam")
+    assert code == 2 and err.startswith("Error: --optimizer 'adamm' is not a name Keras knows; give one "
+                                        "such as adam")
     code, _, err = run([*base, "--optimizer", "adam", "--loss", "nonsense"], tmp_path)
     assert code == 2 and err.startswith("Error: --loss 'nonsense' is not a name Keras knows")
 
