@@ -182,6 +182,33 @@ def test_blocks_of_steps_record_what_single_steps_record_and_stop_at_the_same_st
     np.testing.assert_allclose(blocked.losses, stepped.losses, rtol=1e-4)
 
 
+def test_ctrl_c_inside_a_block_restores_and_keeps_the_blocks_read_before_it():
+    setup = case(dropout=0.3)
+    before = setup.state()
+    trainer = keras_trainer.KerasTrainer(setup.model, setup.data, block_steps=4)
+    snapshot, blocks = trainer.snapshot, []
+
+    def snapshot_then_interrupt_the_second_block():
+        snapshot()
+        queue = trainer._steps._queue
+        run = queue._run
+
+        def run_or_interrupt(batches, lrs):
+            if blocks:
+                raise KeyboardInterrupt
+            blocks.append(len(batches))
+            return run(batches, lrs)
+
+        queue._run = run_or_interrupt
+
+    trainer.snapshot = snapshot_then_interrupt_the_second_block
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        outcome = run_sweep(trainer, SweepSettings(num_iter=12, start_lr=1e-3, end_lr=1e-1), progress=False)
+    assert outcome.stop_reason == "interrupted" and blocks == [4]
+    assert len(outcome.losses) == 4 and np.all(np.isfinite(outcome.losses))
+    assert_same(before, setup.state())
+
+
 def test_the_engine_reads_losses_back_once_per_block():
     setup = case()
     trainer = keras_trainer.make(setup.model, setup.data)
