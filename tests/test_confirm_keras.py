@@ -57,6 +57,7 @@ def test_the_score_is_the_held_out_loss_weighted_by_batch_size():
         model,
         (x, y),
         batch_size=16,
+        shuffle=False,  # in order, as the replay below reads them
         start_lr=1e-4,
         end_lr=1.0,
         num_iter=20,
