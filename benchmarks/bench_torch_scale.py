@@ -11,11 +11,14 @@ Adam's two moment buffers exist. The snapshot is the range test's own
 with the gradients cleared as ``find_lr`` leaves them at its first step, so the state it copies is
 the parameters plus Adam's ``exp_avg`` and ``exp_avg_sq``: three floats per parameter.
 
-Per round: one bare training step (zero_grad, forward, loss, backward, ``optimizer.step()``),
-``take()``, then ``restore()``; times are medians over rounds. Memory is read from
-``/proc/self/status`` (Linux): the high-water mark ``VmHWM`` is reset through
-``/proc/self/clear_refs`` just before ``take()`` and again just before ``restore()``, so each peak
-is that call's own, over the resident size just before it.
+Time, per round in one process: one bare training step (zero_grad, forward, loss, backward,
+``optimizer.step()``), a bare copy of the same state (one ``clone()`` per tensor: the floor of any
+in-memory snapshot), ``take()``, another step, then ``restore()``; medians over rounds. Memory, in
+a second fresh process per size with ``MALLOC_MMAP_THRESHOLD_=65536`` (so freed tensors go back to
+the system and the resident size follows the live ones): read from ``/proc/self/status`` (Linux),
+the high-water mark ``VmHWM`` reset through ``/proc/self/clear_refs`` just before ``take()`` and
+again just before ``restore()``, so each peak is that call's own, over the resident size just
+before it; "kept after" is the resident size after ``restore()`` minus that before ``take()``.
 """
 
 from __future__ import annotations
@@ -66,11 +69,9 @@ def width_for(millions: float) -> int:
     return round(math.sqrt(millions * 1e6 / LAYERS))
 
 
-def measure(millions: float, rounds: int) -> dict[str, Any]:
-    """One size, in this process: step, take and restore times, and the memory take/restore add."""
+def build(millions: float) -> tuple[Any, Any, Any]:
+    """(model, Adam optimizer, one training step) after a warm-up step: Adam's buffers exist."""
     import torch
-
-    from lrfinder.trainers._torch_state import TorchSnapshot
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -83,44 +84,77 @@ def measure(millions: float, rounds: int) -> dict[str, Any]:
         optimizer.zero_grad(set_to_none=True)
         torch.nn.functional.mse_loss(model(x), y).backward()
         optimizer.step()
+        optimizer.zero_grad(set_to_none=True)  # as find_lr finds them: cleared after a step
 
-    step()  # warm-up: Adam's moment buffers exist from here on
-    params = sum(p.numel() for p in model.parameters())
-    state_bytes = sum(p.numel() * p.element_size() for p in model.parameters()) + sum(
-        v.numel() * v.element_size()
-        for s in optimizer.state.values() for v in s.values() if isinstance(v, torch.Tensor)
-    )
+    step()
+    return model, optimizer, step
+
+
+def state_tensors(model: Any, optimizer: Any) -> list[Any]:
+    """What the snapshot copies: the parameters and every tensor of the optimizer's state."""
+    import torch
+
+    return list(model.parameters()) + [
+        v for s in optimizer.state.values() for v in s.values() if isinstance(v, torch.Tensor)
+    ]
+
+
+def measure_time(millions: float, rounds: int) -> dict[str, Any]:
+    """Median seconds of a training step, a bare copy of the state, ``take()`` and ``restore()``."""
+    import torch
+
+    from lrfinder.trainers._torch_state import TorchSnapshot
+
+    model, optimizer, step = build(millions)
     snapshot = TorchSnapshot([model], optimizer)
-    steps, takes, restores, take_mib, restore_mib, retained_mib = [], [], [], [], [], []
+    times: dict[str, list[float]] = {"step": [], "copy": [], "take": [], "restore": []}
+    first = next(model.parameters())
     for _ in range(rounds):
-        steps.append(_peak_over_rss(step)[0])
-        optimizer.zero_grad(set_to_none=True)  # find_lr clears them only after the snapshot
-        first = next(model.parameters())
-        reference = first.detach().clone()  # to check that restore really puts it back
-        rss_before = _status_kib("VmRSS")
-        seconds, added = _peak_over_rss(snapshot.take)
-        takes.append(seconds)
-        take_mib.append(added)
+        started = time.perf_counter()
+        step()
+        times["step"].append(time.perf_counter() - started)
+        started = time.perf_counter()  # the floor of any snapshot in memory: one clone per tensor
+        copies = [t.detach().clone() for t in state_tensors(model, optimizer)]
+        times["copy"].append(time.perf_counter() - started)
+        del copies
+        reference = first.detach().clone()
+        started = time.perf_counter()
+        snapshot.take()
+        times["take"].append(time.perf_counter() - started)
         step()  # the sweep changes the state before it is put back
-        optimizer.zero_grad(set_to_none=True)
-        seconds, added = _peak_over_rss(snapshot.restore)
-        restores.append(seconds)
-        restore_mib.append(added)
-        retained_mib.append((_status_kib("VmRSS") - rss_before) / 1024)
+        started = time.perf_counter()
+        snapshot.restore()
+        times["restore"].append(time.perf_counter() - started)
         if not torch.equal(first, reference):
             raise AssertionError("restore did not put the first parameter back")
-    return {
-        "millions": millions, "width": width, "params": params, "state_mib": state_bytes / MIB,
-        "step_s": statistics.median(steps), "take_s": statistics.median(takes),
-        "restore_s": statistics.median(restores), "take_mib": statistics.median(take_mib),
-        "restore_mib": statistics.median(restore_mib), "retained_mib": statistics.median(retained_mib),
-    }
+    params = sum(p.numel() for p in model.parameters())
+    state_bytes = sum(t.numel() * t.element_size() for t in state_tensors(model, optimizer))
+    return {"params": params, "state_mib": state_bytes / MIB,
+            **{f"{key}_s": statistics.median(values) for key, values in times.items()}}
 
 
-def _worker(millions: float, rounds: int) -> dict[str, Any]:
+def measure_memory(millions: float) -> dict[str, Any]:
+    """MiB that ``take()`` and ``restore()`` raise the peak resident size by, and what stays after."""
+    from lrfinder.trainers._torch_state import TorchSnapshot
+
+    model, optimizer, step = build(millions)
+    snapshot = TorchSnapshot([model], optimizer)
+    rss_before = _status_kib("VmRSS")
+    take_mib = _peak_over_rss(snapshot.take)[1]
+    step()
+    restore_mib = _peak_over_rss(snapshot.restore)[1]
+    return {"take_mib": take_mib, "restore_mib": restore_mib,
+            "retained_mib": (_status_kib("VmRSS") - rss_before) / 1024}
+
+
+def _worker(kind: str, millions: float, rounds: int) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    if kind == "memory":
+        # every allocation over 64 KiB gets its own mapping, returned to the system when freed, so
+        # the resident size follows the live tensors instead of the allocator's free lists
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", str(millions), "--rounds", str(rounds)],
+        [sys.executable, __file__, f"--{kind}-worker", str(millions), "--rounds", str(rounds)],
         capture_output=True, text=True, env=env, check=False, timeout=3600,
     )
     if out.returncode != 0:
@@ -140,10 +174,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="rounds of step/take/restore per size")
     parser.add_argument("--sizes", default=",".join(map(str, SIZES_M)),
                         help="model sizes in millions of parameters, comma-separated")
-    parser.add_argument("--worker", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--time-worker", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-worker", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker is not None:
-        print(json.dumps(measure(args.worker, args.rounds)))
+    if args.time_worker is not None:
+        print(json.dumps(measure_time(args.time_worker, args.rounds)))
+        return
+    if args.memory_worker is not None:
+        print(json.dumps(measure_memory(args.memory_worker)))
         return
 
     import torch
@@ -152,22 +190,25 @@ def main() -> None:
     print(f"torch {torch.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, 1 thread; "
           f"{LAYERS} square Linear layers, Adam, batch {BATCH}; medians of {args.rounds} rounds, "
           "one process per size\n")
-    print("| params | state MiB | step s | take s | restore s | take / step | restore / step "
-          "| take GB/s | peak added by take MiB | by restore MiB | kept after MiB |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| params | state MiB | step s | bare copy s | take s | restore s | take / step "
+          "| restore / step | take / bare copy | peak added by take MiB | by restore MiB "
+          "| kept after MiB |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     rows = []
     for millions in sizes:
-        row = _worker(millions, args.rounds)
+        row = {**_worker("time", millions, args.rounds), **_worker("memory", millions, 1)}
         rows.append(row)
         print(f"| {row['params'] / 1e6:.1f} M | {row['state_mib']:.0f} | {row['step_s']:.4f} | "
-              f"{row['take_s']:.4f} | {row['restore_s']:.4f} | {row['take_s'] / row['step_s']:.2f} | "
-              f"{row['restore_s'] / row['step_s']:.2f} | "
-              f"{row['state_mib'] * MIB / row['take_s'] / 1e9:.2f} | {row['take_mib']:.0f} | "
+              f"{row['copy_s']:.4f} | {row['take_s']:.4f} | {row['restore_s']:.4f} | "
+              f"{row['take_s'] / row['step_s']:.2f} | {row['restore_s'] / row['step_s']:.2f} | "
+              f"{row['take_s'] / row['copy_s']:.2f} | {row['take_mib']:.0f} | "
               f"{row['restore_mib']:.0f} | {row['retained_mib']:+.0f} |", flush=True)
     if len(rows) > 1:
         state = [r["state_mib"] for r in rows]
-        print(f"\nlog-log slope against the state's size: take {slope(state, [r['take_s'] for r in rows]):.2f}, "
+        print("\nlog-log slope against the state's size: "
+              f"take {slope(state, [r['take_s'] for r in rows]):.2f}, "
               f"restore {slope(state, [r['restore_s'] for r in rows]):.2f}, "
+              f"bare copy {slope(state, [r['copy_s'] for r in rows]):.2f}, "
               f"step {slope(state, [r['step_s'] for r in rows]):.2f}, "
               f"peak added by take {slope(state, [max(r['take_mib'], 1e-3) for r in rows]):.2f} "
               "(1 = proportional)")
