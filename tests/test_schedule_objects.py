@@ -143,7 +143,7 @@ def test_torch_errors_are_clear():
         no_suggestion().scheduler(optimizer, 10, "onecycle")
     with pytest.raises(ValueError, match="train_steps=N"):
         synthetic().scheduler(optimizer)
-    with pytest.raises(TypeError, match="torch.optim.Optimizer, got list"):
+    with pytest.raises(TypeError, match=r"torch\.optim\.Optimizer, got list"):
         synthetic().scheduler([], 10)
 
 
