@@ -129,8 +129,14 @@ def measure_time(millions: float, rounds: int) -> dict[str, Any]:
             raise AssertionError("restore did not put the first parameter back")
     params = sum(p.numel() for p in model.parameters())
     state_bytes = sum(t.numel() * t.element_size() for t in state_tensors(model, optimizer))
+    ratios = {  # medians of per-round ratios: a round's calls share the machine's state
+        "take_step": [t / s for t, s in zip(times["take"], times["step"], strict=True)],
+        "restore_step": [r / s for r, s in zip(times["restore"], times["step"], strict=True)],
+        "take_copy": [t / c for t, c in zip(times["take"], times["copy"], strict=True)],
+    }
     return {"params": params, "state_mib": state_bytes / MIB,
-            **{f"{key}_s": statistics.median(values) for key, values in times.items()}}
+            **{f"{key}_s": statistics.median(values) for key, values in times.items()},
+            **{key: statistics.median(values) for key, values in ratios.items()}}
 
 
 def measure_memory(millions: float) -> dict[str, Any]:
@@ -188,8 +194,8 @@ def main() -> None:
 
     sizes = [float(s) for s in args.sizes.split(",")]
     print(f"torch {torch.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, 1 thread; "
-          f"{LAYERS} square Linear layers, Adam, batch {BATCH}; medians of {args.rounds} rounds, "
-          "one process per size\n")
+          f"{LAYERS} square Linear layers, Adam, batch {BATCH}; medians of {args.rounds} rounds "
+          "(ratios: medians of per-round ratios), one process per size\n")
     print("| params | state MiB | step s | bare copy s | take s | restore s | take / step "
           "| restore / step | take / bare copy | peak added by take MiB | by restore MiB "
           "| kept after MiB |")
@@ -200,8 +206,8 @@ def main() -> None:
         rows.append(row)
         print(f"| {row['params'] / 1e6:.1f} M | {row['state_mib']:.0f} | {row['step_s']:.4f} | "
               f"{row['copy_s']:.4f} | {row['take_s']:.4f} | {row['restore_s']:.4f} | "
-              f"{row['take_s'] / row['step_s']:.2f} | {row['restore_s'] / row['step_s']:.2f} | "
-              f"{row['take_s'] / row['copy_s']:.2f} | {row['take_mib']:.0f} | "
+              f"{row['take_step']:.2f} | {row['restore_step']:.2f} | "
+              f"{row['take_copy']:.2f} | {row['take_mib']:.0f} | "
               f"{row['restore_mib']:.0f} | {row['retained_mib']:+.0f} |", flush=True)
     if len(rows) > 1:
         state = [r["state_mib"] for r in rows]
