@@ -167,12 +167,12 @@ def torch_scheduler(
     """
     import torch
 
-    from lrfinder.trainers.torch_trainer import _lr_ratios
+    from lrfinder.trainers._torch_options import lr_ratios
 
     schedule, total = choose(result, total_steps, schedule)
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__qualname__}")
-    ratios, _ = _lr_ratios(optimizer)
+    ratios, _ = lr_ratios(optimizer)
     schedulers = torch.optim.lr_scheduler
     groups = optimizer.param_groups
     if schedule == CYCLICAL:
