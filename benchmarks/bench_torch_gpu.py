@@ -2,7 +2,7 @@
 
 Run by hand from the repository root, normally through ``bash benchmarks/gpu_check.sh``::
 
-    python benchmarks/bench_torch_gpu.py                            # on CUDA, about a minute
+    python benchmarks/bench_torch_gpu.py                            # on CUDA
     python benchmarks/bench_torch_gpu.py --device cpu --tiny        # the same logic on the CPU (CI)
 
 Per model, every method runs the same ``--steps`` optimizer steps (Adam, LR ladder kept below

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check of issue #14, in one command, from the repository root:
 #
-#   bash benchmarks/gpu_check.sh            # on a machine with an NVIDIA GPU: about 2 minutes
+#   bash benchmarks/gpu_check.sh            # on a machine with an NVIDIA GPU: under 5 minutes
 #   bash benchmarks/gpu_check.sh --dry-run  # the same logic on the CPU with tiny sizes (CI, seconds)
 #
 # 1. The CUDA tests (tests/test_torch_cuda.py and the CUDA test of tests/test_torch.py) with
@@ -20,7 +20,7 @@ dry_run=0
 case "${1:-}" in
     "") ;;
     --dry-run) dry_run=1 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "Error: unknown option '$1'; use --dry-run or nothing (see --help)" >&2; exit 2 ;;
 esac
 
@@ -46,11 +46,11 @@ fi
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 
 echo "== 1/2 CUDA tests =="
-LRFINDER_REQUIRE_CUDA=1 timeout 150 "$PYTHON" -m pytest tests/test_torch_cuda.py tests/test_torch.py -k cuda \
+LRFINDER_REQUIRE_CUDA=1 timeout 130 "$PYTHON" -m pytest tests/test_torch_cuda.py tests/test_torch.py -k cuda \
     -q -p no:cacheprovider -rfEs || { echo "FAILED: the CUDA tests (exit $?)"; status=1; }
 
 echo "== 2/2 benchmark on the GPU (paste the table into benchmarks/torch.md) =="
-timeout 150 "$PYTHON" benchmarks/bench_torch_gpu.py --device cuda || { echo "FAILED: the benchmark (exit $?)"; status=1; }
+timeout 140 "$PYTHON" benchmarks/bench_torch_gpu.py --device cuda || { echo "FAILED: the benchmark (exit $?)"; status=1; }
 
 [ "$status" = 0 ] && echo "GPU check: all passed" || echo "GPU check: FAILED (see above)"
 exit $status
