@@ -68,24 +68,47 @@ def build(name: str, sizes: Sizes, device: Any) -> tuple[Any, Any, list[tuple[An
     nn = torch.nn
     if name == "mlp":
         width = sizes.mlp_width
-        model = nn.Sequential(nn.Linear(256, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
-                              nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10))
+        model = nn.Sequential(
+            nn.Linear(256, width),
+            nn.ReLU(),
+            nn.Linear(width, width),
+            nn.ReLU(),
+            nn.Linear(width, width),
+            nn.ReLU(),
+            nn.Linear(width, 10),
+        )
         shape, batch = (256,), sizes.mlp_batch
     else:
         c = sizes.cnn_channels
         model = nn.Sequential(
-            nn.Conv2d(3, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
-            nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c, 2 * c, 3, padding=1), nn.BatchNorm2d(2 * c), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(2 * c, 2 * c, 3, padding=1), nn.BatchNorm2d(2 * c), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * c, 10),
+            nn.Conv2d(3, c, 3, padding=1),
+            nn.BatchNorm2d(c),
+            nn.ReLU(),
+            nn.Conv2d(c, c, 3, padding=1),
+            nn.BatchNorm2d(c),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c, 2 * c, 3, padding=1),
+            nn.BatchNorm2d(2 * c),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(2 * c, 2 * c, 3, padding=1),
+            nn.BatchNorm2d(2 * c),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(2 * c, 10),
         )
         shape, batch = (3, 32, 32), sizes.cnn_batch
     model = model.to(device)
     generator = torch.Generator().manual_seed(1)
-    batches = [(torch.randn(batch, *shape, generator=generator).to(device),
-                torch.randint(0, 10, (batch,), generator=generator).to(device))
-               for _ in range(sizes.n_batches)]
+    batches = [
+        (
+            torch.randn(batch, *shape, generator=generator).to(device),
+            torch.randint(0, 10, (batch,), generator=generator).to(device),
+        )
+        for _ in range(sizes.n_batches)
+    ]
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
     x, y = batches[0]
     torch.nn.functional.cross_entropy(model(x), y).backward()
@@ -99,8 +122,14 @@ def ladder(steps: int) -> list[float]:
     return [1e-6 * 1000 ** (i / (steps - 1)) for i in range(steps)]
 
 
-def run(method: str, model: Any, optimizer: Any, batches: list[Any], steps: int,
-        hooks: dict[str, Callable[[Callable[[], None]], None]] | None = None) -> int:
+def run(
+    method: str,
+    model: Any,
+    optimizer: Any,
+    batches: list[Any],
+    steps: int,
+    hooks: dict[str, Callable[[Callable[[], None]], None]] | None = None,
+) -> int:
     """Run ``method`` for ``steps`` steps; the number of steps recorded."""
     import torch
 
@@ -123,8 +152,7 @@ def run(method: str, model: Any, optimizer: Any, batches: list[Any], steps: int,
     from lrfinder import find_lr
     from lrfinder.trainers import make_trainer
 
-    trainer = make_trainer(model, batches, optimizer=optimizer,
-                           criterion=torch.nn.functional.cross_entropy)
+    trainer = make_trainer(model, batches, optimizer=optimizer, criterion=torch.nn.functional.cross_entropy)
     if method == "lrfinder_sync1":
         trainer.sync_every = 1
     for name, hook in (hooks or {}).items():  # measure the snapshot and the restore apart
@@ -132,8 +160,9 @@ def run(method: str, model: Any, optimizer: Any, batches: list[Any], steps: int,
         setattr(trainer, name, lambda original=original, hook=hook: hook(original))
     with warnings.catch_warnings():  # a ladder kept below divergence gives no suggestion: say nothing
         warnings.filterwarnings("ignore", message="lrfinder", category=RuntimeWarning)
-        result = find_lr(trainer, start_lr=1e-6, end_lr=1e-3, num_iter=steps, diverge_threshold=None,
-                         progress=False)
+        result = find_lr(
+            trainer, start_lr=1e-6, end_lr=1e-3, num_iter=steps, diverge_threshold=None, progress=False
+        )
     return result.num_steps
 
 
@@ -166,7 +195,7 @@ def timing(name: str, sizes: Sizes, device: Any, methods: list[str]) -> list[dic
     model, optimizer, batches = build(name, sizes, device)
     records = []
     for index in range(sizes.rounds + 1):
-        order = methods[index % len(methods):] + methods[:index % len(methods)]
+        order = methods[index % len(methods) :] + methods[: index % len(methods)]
         record = {}
         for method in order:
             twin, twin_optimizer = _twin(model, optimizer)
@@ -208,6 +237,7 @@ def cuda_profile(name: str, sizes: Sizes, device: Any, method: str) -> dict[str,
             call()
             outside[f"{what}_syncs"] = float(counter.count - syncs)
             outside[f"{what}_added"] = float(torch.cuda.max_memory_allocated() - start)
+
         return hook
 
     hooks = {"snapshot": apart("take"), "restore": apart("restore")} if method.startswith("lrfinder") else {}
@@ -236,8 +266,11 @@ class CheckFailed(Exception):
 def _tensors(model: Any, optimizer: Any) -> list[Any]:
     import torch
 
-    return [*model.parameters(), *model.buffers(), *(
-        v for s in optimizer.state.values() for v in s.values() if isinstance(v, torch.Tensor))]
+    return [
+        *model.parameters(),
+        *model.buffers(),
+        *(v for s in optimizer.state.values() for v in s.values() if isinstance(v, torch.Tensor)),
+    ]
 
 
 def _twin(model: Any, optimizer: Any) -> tuple[Any, Any]:
@@ -271,9 +304,11 @@ def main() -> int:
 
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        print(f"Error: --device {args.device} but torch {torch.__version__} sees no CUDA device; run on "
-              "a machine with an NVIDIA GPU and a CUDA build of torch, or use --device cpu --tiny",
-              file=sys.stderr)
+        print(
+            f"Error: --device {args.device} but torch {torch.__version__} sees no CUDA device; run on "
+            "a machine with an NVIDIA GPU and a CUDA build of torch, or use --device cpu --tiny",
+            file=sys.stderr,
+        )
         return 2
     if device.type not in ("cuda", "cpu"):
         print(f"Error: --device must be cuda or cpu, got {args.device!r}", file=sys.stderr)
@@ -284,12 +319,16 @@ def main() -> int:
     if not cuda:
         torch.set_num_threads(1)
     where = torch.cuda.get_device_name(device) if cuda else "CPU (dry run: no memory or sync columns)"
-    print(f"{where}; torch {torch.__version__}, Python {sys.version.split()[0]}; Adam, "
-          f"{sizes.steps} steps, batches on the device; time: medians of {sizes.rounds} interleaved "
-          f"rounds (ratios: median of per-round ratios); lrfinder reads losses every "
-          f"{ACCELERATOR_SYNC_EVERY} steps on an accelerator\n")
-    print("| model | method | median s | vs bare | vs bare_noread | peak added MiB | over bare MiB "
-          "| host syncs per step (in steps) | take adds B | restore adds MiB | take + restore syncs |")
+    print(
+        f"{where}; torch {torch.__version__}, Python {sys.version.split()[0]}; Adam, "
+        f"{sizes.steps} steps, batches on the device; time: medians of {sizes.rounds} interleaved "
+        f"rounds (ratios: median of per-round ratios); lrfinder reads losses every "
+        f"{ACCELERATOR_SYNC_EVERY} steps on an accelerator\n"
+    )
+    print(
+        "| model | method | median s | vs bare | vs bare_noread | peak added MiB | over bare MiB "
+        "| host syncs per step (in steps) | take adds B | restore adds MiB | take + restore syncs |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     failures: list[str] = []
     methods = list(METHODS)
@@ -307,14 +346,20 @@ def main() -> int:
             cells = ["n/a"] * 6
             if cuda:
                 p, bare = profiles[method], profiles["bare"]
-                cells = [f"{p['peak_added'] / MIB:.1f}",
-                         f"{(p['peak_added'] - bare['peak_added']) / MIB:+.2f}",
-                         f"{p['syncs'] / sizes.steps:.3f} ({p['step_syncs'] / sizes.steps:.3f})",
-                         f"{p['take_added']:.0f}" if "take_added" in p else "",
-                         f"{p['restore_added'] / MIB:.1f}" if "restore_added" in p else "",
-                         f"{p['take_syncs'] + p['restore_syncs']:.0f}" if "take_syncs" in p else ""]
-            print(f"| {name} | {method} | {seconds:.4f} | {to_bare:.3f} | {to_floor:.3f} | "
-                  + " | ".join(cells) + " |", flush=True)
+                cells = [
+                    f"{p['peak_added'] / MIB:.1f}",
+                    f"{(p['peak_added'] - bare['peak_added']) / MIB:+.2f}",
+                    f"{p['syncs'] / sizes.steps:.3f} ({p['step_syncs'] / sizes.steps:.3f})",
+                    f"{p['take_added']:.0f}" if "take_added" in p else "",
+                    f"{p['restore_added'] / MIB:.1f}" if "restore_added" in p else "",
+                    f"{p['take_syncs'] + p['restore_syncs']:.0f}" if "take_syncs" in p else "",
+                ]
+            print(
+                f"| {name} | {method} | {seconds:.4f} | {to_bare:.3f} | {to_floor:.3f} | "
+                + " | ".join(cells)
+                + " |",
+                flush=True,
+            )
         if not restore_is_exact(name, sizes, device):
             failures.append(f"{name}: lrfinder did not restore the parameters and Adam state bit for bit")
         if cuda:
@@ -333,16 +378,22 @@ def profile_failures(name: str, profiles: dict[str, dict[str, float]], steps: in
     for method, every in (("lrfinder", block), ("lrfinder_sync1", 1)):
         p = profiles[method]
         if p["take_added"] != 0:
-            failures.append(f"{name}/{method}: the snapshot took {p['take_added']:.0f} B of accelerator "
-                            "memory (it must copy to CPU memory only)")
+            failures.append(
+                f"{name}/{method}: the snapshot took {p['take_added']:.0f} B of accelerator "
+                "memory (it must copy to CPU memory only)"
+            )
         if p["peak_added"] > profiles["bare"]["peak_added"] + SLACK_BYTES:
-            failures.append(f"{name}/{method}: peak accelerator memory "
-                            f"{(p['peak_added'] - profiles['bare']['peak_added']) / MIB:+.2f} MiB over the "
-                            "bare loop")
+            failures.append(
+                f"{name}/{method}: peak accelerator memory "
+                f"{(p['peak_added'] - profiles['bare']['peak_added']) / MIB:+.2f} MiB over the "
+                "bare loop"
+            )
         allowed = floor + math.ceil(steps / every)
         if p["step_syncs"] > allowed:
-            failures.append(f"{name}/{method}: {p['step_syncs']:.0f} host syncs in its steps, more than "
-                            f"the floor's {floor:.0f} plus one read per {every} steps ({allowed:.0f})")
+            failures.append(
+                f"{name}/{method}: {p['step_syncs']:.0f} host syncs in its steps, more than "
+                f"the floor's {floor:.0f} plus one read per {every} steps ({allowed:.0f})"
+            )
     return failures
 
 

@@ -134,9 +134,12 @@ def measure_time(millions: float, rounds: int) -> dict[str, Any]:
         "restore_step": [r / s for r, s in zip(times["restore"], times["step"], strict=True)],
         "take_copy": [t / c for t, c in zip(times["take"], times["copy"], strict=True)],
     }
-    return {"params": params, "state_mib": state_bytes / MIB,
-            **{f"{key}_s": statistics.median(values) for key, values in times.items()},
-            **{key: statistics.median(values) for key, values in ratios.items()}}
+    return {
+        "params": params,
+        "state_mib": state_bytes / MIB,
+        **{f"{key}_s": statistics.median(values) for key, values in times.items()},
+        **{key: statistics.median(values) for key, values in ratios.items()},
+    }
 
 
 def measure_memory(millions: float) -> dict[str, Any]:
@@ -149,8 +152,11 @@ def measure_memory(millions: float) -> dict[str, Any]:
     take_mib = _peak_over_rss(snapshot.take)[1]
     step()
     restore_mib = _peak_over_rss(snapshot.restore)[1]
-    return {"take_mib": take_mib, "restore_mib": restore_mib,
-            "retained_mib": (_status_kib("VmRSS") - rss_before) / 1024}
+    return {
+        "take_mib": take_mib,
+        "restore_mib": restore_mib,
+        "retained_mib": (_status_kib("VmRSS") - rss_before) / 1024,
+    }
 
 
 def _worker(kind: str, millions: float, rounds: int) -> dict[str, Any]:
@@ -161,7 +167,11 @@ def _worker(kind: str, millions: float, rounds: int) -> dict[str, Any]:
         env["MALLOC_MMAP_THRESHOLD_"] = "65536"
     out = subprocess.run(
         [sys.executable, __file__, f"--{kind}-worker", str(millions), "--rounds", str(rounds)],
-        capture_output=True, text=True, env=env, check=False, timeout=3600,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=3600,
     )
     if out.returncode != 0:
         raise RuntimeError(f"size {millions}M failed:\n{out.stderr}")
@@ -178,8 +188,11 @@ def slope(xs: list[float], ys: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="rounds of step/take/restore per size")
-    parser.add_argument("--sizes", default=",".join(map(str, SIZES_M)),
-                        help="model sizes in millions of parameters, comma-separated")
+    parser.add_argument(
+        "--sizes",
+        default=",".join(map(str, SIZES_M)),
+        help="model sizes in millions of parameters, comma-separated",
+    )
     parser.add_argument("--time-worker", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--memory-worker", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -193,31 +206,40 @@ def main() -> None:
     import torch
 
     sizes = [float(s) for s in args.sizes.split(",")]
-    print(f"torch {torch.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, 1 thread; "
-          f"{LAYERS} square Linear layers, Adam, batch {BATCH}; medians of {args.rounds} rounds "
-          "(ratios: medians of per-round ratios), one process per size\n")
-    print("| params | state MiB | step s | bare copy s | take s | restore s | take / step "
-          "| restore / step | take / bare copy | peak added by take MiB | by restore MiB "
-          "| kept after MiB |")
+    print(
+        f"torch {torch.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, 1 thread; "
+        f"{LAYERS} square Linear layers, Adam, batch {BATCH}; medians of {args.rounds} rounds "
+        "(ratios: medians of per-round ratios), one process per size\n"
+    )
+    print(
+        "| params | state MiB | step s | bare copy s | take s | restore s | take / step "
+        "| restore / step | take / bare copy | peak added by take MiB | by restore MiB "
+        "| kept after MiB |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     rows = []
     for millions in sizes:
         row = {**_worker("time", millions, args.rounds), **_worker("memory", millions, 1)}
         rows.append(row)
-        print(f"| {row['params'] / 1e6:.1f} M | {row['state_mib']:.0f} | {row['step_s']:.4f} | "
-              f"{row['copy_s']:.4f} | {row['take_s']:.4f} | {row['restore_s']:.4f} | "
-              f"{row['take_step']:.2f} | {row['restore_step']:.2f} | "
-              f"{row['take_copy']:.2f} | {row['take_mib']:.0f} | "
-              f"{row['restore_mib']:.0f} | {row['retained_mib']:+.0f} |", flush=True)
+        print(
+            f"| {row['params'] / 1e6:.1f} M | {row['state_mib']:.0f} | {row['step_s']:.4f} | "
+            f"{row['copy_s']:.4f} | {row['take_s']:.4f} | {row['restore_s']:.4f} | "
+            f"{row['take_step']:.2f} | {row['restore_step']:.2f} | "
+            f"{row['take_copy']:.2f} | {row['take_mib']:.0f} | "
+            f"{row['restore_mib']:.0f} | {row['retained_mib']:+.0f} |",
+            flush=True,
+        )
     if len(rows) > 1:
         state = [r["state_mib"] for r in rows]
-        print("\nlog-log slope against the state's size: "
-              f"take {slope(state, [r['take_s'] for r in rows]):.2f}, "
-              f"restore {slope(state, [r['restore_s'] for r in rows]):.2f}, "
-              f"bare copy {slope(state, [r['copy_s'] for r in rows]):.2f}, "
-              f"step {slope(state, [r['step_s'] for r in rows]):.2f}, "
-              f"peak added by take {slope(state, [max(r['take_mib'], 1e-3) for r in rows]):.2f} "
-              "(1 = proportional)")
+        print(
+            "\nlog-log slope against the state's size: "
+            f"take {slope(state, [r['take_s'] for r in rows]):.2f}, "
+            f"restore {slope(state, [r['restore_s'] for r in rows]):.2f}, "
+            f"bare copy {slope(state, [r['copy_s'] for r in rows]):.2f}, "
+            f"step {slope(state, [r['step_s'] for r in rows]):.2f}, "
+            f"peak added by take {slope(state, [max(r['take_mib'], 1e-3) for r in rows]):.2f} "
+            "(1 = proportional)"
+        )
 
 
 if __name__ == "__main__":

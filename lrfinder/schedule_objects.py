@@ -33,8 +33,17 @@ if TYPE_CHECKING:
     from lrfinder.result import LRFinderResult
 
 __all__ = [
-    "CYCLICAL", "DEFAULT_CYCLES", "SCHEDULES", "bounds", "choose", "cyclical_lr_at", "cyclical_step_size",
-    "expected_curve", "keras_schedule", "peak_lr", "torch_scheduler",
+    "CYCLICAL",
+    "DEFAULT_CYCLES",
+    "SCHEDULES",
+    "bounds",
+    "choose",
+    "cyclical_lr_at",
+    "cyclical_step_size",
+    "expected_curve",
+    "keras_schedule",
+    "peak_lr",
+    "torch_scheduler",
 ]
 
 CYCLICAL = "cyclical"
@@ -118,7 +127,10 @@ def cyclical_lr_at(low: float, high: float, step: int, step_size: int) -> float:
 
 
 def expected_curve(
-    result: LRFinderResult, total_steps: int | None = None, schedule: str | None = None, *,
+    result: LRFinderResult,
+    total_steps: int | None = None,
+    schedule: str | None = None,
+    *,
     cycles: int = DEFAULT_CYCLES,
 ) -> np.ndarray:
     """The LR of every step that the schedule objects built from ``result`` give, shape ``(total,)``.
@@ -178,17 +190,23 @@ def torch_scheduler(
     if schedule == CYCLICAL:
         low, high = bounds(result)
         return schedulers.CyclicLR(
-            optimizer, base_lr=[low * r for r in ratios], max_lr=[high * r for r in ratios],
-            step_size_up=cyclical_step_size(total, cycles), mode="triangular", cycle_momentum=False,
+            optimizer,
+            base_lr=[low * r for r in ratios],
+            max_lr=[high * r for r in ratios],
+            step_size_up=cyclical_step_size(total, cycles),
+            mode="triangular",
+            cycle_momentum=False,
         )
     peak = peak_lr(result)
     if schedule == plan.ONECYCLE:
         # OneCycleLR refuses an optimizer without momentum or betas, and would switch on the
         # momentum of an SGD that had none
         cycle_momentum = "betas" in optimizer.defaults or (
-            "momentum" in optimizer.defaults and all(g.get("momentum", 0) > 0 for g in groups))
-        return schedulers.OneCycleLR(optimizer, max_lr=[peak * r for r in ratios], total_steps=total,
-                                     cycle_momentum=cycle_momentum)
+            "momentum" in optimizer.defaults and all(g.get("momentum", 0) > 0 for g in groups)
+        )
+        return schedulers.OneCycleLR(
+            optimizer, max_lr=[peak * r for r in ratios], total_steps=total, cycle_momentum=cycle_momentum
+        )
     for group, ratio in zip(groups, ratios, strict=True):
         # set both: a scheduler built earlier on this optimizer left its own initial_lr behind
         group["initial_lr"] = peak * ratio
@@ -232,6 +250,8 @@ def keras_schedule(
 
     warmup = plan.cosine_warmup_steps(total)
     return keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=max(1, total - warmup), warmup_target=peak, warmup_steps=warmup,
+        0.0,
+        decay_steps=max(1, total - warmup),
+        warmup_target=peak,
+        warmup_steps=warmup,
     )
-

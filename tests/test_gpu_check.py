@@ -26,8 +26,15 @@ def bench_module():
 
 def run_script(*args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1")
-    return subprocess.run(["bash", str(SCRIPT), *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=180, check=False)
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
 
 
 def test_dry_run_runs_the_benchmark_logic_on_the_cpu_and_prints_the_table():
@@ -57,24 +64,41 @@ def profiles(**changes: dict[str, float]) -> dict[str, dict[str, float]]:
     clean = {
         "bare": {"peak_added": 100e6, "syncs": 200, "step_syncs": 200},
         "bare_noread": {"peak_added": 100e6, "syncs": 1, "step_syncs": 1},
-        "lrfinder": {"peak_added": 100e6 + 4096, "syncs": 60, "step_syncs": 25, "take_added": 0,
-                     "take_syncs": 20, "restore_syncs": 15},
-        "lrfinder_sync1": {"peak_added": 100e6, "syncs": 235, "step_syncs": 200, "take_added": 0,
-                           "take_syncs": 20, "restore_syncs": 15},
+        "lrfinder": {
+            "peak_added": 100e6 + 4096,
+            "syncs": 60,
+            "step_syncs": 25,
+            "take_added": 0,
+            "take_syncs": 20,
+            "restore_syncs": 15,
+        },
+        "lrfinder_sync1": {
+            "peak_added": 100e6,
+            "syncs": 235,
+            "step_syncs": 200,
+            "take_added": 0,
+            "take_syncs": 20,
+            "restore_syncs": 15,
+        },
     }
     for method, values in changes.items():
         clean[method] = {**clean[method], **values}
     return clean
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({}, None),
-    ({"lrfinder": {"take_added": 512}}, "the snapshot took 512 B"),
-    ({"lrfinder": {"peak_added": 100e6 + 2**21}}, "+2.00 MiB over the bare loop"),
-    ({"lrfinder": {"step_syncs": 27}}, "27 host syncs in its steps, more than the floor's 1 plus one read "
-                                      "per 8 steps (26)"),
-    ({"lrfinder_sync1": {"step_syncs": 202}}, "lrfinder_sync1: 202 host syncs"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({}, None),
+        ({"lrfinder": {"take_added": 512}}, "the snapshot took 512 B"),
+        ({"lrfinder": {"peak_added": 100e6 + 2**21}}, "+2.00 MiB over the bare loop"),
+        (
+            {"lrfinder": {"step_syncs": 27}},
+            "27 host syncs in its steps, more than the floor's 1 plus one read per 8 steps (26)",
+        ),
+        ({"lrfinder_sync1": {"step_syncs": 202}}, "lrfinder_sync1: 202 host syncs"),
+    ],
+)
 def test_the_benchmarks_checks_fail_exactly_when_a_promise_is_broken(changes, message):
     failures = bench_module().profile_failures("mlp", profiles(**changes), 200, 8)
     if message is None:

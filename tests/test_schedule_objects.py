@@ -30,11 +30,13 @@ def torch_lrs(scheduler, optimizer, total: int) -> np.ndarray:
 
 def sgd(torch, lrs=(0.5,), momentum=0.9):
     params = [torch.nn.Parameter(torch.zeros(2)) for _ in lrs]
-    return torch.optim.SGD([{"params": [p], "lr": lr} for p, lr in zip(params, lrs, strict=True)],
-                           momentum=momentum)
+    return torch.optim.SGD(
+        [{"params": [p], "lr": lr} for p, lr in zip(params, lrs, strict=True)], momentum=momentum
+    )
 
 
 # -- without a framework -----------------------------------------------------------------------
+
 
 def test_the_schedule_and_steps_come_from_the_plan_when_not_given():
     result = synthetic()
@@ -53,13 +55,16 @@ def test_the_schedule_and_steps_come_from_the_plan_when_not_given():
 def test_the_expected_curve_is_the_plans_at_the_suggestion_and_a_triangle_for_cyclical():
     result = synthetic()
     for schedule in PLAN_SCHEDULES:
-        np.testing.assert_array_equal(so.expected_curve(result, 50, schedule),
-                                      plan.lr_curve(schedule, result.suggestion, 50))
+        np.testing.assert_array_equal(
+            so.expected_curve(result, 50, schedule), plan.lr_curve(schedule, result.suggestion, 50)
+        )
     low, high = result.lr_range
     curve = so.expected_curve(result, 16, "cyclical", cycles=2)  # half cycles of 4 steps
-    np.testing.assert_allclose(curve[[0, 2, 4, 6, 8, 12, 15]],
-                               [low, (low + high) / 2, high, (low + high) / 2, low, high,
-                                low + (high - low) / 4], rtol=1e-12)
+    np.testing.assert_allclose(
+        curve[[0, 2, 4, 6, 8, 12, 15]],
+        [low, (low + high) / 2, high, (low + high) / 2, low, high, low + (high - low) / 4],
+        rtol=1e-12,
+    )
     with pytest.raises(ValueError, match="cycles must be a positive integer"):
         so.expected_curve(result, 16, "cyclical", cycles=0)
 
@@ -74,6 +79,7 @@ def test_no_suggestion_is_a_clear_error_that_says_why():
 
 # -- torch -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("schedule", [*PLAN_SCHEDULES, "cyclical"])
 def test_torch_schedulers_follow_the_curve_step_by_step(schedule):
     torch = require("torch")
@@ -81,10 +87,18 @@ def test_torch_schedulers_follow_the_curve_step_by_step(schedule):
     for total in TOTALS:
         optimizer = sgd(torch)
         scheduler = result.scheduler(optimizer, total_steps=total, schedule=schedule)
-        expected = (plan.lr_curve(schedule, result.suggestion, total) if schedule != "cyclical"
-                    else so.expected_curve(result, total, schedule))
-        np.testing.assert_allclose(torch_lrs(scheduler, optimizer, total)[:, 0], expected,
-                                   rtol=1e-12, atol=0, err_msg=f"{schedule}, {total} steps")
+        expected = (
+            plan.lr_curve(schedule, result.suggestion, total)
+            if schedule != "cyclical"
+            else so.expected_curve(result, total, schedule)
+        )
+        np.testing.assert_allclose(
+            torch_lrs(scheduler, optimizer, total)[:, 0],
+            expected,
+            rtol=1e-12,
+            atol=0,
+            err_msg=f"{schedule}, {total} steps",
+        )
 
 
 def test_torch_onecycle_is_torchs_own_object_and_cycles_momentum_only_where_there_is_one():
@@ -149,6 +163,7 @@ def test_torch_errors_are_clear():
 
 # -- keras -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("schedule", [*PLAN_SCHEDULES, "cyclical"])
 def test_keras_schedules_follow_the_curve_step_by_step(schedule):
     keras = require("keras")
@@ -159,8 +174,9 @@ def test_keras_schedules_follow_the_curve_step_by_step(schedule):
         expected = so.expected_curve(result, total, schedule)
         got = np.array([float(lr_schedule(step)) for step in range(total)])
         # float32 arithmetic: relative error ~1e-7, absolute near the zeros of the curves
-        np.testing.assert_allclose(got, expected, rtol=2e-6, atol=1e-6 * expected.max(),
-                                   err_msg=f"{schedule}, {total} steps")
+        np.testing.assert_allclose(
+            got, expected, rtol=2e-6, atol=1e-6 * expected.max(), err_msg=f"{schedule}, {total} steps"
+        )
 
 
 def test_keras_schedules_hold_after_the_last_step_and_serialize():
@@ -188,7 +204,8 @@ def test_keras_schedule_drives_a_real_optimizer():
     model.fit(x, y, batch_size=4, epochs=1, verbose=0)  # 3 steps
     assert int(model.optimizer.iterations) == 3
     assert float(model.optimizer.learning_rate) == pytest.approx(
-        plan.lr_at("onecycle", result.suggestion, 3, 20), rel=1e-6)
+        plan.lr_at("onecycle", result.suggestion, 3, 20), rel=1e-6
+    )
 
 
 def test_keras_errors_are_clear():

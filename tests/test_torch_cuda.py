@@ -40,11 +40,13 @@ SYNC_MESSAGE = "synchronizing CUDA operation"
 
 def test_cuda_is_there():
     assert torch.cuda.is_available(), (
-        f"torch {torch.__version__} sees no CUDA device (LRFINDER_REQUIRE_CUDA=1 asks for one)")
+        f"torch {torch.__version__} sees no CUDA device (LRFINDER_REQUIRE_CUDA=1 asks for one)"
+    )
 
 
-def cuda_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
-               scaler: Any = None) -> dict[str, Any]:
+def cuda_state(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None, scaler: Any = None
+) -> dict[str, Any]:
     """Everything a sweep may change, as host copies, with each tensor's device and dtype."""
     state: dict[str, Any] = {}
 
@@ -102,8 +104,9 @@ def gpu_setup(optimizer_kind: str = "sgd", n_batches: int = 6, seed: int = 0, dr
     F.cross_entropy(model(x[:BATCH].cuda()), y[:BATCH].cuda()).backward()
     optimizer.step()
     F.cross_entropy(model(x[:BATCH].cuda()), y[:BATCH].cuda()).backward()  # gradients exist too
-    loader = DataLoader(TensorDataset(x, y), batch_size=BATCH, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(
+        TensorDataset(x, y), batch_size=BATCH, shuffle=True, generator=torch.Generator().manual_seed(seed)
+    )
     return model, optimizer, loader, (x, y)
 
 
@@ -111,12 +114,16 @@ def first_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, dtype: 
     """The loss of the first batch at the current state, computed apart under autocast."""
     twin = copy.deepcopy(model).train()
     devices = torch.cuda.device_count()
-    with torch.no_grad(), torch.random.fork_rng(devices=list(range(devices))), \
-            torch.autocast("cuda", dtype=dtype):
+    with (
+        torch.no_grad(),
+        torch.random.fork_rng(devices=list(range(devices))),
+        torch.autocast("cuda", dtype=dtype),
+    ):
         return float(torch.nn.functional.cross_entropy(twin(x.cuda()), y.cuda()).float())
 
 
 # -- mixed precision ---------------------------------------------------------------------------
+
 
 def test_fp16_with_a_fresh_grad_scaler_runs_and_restores_everything():
     model, optimizer, loader, _ = gpu_setup("sgd")
@@ -144,7 +151,7 @@ def test_first_loss_is_the_batchs_own_under_autocast(amp, dtype):
     x, y = classification_data(4 * BATCH, seed=3)
     model = mlp(seed=3).cuda()  # no dropout: the loss is a function of the weights and batch alone
     expected = first_loss(model, x[:BATCH], y[:BATCH], dtype)
-    batches = [(x[i:i + BATCH], y[i:i + BATCH]) for i in range(0, len(x), BATCH)]
+    batches = [(x[i : i + BATCH], y[i : i + BATCH]) for i in range(0, len(x), BATCH)]
     result = find_lr(model, batches, torch.optim.SGD(model.parameters(), lr=0.01), amp=amp, **QUICK)
     assert result.losses[0] == pytest.approx(expected, rel=1e-6)
 
@@ -160,6 +167,7 @@ def test_bf16_runs_on_the_default_optimizer_and_restores_everything():
 
 # -- device moves ------------------------------------------------------------------------------
 
+
 def test_a_cpu_model_with_adam_state_swept_on_cuda_comes_back_to_the_cpu_unchanged():
     x, y = classification_data(6 * BATCH)
     model = mlp(dropout=0.1)
@@ -169,12 +177,22 @@ def test_a_cpu_model_with_adam_state_swept_on_cuda_comes_back_to_the_cpu_unchang
     params = list(model.parameters())
     before = cuda_state(model, optimizer)
     seen: list[str] = []
-    result = find_lr(model, DataLoader(TensorDataset(x, y), batch_size=BATCH), optimizer, device="cuda",
-                     callback=lambda *_: seen.append(next(model.parameters()).device.type), **QUICK)
+    result = find_lr(
+        model,
+        DataLoader(TensorDataset(x, y), batch_size=BATCH),
+        optimizer,
+        device="cuda",
+        callback=lambda *_: seen.append(next(model.parameters()).device.type),
+        **QUICK,
+    )
     assert result.info["device"].startswith("cuda") and set(seen) == {"cuda"}
     assert all(a is b for a, b in zip(params, model.parameters(), strict=True))  # the same Parameters
-    assert all(v.device.type == "cpu" for s in optimizer.state.values() for v in s.values()
-               if isinstance(v, torch.Tensor))
+    assert all(
+        v.device.type == "cpu"
+        for s in optimizer.state.values()
+        for v in s.values()
+        if isinstance(v, torch.Tensor)
+    )
     assert_same(before, cuda_state(model, optimizer))
 
 
@@ -188,11 +206,12 @@ def test_a_cuda_model_swept_on_the_cpu_goes_back_to_the_gpu_unchanged():
 
 # -- block reads of the losses, host syncs, device memory --------------------------------------
 
+
 def test_losses_are_read_in_blocks_and_the_record_ends_at_the_divergence():
     outcomes = []
     for sync_every in (1, ACCELERATOR_SYNC_EVERY):
         model, optimizer, _, (x, y) = gpu_setup("sgd", seed=4, dropout=0.0)  # the same losses in both
-        batches = [(x[i:i + BATCH], y[i:i + BATCH]) for i in range(0, len(x), BATCH)]
+        batches = [(x[i : i + BATCH], y[i : i + BATCH]) for i in range(0, len(x), BATCH)]
         trainer = make_trainer(model, batches, optimizer=optimizer)
         assert trainer.sync_every == ACCELERATOR_SYNC_EVERY > 1  # the accelerator default
         trainer.sync_every = sync_every
@@ -221,7 +240,7 @@ def counting_syncs() -> Iterator[list[int]]:
 
 def test_steps_add_no_host_sync_and_a_block_is_read_with_one():
     x, y = classification_data(8 * BATCH, seed=6)
-    batches = [(x[i:i + BATCH].cuda(), y[i:i + BATCH].cuda()) for i in range(0, len(x), BATCH)]
+    batches = [(x[i : i + BATCH].cuda(), y[i : i + BATCH].cuda()) for i in range(0, len(x), BATCH)]
     model = mlp(seed=6).cuda()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
@@ -237,8 +256,7 @@ def test_steps_add_no_host_sync_and_a_block_is_read_with_one():
     with counting_syncs() as bare:
         for index in range(16):
             bare_step(index % len(batches))
-    trainer = make_trainer(model, batches, optimizer=optimizer,
-                           criterion=torch.nn.functional.cross_entropy)
+    trainer = make_trainer(model, batches, optimizer=optimizer, criterion=torch.nn.functional.cross_entropy)
     trainer.snapshot()
     try:
         trainer.step(1e-4)
@@ -257,12 +275,16 @@ def test_steps_add_no_host_sync_and_a_block_is_read_with_one():
 
 def _adam_model(width: int = 1024) -> tuple[torch.nn.Module, torch.optim.Optimizer, list[Any]]:
     torch.manual_seed(7)
-    model = torch.nn.Sequential(torch.nn.Linear(FEATURES, width), torch.nn.ReLU(),
-                                torch.nn.Linear(width, width), torch.nn.ReLU(),
-                                torch.nn.Linear(width, CLASSES)).cuda()
+    model = torch.nn.Sequential(
+        torch.nn.Linear(FEATURES, width),
+        torch.nn.ReLU(),
+        torch.nn.Linear(width, width),
+        torch.nn.ReLU(),
+        torch.nn.Linear(width, CLASSES),
+    ).cuda()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     x, y = classification_data(4 * BATCH, seed=7)
-    batches = [(x[i:i + BATCH].cuda(), y[i:i + BATCH].cuda()) for i in range(0, len(x), BATCH)]
+    batches = [(x[i : i + BATCH].cuda(), y[i : i + BATCH].cuda()) for i in range(0, len(x), BATCH)]
     torch.nn.functional.cross_entropy(model(batches[0][0]), batches[0][1]).backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -300,4 +322,5 @@ def test_the_snapshot_takes_no_accelerator_memory_and_the_run_peaks_as_a_bare_lo
     lrfinder_peak = torch.cuda.max_memory_allocated() - start
     assert state_bytes > 10 * 2**20  # a copy on the device would show
     assert lrfinder_peak <= bare_peak + 2**20, (
-        f"the range test peaked {(lrfinder_peak - bare_peak) / 2**20:.2f} MiB over the bare loop")
+        f"the range test peaked {(lrfinder_peak - bare_peak) / 2**20:.2f} MiB over the bare loop"
+    )
