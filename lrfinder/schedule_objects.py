@@ -49,8 +49,8 @@ __all__ = [
 CYCLICAL = "cyclical"
 SCHEDULES: tuple[str, ...] = (*plan.SCHEDULES, CYCLICAL)
 
-#: Full triangular cycles over the run for ``"cyclical"`` (each up and down half a
-#: ``total_steps / 8``-step ramp: Smith's 2-10 epochs per half cycle for runs of 16-80 epochs).
+#: Full triangular cycles over the run for ``"cyclical"``: each half cycle is then ``total_steps / 8``,
+#: Smith's advice of 2-10 epochs per half cycle for runs of 16 to 80 epochs.
 DEFAULT_CYCLES = 4
 
 
@@ -60,8 +60,8 @@ def choose(result: LRFinderResult, total_steps: int | None, schedule: str | None
     Without a plan, the schedule is ``"constant"`` and ``total_steps`` must be given.
 
     Raises:
-        ValueError: An unknown schedule, or no number of steps from either source.
-        TypeError: ``total_steps`` is not an integer.
+        ValueError: An unknown schedule, no number of steps from either source, or one that is not
+            a positive integer.
     """
     told = getattr(result, "plan", None)
     if schedule is None:
@@ -70,9 +70,14 @@ def choose(result: LRFinderResult, total_steps: int | None, schedule: str | None
         raise ValueError(f"schedule must be one of {', '.join(map(repr, SCHEDULES))}, got {schedule!r}")
     if total_steps is None:
         total_steps = getattr(told, "train_steps", None)
-    total = plan.check_train_steps(total_steps, required=True, what=f"a {schedule!r} schedule")
-    assert total is not None
-    return schedule, total
+    if total_steps is None:
+        raise ValueError(
+            f"a {schedule!r} schedule needs total_steps=N, the number of optimizer steps of your "
+            "training run (for example len(loader) * epochs), unless the range test was told a plan"
+        )
+    if isinstance(total_steps, bool) or not isinstance(total_steps, (int, np.integer)) or total_steps < 1:
+        raise ValueError(f"total_steps must be a positive integer (optimizer steps), got {total_steps!r}")
+    return schedule, int(total_steps)
 
 
 def peak_lr(result: LRFinderResult) -> float:
