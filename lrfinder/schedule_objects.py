@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -194,6 +194,7 @@ def torch_scheduler(
     groups = optimizer.param_groups
     if schedule == CYCLICAL:
         low, high = bounds(result)
+        _start_at(groups, [low * r for r in ratios])
         return schedulers.CyclicLR(
             optimizer,
             base_lr=[low * r for r in ratios],
@@ -212,14 +213,22 @@ def torch_scheduler(
         return schedulers.OneCycleLR(
             optimizer, max_lr=[peak * r for r in ratios], total_steps=total, cycle_momentum=cycle_momentum
         )
-    for group, ratio in zip(groups, ratios, strict=True):
-        # set both: a scheduler built earlier on this optimizer left its own initial_lr behind
-        group["initial_lr"] = peak * ratio
-        if isinstance(group["lr"], torch.Tensor):
-            group["lr"].fill_(peak * ratio)
-        else:
-            group["lr"] = peak * ratio
+    _start_at(groups, [peak * r for r in ratios])
     return schedulers.LambdaLR(optimizer, functools.partial(_factor, schedule, total))
+
+
+def _start_at(groups: list[dict[str, Any]], lrs: list[float]) -> None:
+    """Set each group's ``lr`` and ``initial_lr``, from which a new scheduler takes its base LRs.
+
+    Both: a scheduler built earlier on the optimizer leaves its ``initial_lr`` behind, and torch's
+    schedulers keep one they find (even CyclicLR, for its first step).
+    """
+    for group, lr in zip(groups, lrs, strict=True):
+        group["initial_lr"] = lr
+        if hasattr(group["lr"], "fill_"):  # a tensor LR is updated in place, as schedulers do
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
 
 
 def keras_schedule(

@@ -128,14 +128,15 @@ def test_torch_param_groups_keep_their_ratios(schedule):
     np.testing.assert_allclose(lrs[:, 2], lrs[:, 0] * 5, rtol=1e-12)
 
 
-def test_torch_a_second_scheduler_on_the_same_optimizer_starts_from_its_own_numbers():
+@pytest.mark.parametrize("schedule", [*PLAN_SCHEDULES, "cyclical"])
+def test_torch_a_second_scheduler_on_the_same_optimizer_starts_from_its_own_numbers(schedule):
     torch = require("torch")
     result = synthetic()
     optimizer = sgd(torch)
     torch_lrs(result.scheduler(optimizer, 10, "cosine"), optimizer, 10)  # leaves initial_lr behind
     optimizer.param_groups[0]["lr"] = 0.5
-    lrs = torch_lrs(result.scheduler(optimizer, 10, "constant"), optimizer, 10)
-    np.testing.assert_allclose(lrs[:, 0], result.suggestion, rtol=1e-12)
+    lrs = torch_lrs(result.scheduler(optimizer, 10, schedule), optimizer, 10)
+    np.testing.assert_allclose(lrs[:, 0], so.expected_curve(result, 10, schedule), rtol=1e-12)
 
 
 def test_torch_scheduler_state_dict_round_trips():
