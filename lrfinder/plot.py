@@ -43,7 +43,8 @@ def plot_result(
     Args:
         result: The result to draw.
         ax: Axes to draw on; None makes a new figure through pyplot.
-        label: Legend label of the smoothed curve (default "smoothed loss").
+        label: Legend label of the smoothed curve, followed by the result's suggestion (for
+            overlays, where the suggestions are not listed apart); default "smoothed loss".
         color: Colour of the curves (default: the Axes' next colour).
         show_raw: Draw the raw per-batch losses.
         show_suggestions: True for every rule, False for none, or the rule names to mark.
@@ -57,7 +58,7 @@ def plot_result(
 
         _, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
     lrs, smoothed = result.lrs, result.smoothed
-    line_label = label or "smoothed loss"
+    line_label = "smoothed loss" if not label else f"{label} — {_suggestion_text(result)}"
     (line,) = ax.plot(lrs, smoothed, color=color, linewidth=2.0, label=line_label)
     shade = line.get_color()  # the Axes' pick when color is None
     if show_raw:
@@ -170,6 +171,12 @@ def render_png(
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
+
+
+def _suggestion_text(result: LRFinderResult) -> str:
+    """``"valley: 3.16e-03"``: the result's rule and suggested LR, or that it has none."""
+    lr = result.suggestion
+    return f"{result.rule}: {lr:.2e}" if lr is not None else f"{result.rule}: no suggestion"
 
 
 def _chosen_rules(result: LRFinderResult, show: bool | Sequence[str]) -> list[str]:

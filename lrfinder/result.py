@@ -156,6 +156,37 @@ class LRFinderResult:
         lr = self.suggestion
         return [] if lr is None else [float(x) for x in rules.ladder(lr, up=up, down=down, step=step)]
 
+    # -- schedules ------------------------------------------------------------------------------
+
+    def scheduler(self, optimizer: Any, total_steps: int | None = None, schedule: str | None = None,
+                  **options: Any) -> Any:
+        """A torch LR scheduler for ``optimizer`` over ``total_steps`` steps, peaking at the suggestion.
+
+        ``schedule``: ``"constant"``, ``"onecycle"``, ``"cosine"`` (warm-up, then cosine decay) or
+        ``"cyclical"`` (between the bounds of :attr:`lr_range`); default the plan the range test was
+        told, else ``"constant"``. Call its ``step()`` after each ``optimizer.step()``. See
+        :func:`lrfinder.schedule_objects.torch_scheduler` (``options``: ``cycles``).
+
+        Raises:
+            ValueError: No suggestion (the message says why), or no ``total_steps``.
+        """
+        from lrfinder.schedule_objects import torch_scheduler
+
+        return torch_scheduler(self, optimizer, total_steps, schedule, **options)
+
+    def keras_schedule(self, total_steps: int | None = None, schedule: str | None = None,
+                       **options: Any) -> Any:
+        """A Keras ``LearningRateSchedule`` over ``total_steps`` steps, as :meth:`scheduler` builds for
+        torch; pass it as the optimizer's ``learning_rate``. See
+        :func:`lrfinder.schedule_objects.keras_schedule`.
+
+        Raises:
+            ValueError: No suggestion (the message says why), or no ``total_steps``.
+        """
+        from lrfinder.schedule_objects import keras_schedule
+
+        return keras_schedule(self, total_steps, schedule, **options)
+
     @property
     def num_steps(self) -> int:
         return int(self.lrs.shape[0])
