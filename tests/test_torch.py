@@ -84,6 +84,7 @@ def test_everything_is_restored_bit_for_bit(outcome):
     np.random.seed(4)
     random.seed(5)
     params = list(model.parameters())
+    groups, group_dicts, opt_state = optimizer.param_groups, list(optimizer.param_groups), optimizer.state
     before = every_state(model, optimizer, generator)
 
     if outcome == "exception":
@@ -103,6 +104,10 @@ def test_everything_is_restored_bit_for_bit(outcome):
     assert all(a is b for a, b in zip(params, model.parameters(), strict=True))
     trained = [params[0], *params[2:]]
     assert all(a is b for a, b in zip(optimizer.param_groups[0]["params"], trained, strict=True))
+    # the same param_groups list, group dicts and state mapping: a wrapper that shares them
+    # (Lightning's LightningOptimizer) or a reference the user kept sees the restored values
+    assert optimizer.param_groups is groups and optimizer.state is opt_state
+    assert all(a is b for a, b in zip(optimizer.param_groups, group_dicts, strict=True))
 
 
 def test_the_snapshot_is_a_cpu_copy_that_aliases_nothing():

@@ -51,6 +51,28 @@ def loader_generators(*loaders: Any) -> list[torch.Generator]:
     return found
 
 
+def _load_in_place(optimizer: torch.optim.Optimizer, state_dict: dict[str, Any]) -> None:
+    """``optimizer.load_state_dict(state_dict)``, keeping the ``param_groups`` list, its group dicts
+    and the ``state`` mapping the same objects (``load_state_dict`` builds new ones).
+
+    Whoever holds them keeps seeing the optimizer's values: a wrapper that shares them (Lightning's
+    ``LightningOptimizer`` copies the optimizer's ``__dict__``) or a user's ``group = opt.param_groups[0]``.
+    """
+    groups, group_dicts, state = optimizer.param_groups, list(optimizer.param_groups), optimizer.state
+    optimizer.load_state_dict(state_dict)
+    loaded_groups, loaded_state = optimizer.param_groups, optimizer.state
+    if len(loaded_groups) != len(group_dicts):  # load_state_dict refuses this; never reached
+        return
+    for mine, loaded in zip(group_dicts, loaded_groups, strict=True):
+        mine.clear()
+        mine.update(loaded)
+    groups[:] = group_dicts
+    state.clear()
+    state.update(loaded_state)
+    optimizer.param_groups = groups
+    optimizer.state = state
+
+
 class TorchSnapshot:
     """The state of a model, its optimizer, a GradScaler and every random generator involved.
 
@@ -203,7 +225,7 @@ class TorchSnapshot:
                 attempt(lambda: self._restore_tensors(saved))
                 optimizer = self._optimizer  # a local: the None check then holds inside the lambda
                 if optimizer is not None:
-                    attempt(lambda: optimizer.load_state_dict(saved["optimizer"]))
+                    attempt(lambda: _load_in_place(optimizer, saved["optimizer"]))
             if self._scaler is not None:
                 attempt(lambda: self._scaler.load_state_dict(saved["scaler"]))
             attempt(lambda: self._restore_flags(saved))
