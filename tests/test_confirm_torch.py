@@ -213,3 +213,30 @@ def test_probes_at_the_same_lr_train_alike_even_with_the_optimizer_lrfinder_buil
     first, second = result.confirmation.probes
     assert first.losses == pytest.approx(second.losses, rel=1e-6)
     assert first.score == pytest.approx(second.score, rel=1e-6)
+
+
+class CountingBatchSampler:
+    """Batches of indices for a DataLoader, counting each one its workers fetch (read ahead too)."""
+
+    def __init__(self, size: int, batch_size: int) -> None:
+        self.sampler = torch.utils.data.BatchSampler(range(size), batch_size, drop_last=False)
+        self.drawn = 0
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for indices in self.sampler:
+            self.drawn += 1
+            yield indices
+
+
+def test_batches_that_loader_workers_read_ahead_count_against_the_budget():
+    model, _, val_loader, opt = problem()
+    x, y = classification_data(512, seed=1)
+    sampler = CountingBatchSampler(len(x), 32)
+    loader = DataLoader(TensorDataset(x, y), batch_sampler=sampler, num_workers=2, prefetch_factor=2)
+    n = 100
+    result = find_lr(model, loader, optimizer=opt, criterion=F.cross_entropy, schedule="onecycle",
+                     train_steps=n, confirm=True, confirm_data=val_loader, progress=False)
+    assert result.confirmation.probes and sampler.drawn <= 2 * n

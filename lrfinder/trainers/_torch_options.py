@@ -56,6 +56,14 @@ def check_loader(data: Any, name: str) -> Any:
     return data
 
 
+def read_ahead(data: Any) -> int:
+    """Batches a DataLoader's worker processes fetch ahead of the one being used in each pass:
+    ``num_workers * prefetch_factor`` (0 without workers, or for another iterable)."""
+    if not isinstance(data, torch.utils.data.DataLoader) or data.num_workers <= 0:
+        return 0
+    return int(data.num_workers) * int(data.prefetch_factor or 2)
+
+
 def check_validation(val_loader: Any, val_batches: Any) -> tuple[Any, int | None]:
     """``(val_loader, val_batches)`` checked: a loader, and a batch count it can give.
 

@@ -32,6 +32,7 @@ from lrfinder.trainers._torch_options import (
     lr_ratios,
     name_of,
     positive_int,
+    read_ahead,
     resolve_device,
 )
 from lrfinder.trainers._torch_state import TorchSnapshot, loader_generators
@@ -142,6 +143,8 @@ class TorchTrainer(TrainerBase):
         if not params:
             raise ValueError(f"the model ({type(model).__qualname__}) has no parameters to train")
         self.data = check_loader(data, "data")
+        # worker prefetch counts against confirm's budget, beside what a subclass reads ahead itself
+        self.lookahead = type(self).lookahead + read_ahead(self.data)
         self.device = resolve_device(device) if device is not None else params[0].device
         # a model elsewhere (all of it, or part of it) is moved for the sweep, then moved back
         self._move = device is not None and any(p.device != self.device for p in params)
