@@ -79,8 +79,11 @@ class LRFinderCallback(Callback):
         update_attr: Set the LR; False only records :attr:`result`.
         attr_name: The module attribute holding the LR, when not ``lr`` or ``learning_rate``.
         **find_lr_options: Any option of :func:`lrfinder.find_lr` that is not about the model or
-            the data: ``start_lr``, ``end_lr``, ``num_iter``, ``rule``, ``val_loader``, ... (also
-            ``schedule``/``train_steps`` where this version of find_lr has them).
+            the data: ``start_lr``, ``end_lr``, ``num_iter``, ``rule``, ``val_loader``,
+            ``schedule``, ``train_steps``, ``confirm``, ... With ``schedule`` or ``confirm`` and no
+            ``train_steps``, the plan is as long as the fit (``trainer.estimated_stepping_batches``);
+            with ``confirm`` and no ``confirm_data``, the probes are scored on ``val_loader``, else
+            on the fit's validation DataLoader.
 
     Attributes:
         result: The :class:`~lrfinder.result.LRFinderResult` of the last range test, or None.
@@ -126,7 +129,8 @@ class LRFinderCallback(Callback):
             )
         attr = self._lr_attribute(pl_module) if self.update_attr else None
         trainer_options = {k: self.options[k] for k in _TRAINER_OPTIONS if k in self.options}
-        sweep_options = {k: v for k, v in self.options.items() if k not in _TRAINER_OPTIONS}
+        sweep_options = _fit_plan(trainer, pl_module, self.options)
+        sweep_options = {k: v for k, v in sweep_options.items() if k not in _TRAINER_OPTIONS}
         schedulers = [config.scheduler for config in trainer.lr_scheduler_configs]
         runner = LightningTrainer(
             pl_module,
@@ -190,6 +194,55 @@ def scale_lr(optimizer: torch.optim.Optimizer, schedulers: list[Any], lr: float)
         if isinstance(base, list):
             scheduler.base_lrs = [value * factor for value in base]
     return factor
+
+
+def _fit_plan(trainer: Any, module: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with what the fit tells about the plan filled in where the user left it out.
+
+    With ``schedule`` or ``confirm`` and no ``train_steps``: the fit's optimizer steps
+    (``trainer.estimated_stepping_batches``, when finite). With ``confirm`` and no
+    ``confirm_data``: the callback's ``val_loader``, else the fit's validation DataLoader (when it
+    has exactly one).
+    """
+    options = dict(options)
+    confirm = options.get("confirm", False) is not False
+    if (confirm or options.get("schedule") is not None) and options.get("train_steps") is None:
+        steps = trainer.estimated_stepping_batches
+        finite = isinstance(steps, int) or (isinstance(steps, float) and steps.is_integer())
+        if finite and steps > 0:  # inf when the fit has neither max_steps nor max_epochs
+            options["train_steps"] = int(steps)
+    if confirm and options.get("confirm_data") is None:
+        held_out = options.get("val_loader")
+        if held_out is None:
+            held_out = _fit_val_loader(trainer, module)
+        if held_out is not None:
+            options["confirm_data"] = held_out
+    return options
+
+
+def _fit_val_loader(trainer: Any, module: Any) -> Any:
+    """The validation DataLoader of the fit that is starting, or None (none, or several)."""
+    datamodule = getattr(trainer, "datamodule", None)
+    val_loop = getattr(getattr(trainer.fit_loop, "epoch_loop", None), "val_loop", None)
+    source = getattr(val_loop, "_data_source", None)  # what fit() was given
+    if datamodule is not None:
+        loaders = datamodule.val_dataloader() if _overrides(datamodule, "val_dataloader") else None
+    elif source is not None and source.instance is not None and source.is_defined():
+        loaders = source.dataloader()
+    else:
+        loaders = module.val_dataloader() if _overrides(module, "val_dataloader") else None
+    if isinstance(loaders, (list, tuple)):
+        loaders = loaders[0] if len(loaders) == 1 else None
+    return loaders
+
+
+def _overrides(owner: Any, name: str) -> bool:
+    """Whether ``owner``'s class defines ``name`` itself rather than inheriting Lightning's stub."""
+    try:
+        from lightning.pytorch.utilities.model_helpers import is_overridden
+    except ImportError:  # the older package name
+        from pytorch_lightning.utilities.model_helpers import is_overridden  # type: ignore[no-redef]
+    return bool(is_overridden(name, owner))
 
 
 def _fit_loader(trainer: Any, module: Any) -> Any:

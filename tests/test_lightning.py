@@ -388,3 +388,53 @@ def test_the_callback_under_ddp_gives_every_rank_the_same_curve_and_lr(tmp_path)
     assert first["losses"] == second["losses"] and len(first["losses"]) > 5
     assert first["suggestion"] == second["suggestion"] == first["lr"] == second["lr"] is not None
     assert first["world_size"] == 2 and [first["main"], second["main"]] == [True, False]
+
+
+class Logging(Net):
+    """The usual validation_step: it logs the loss and returns nothing."""
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self.log("val_loss", self.loss_of(batch))
+
+
+def test_confirm_scores_on_training_steps_loss_when_validation_step_returns_nothing():
+    module = Logging()
+    before = state(module)
+    result = find_lr(module, loader(), schedule="onecycle", train_steps=60, confirm=True,
+                     confirm_data=loader(32), progress=False)
+    assert result.confirmation.probes and all(np.isfinite(p.score) for p in result.confirmation.probes)
+    assert state(module) == before
+    # the score is training_step's loss on the held-out batches, in eval mode without gradients
+    module.eval()
+    with torch.no_grad():
+        expected = float(np.mean([float(module.loss_of(b)) for b in loader(32)]))
+    module.train()
+    trainer = make_trainer(module, loader())
+    before = state(module)
+    trainer.snapshot()
+    try:
+        assert trainer.evaluate(loader(32)) == pytest.approx(expected, rel=1e-6)
+    finally:
+        trainer.restore()
+    after = state(module)
+    assert [k for k in before if before[k] != after[k]] == []
+
+
+def test_the_callback_plans_for_the_fits_length_and_confirms_on_its_validation_data():
+    finder = LRFinderCallback(schedule="onecycle", confirm=True, progress=False)
+    with pytest.raises(TypeError, match="held-out data"):  # no validation data in this fit
+        fit(Logging(), [finder], data=loader(1024, shuffle=True))
+    finder = LRFinderCallback(schedule="onecycle", confirm=True, progress=False)
+    trainer = pl.Trainer(max_epochs=4, callbacks=[finder], logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+                         num_sanity_val_steps=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(Logging(), loader(256, shuffle=True), loader(32))
+    result = finder.result
+    assert result.plan.train_steps == trainer.estimated_stepping_batches == 64
+    assert result.confirmation.probes and result.suggestion == result.confirmation.lr
+    # the callback's val_loader= is confirm's default data too, as with find_lr
+    finder = LRFinderCallback(train_steps=50, confirm=True, val_loader=loader(32), progress=False)
+    fit(Net(), [finder])
+    assert finder.result.confirmation.probes and finder.result.plan.train_steps == 50

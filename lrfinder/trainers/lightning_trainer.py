@@ -212,6 +212,7 @@ class LightningTrainer(TorchTrainer):
         self.schedulers = [s for s in schedulers if hasattr(s, "state_dict")]
         self._training_step = training_step if training_step is not None else module.training_step
         self._takes_index = _takes_batch_idx(module.training_step)
+        self._scoring = False  # True while evaluate() scores a confirm probe
         self._batch_idx = 0
         self._saved_schedulers: list[dict[str, Any]] = []
         self.info["criterion"] = f"{type(module).__qualname__}.training_step"
@@ -252,6 +253,11 @@ class LightningTrainer(TorchTrainer):
                     output = self._training_step(batch)
             self._batch_idx += 1
             loss = _step_loss(output, "validation_step" if validating else "training_step")
+            if loss is None and validating and self._scoring:
+                # the usual validation_step logs and returns nothing: score a confirm probe on
+                # training_step's loss over the held-out batch (still eval mode, no gradients)
+                loss = _step_loss(self._training_step(batch, 0) if self._takes_index
+                                  else self._training_step(batch), "training_step")
             if loss is not None:
                 return scalar(loss)
             if validating:
@@ -264,6 +270,15 @@ class LightningTrainer(TorchTrainer):
             f"training_step returned None (skip the batch) for {MAX_SKIPPED} batches in a "
             "row: the range test has no loss to record"
         )
+
+    def evaluate(self, data: Any) -> float:
+        """Mean loss over ``data`` (confirm mode's probe score): ``validation_step``'s loss, or
+        ``training_step``'s in eval mode without gradients where ``validation_step`` returns None."""
+        self._scoring = True
+        try:
+            return super().evaluate(data)
+        finally:
+            self._scoring = False
 
     def _transfer(self, batch: Any) -> Any:
         module = self.module
