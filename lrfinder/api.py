@@ -120,7 +120,8 @@ def find_lr(
             ``2 * train_steps`` training steps for the range test and the probes together; an
             integer: that budget. Needs ``train_steps``.
         confirm_data: What the probes are scored on: for PyTorch and Keras, validation batches
-            (same forms as ``val_loader``; default ``val_loader``); for a step function, a callable
+            (same forms as ``val_loader``; default ``val_loader``, else a Hugging Face Trainer's
+            ``eval_dataset``); for a step function, a callable
             ``evaluate() -> loss`` giving the mean held-out loss at the current state (the step
             function then needs ``snapshot=`` and ``restore=``). Never training batches: a probe
             scored on what it trained on rewards the LR that overfits fastest.
@@ -143,7 +144,8 @@ def find_lr(
     if confirm is not False:
         probes = confirming.probe_plan_for(plan, confirm, num_iter, confirm_settings)
         num_iter = probes.range_steps
-        confirm_data = confirming.default_confirm_data(confirm_data, val_loader)
+        if not _holds_data(model):
+            confirm_data = confirming.default_confirm_data(confirm_data, val_loader)
     elif confirm_data is not None or confirm_settings is not None:
         raise TypeError("confirm_data= and confirm_settings= only apply with confirm=True (or confirm=N)")
     settings = SweepSettings(
@@ -184,6 +186,7 @@ def find_lr(
         )
     run = None
     if probes is not None:
+        confirm_data = confirming.default_confirm_data(confirm_data, val_loader, trainer)
         probe_trainer = None
         if val_loader is not None and not is_trainer(model):
             probe_trainer = make_trainer(model, data, **confirming.probe_options(given))
@@ -278,6 +281,13 @@ def _run(trainer: Trainer, settings: SweepSettings, rule: str, progress: bool | 
             if diagnostic.code != "interrupted":  # the engine has warned already
                 warnings.warn(f"lrfinder: {diagnostic.message}", RuntimeWarning, stacklevel=stacklevel)
     return result
+
+
+def _holds_data(model: Any) -> bool:
+    """Whether ``model`` may bring its own held-out data (a Hugging Face Trainer's ``eval_dataset``):
+    then the default ``confirm_data`` is looked for once its trainer is built."""
+    return any(c.__module__.startswith("transformers.") and c.__name__ == "Trainer"
+               for c in type(model).__mro__)
 
 
 def _apply(trainer: Any, result: LRFinderResult) -> None:

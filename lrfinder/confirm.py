@@ -594,8 +594,10 @@ def probe_plan_for(
     )
 
 
-def default_confirm_data(confirm_data: Any, val_loader: Any) -> Any:
-    """``confirm_data``, else ``val_loader``; ``TypeError`` when there is neither.
+def default_confirm_data(confirm_data: Any, val_loader: Any, trainer: Any = None) -> Any:
+    """``confirm_data``, else ``val_loader``, else the held-out data ``trainer`` knows of
+    (``trainer.held_out()``: a Hugging Face Trainer's ``eval_dataset``); ``TypeError`` when there
+    is none.
 
     Never training batches: a probe scored on the batches it trained on rewards the LR that
     overfits fastest, and holding some out would change the data the user trains on.
@@ -604,9 +606,14 @@ def default_confirm_data(confirm_data: Any, val_loader: Any) -> Any:
         return confirm_data
     if val_loader is not None:
         return val_loader
+    held_out = getattr(trainer, "held_out", None)
+    found = held_out() if callable(held_out) else None
+    if found is not None:
+        return found
+    hint = getattr(trainer, "held_out_hint", "")
     raise TypeError(
         "confirm mode scores its probes on held-out data: pass confirm_data= (validation batches; "
-        "for a step function, a callable evaluate() -> loss) or val_loader="
+        f"for a step function, a callable evaluate() -> loss) or val_loader={hint}"
     )
 
 

@@ -195,3 +195,19 @@ def test_the_bare_model_with_a_label_column_as_the_datasets_library_names_it(ret
     assert "own loss" in result.info["criterion"]
     assert result.losses[0] == pytest.approx(np.log(3), rel=0.15)
     assert state(model) == before
+
+
+def test_confirm_on_a_trainer_scores_its_eval_dataset_by_default(tmp_path):
+    rows = classification_rows()
+    model = bert()
+    trainer = hf_trainer(model, rows, tmp_path)
+    trainer.eval_dataset = rows[:16]
+    before = state(model)
+    result = find_lr(trainer, schedule="cosine", train_steps=60, confirm=True, progress=False)
+    assert result.plan.train_steps == 60 and result.confirmation.probes
+    assert result.suggestion == result.confirmation.lr
+    assert state(model) == before and trainer.optimizer is None
+    # the score is compute_loss's mean over the eval DataLoader's batches, from the untouched state
+    trainer.eval_dataset = None
+    with pytest.raises(TypeError, match="eval_dataset"):
+        find_lr(trainer, train_steps=60, confirm=True, progress=False)

@@ -97,6 +97,16 @@ class HFTrainer(TorchTrainer):
         )
         self.info.pop("optimizer_built", None)
 
+    held_out_hint = ", or give the Trainer eval_dataset= (confirm mode's default data)"
+
+    def held_out(self) -> Any:
+        """The Trainer's evaluation DataLoader (``get_eval_dataloader()``), confirm mode's default
+        ``confirm_data``; None without one ``eval_dataset`` (none, or a dict of several)."""
+        dataset = getattr(self.hf, "eval_dataset", None)
+        if dataset is None or isinstance(dataset, dict):
+            return None
+        return self.hf.get_eval_dataloader()
+
     def apply_lr(self, lr: float) -> None:
         """Write ``lr`` to ``trainer.args.learning_rate`` (what ``train()`` builds its optimizer with)."""
         self.hf.args.learning_rate = float(lr)
