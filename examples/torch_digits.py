@@ -36,10 +36,11 @@ def load_data() -> tuple[TensorDataset, TensorDataset]:
 
 
 def lrfinder_setup() -> dict:
-    """What ``lrfinder find`` sweeps: model, training loader, optimizer and loss function."""
+    """What ``lrfinder find`` sweeps: model, training loader, optimizer and loss function, and the
+    validation batches that ``--confirm`` scores its probes on."""
     torch.set_num_threads(1)  # a tiny model: more threads cost more than they bring
     torch.manual_seed(SEED)
-    train, _ = load_data()
+    train, val = load_data()
     model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
     return {
         "model": model,
@@ -48,6 +49,8 @@ def lrfinder_setup() -> dict:
         # The range test sets the learning rate itself; the value given here is restored after.
         "optimizer": torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
         "criterion": nn.CrossEntropyLoss(),
+        # held-out batches for --confirm to score its probes on (the range test never reads them)
+        "confirm_data": DataLoader(val, batch_size=256),
     }
 
 

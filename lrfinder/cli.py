@@ -287,6 +287,8 @@ def _check_plan(schedule: str | None, train_steps: int | None, confirm: bool, bu
 
     names = {"train_steps=N": "--train-steps N", "train_steps": "--train-steps", "num_iter": "--num-iter",
              "confirm=N steps": "--confirm-budget N", "confirm budget": "--confirm-budget"}
+    if budget is not None and budget < 1:
+        raise CommandLineError(f"--confirm-budget must be at least 1 (training steps), got {budget}")
     try:
         plan = make_plan(schedule, train_steps)
         if not confirm and budget is None:

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from lrfinder.plan import Plan, check_train_steps, lr_curve
+from lrfinder.plan import Plan, check_train_steps, lr_at
 from lrfinder.trainers.base import Trainer
 
 #: The range test's length when the user does not set ``num_iter`` (``SweepSettings.num_iter``).
@@ -666,9 +666,34 @@ def check_evaluates(trainer: Any) -> None:
         )
 
 
+class ProbeLRs(Sequence[float]):
+    """The LR of every step of a ``total``-step run under ``schedule`` peaking at ``peak``, as
+    :func:`lrfinder.plan.lr_curve` gives them, each computed when read: a probe of any length
+    costs no memory for its schedule.
+
+    >>> lrs = ProbeLRs("cosine", 2.0, 4)
+    >>> len(lrs), [round(lr, 12) for lr in lrs]
+    (4, [0.0, 2.0, 1.5, 0.5])
+    """
+
+    def __init__(self, schedule: str, peak: float, total: int) -> None:
+        self.schedule, self.peak, self.total = schedule, float(peak), int(total)
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.total))]
+        step = int(index) + (self.total if int(index) < 0 else 0)
+        if not 0 <= step < self.total:
+            raise IndexError(f"step {index} of a {self.total}-step schedule")
+        return lr_at(self.schedule, self.peak, step, self.total)
+
+
 def train_probe(
     trainer: Trainer,
-    lrs: np.ndarray,
+    lrs: Sequence[float],
     confirm_data: Any,
     *,
     on_step: Callable[[], None] | None = None,
@@ -729,7 +754,7 @@ def confirm(
     progress: bool | None = None,
 ) -> Confirmation:
     """Carry out ``plan`` with ``trainer``: each probe trains under ``user_plan``'s schedule
-    compressed to the probe's length (:func:`lrfinder.plan.lr_curve`) and is scored with
+    compressed to the probe's length (:class:`ProbeLRs`) and is scored with
     ``trainer.evaluate(confirm_data)``. The trainer's state is back as found after every probe.
 
     Args:
@@ -760,7 +785,7 @@ def confirm(
 
     def probe(lr: float, steps: int) -> tuple[list[float], float]:
         losses, score = train_probe(
-            trainer, lr_curve(user_plan.schedule, lr, steps), confirm_data, on_step=on_step
+            trainer, ProbeLRs(user_plan.schedule, lr, steps), confirm_data, on_step=on_step
         )
         if bar is not None:
             bar.update(steps - len(losses))  # the steps a blown-up probe did not run

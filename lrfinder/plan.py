@@ -45,6 +45,10 @@ def check_schedule(schedule: str) -> str:
     return schedule
 
 
+#: Most optimizer steps a plan may have: more is a typo, and confirm mode would train for ever.
+MAX_TRAIN_STEPS = 10**12
+
+
 def check_train_steps(train_steps: int | None, *, required: bool = False, what: str = "") -> int | None:
     """Return ``train_steps`` if it is None (and not ``required``) or a positive integer.
 
@@ -63,6 +67,9 @@ def check_train_steps(train_steps: int | None, *, required: bool = False, what: 
         raise TypeError(f"train_steps must be an integer number of optimizer steps, got {train_steps!r}")
     if train_steps < 1:
         raise ValueError(f"train_steps must be at least 1, got {train_steps}")
+    if train_steps > MAX_TRAIN_STEPS:
+        raise ValueError(f"train_steps must be at most {MAX_TRAIN_STEPS:.0e} (decades of training at a "
+                         f"millisecond a step), got {train_steps}")
     return int(train_steps)
 
 

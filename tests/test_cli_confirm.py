@@ -111,7 +111,9 @@ def test_confirm_budget_implies_confirm_and_shortens_a_default_range_test(tmp_pa
     [
         (["--confirm"], "Error: confirm mode needs --train-steps N"),
         (["--train-steps", "0"], "Error: --train-steps must be at least 1"),
-        (["--train-steps", "100", "--confirm-budget", "0"], "Error: confirm must be True, False or a budget"),
+        (["--train-steps", "100", "--confirm-budget", "0"], "Error: --confirm-budget must be at least 1"),
+        (["--train-steps", "100", "--confirm-budget", "-3"], "Error: --confirm-budget must be at least 1"),
+        (["--train-steps", str(10**20), "--confirm"], "Error: --train-steps must be at most"),
         (["--train-steps", "20", "--confirm", "--num-iter", "60"], "cannot hold --num-iter (you set it"),
         (["--schedule", "linear"], "Invalid value for '--schedule'"),
     ],

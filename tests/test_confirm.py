@@ -504,3 +504,18 @@ def test_halving_drops_blown_up_candidates_and_stops_when_one_is_left():
     probe, calls = runs_below(0.002)  # only 0.001 trains: nothing left to compare
     assert run_plan(plan, 0.01, probe).lr == pytest.approx(10**-3.0)
     assert [steps for _, steps in calls] == [70] * 5
+
+
+def test_a_probes_lrs_are_computed_step_by_step_not_held_in_memory():
+    # --train-steps 10**20 once filled the memory with a probe's schedule before training began
+    from lrfinder.confirm import ProbeLRs
+    from lrfinder.plan import MAX_TRAIN_STEPS, lr_at, lr_curve
+
+    huge = ProbeLRs("onecycle", 0.1, 2 * MAX_TRAIN_STEPS)
+    assert len(huge) == 2 * MAX_TRAIN_STEPS and huge[-1] == lr_at("onecycle", 0.1, len(huge) - 1, len(huge))
+    with pytest.raises(ValueError, match="train_steps must be at most"):
+        find_lr(lambda lr: 1.0, train_steps=MAX_TRAIN_STEPS + 1, progress=False)
+    small = ProbeLRs("cosine", 0.3, 17)
+    assert list(small) == list(lr_curve("cosine", 0.3, 17)) and small[-1] == lr_curve("cosine", 0.3, 17)[-1]
+    with pytest.raises(IndexError):
+        small[17]
