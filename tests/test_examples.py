@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,17 @@ def test_python_runs_the_example_and_trains_at_the_suggestion(path, tmp_path):
     assert accuracy, proc.stdout
     assert float(accuracy[2]) > 0.85  # the suggested LR trains: far above chance (0.1-0.2)
     assert any(p.suffix == ".png" for p in tmp_path.iterdir())
+
+
+def test_the_quick_starts_confirm_run():
+    """README's second quick-start command: the digits script defines the confirm_data it scores on."""
+    require("torch")
+    require("sklearn")
+    path = ROOT / "examples" / "torch_digits.py"
+    with tempfile.TemporaryDirectory() as folder:
+        proc = run(["-m", "lrfinder", "find", str(path), "--schedule", "onecycle", "--train-steps", "500",
+                    "--confirm", "--json", "lr.json"], Path(folder))
+        result = LRFinderResult.from_json(Path(folder) / "lr.json")
+    assert result.confirmation.probes and result.suggestion == result.confirmation.lr
+    assert f"confirmed:     {result.suggestion:.3g} (best of 5 probes" in proc.stdout
+    assert result.confirmation.plan.batches <= 1000
