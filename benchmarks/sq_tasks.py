@@ -432,30 +432,52 @@ def step_function(task: Task, seed: int) -> Callable[[float], float]:
     return step
 
 
-def train(task: Task, lr: float, schedule: str, seed: int) -> float:
-    """Validation loss after the task's budget at ``lr`` (``"constant"`` or ``"onecycle"`` peak).
+def make_optimizer(task: Task, params, lr: float, optimizer: str = "task") -> torch.optim.Optimizer:
+    """The task's own optimizer at ``lr``, or ``"prodigy"``: ``prodigyopt.Prodigy`` with its defaults."""
+    if optimizer == "task":
+        return task.optimizer(params, lr)
+    if optimizer == "prodigy":
+        from prodigyopt import Prodigy
 
-    Returns NaN when training produced a non-finite loss (the run is stopped there).
+        return Prodigy(params, lr=lr)
+    raise ValueError(f"unknown optimizer {optimizer!r}")
+
+
+def train(task: Task, lr: float, schedule: str, seed: int, steps: int | None = None,
+          optimizer: str = "task") -> float:
+    """Validation loss after ``steps`` (default: the task's budget) at ``lr`` under ``schedule``.
+
+    ``"constant"``, ``"onecycle"`` (torch's ``OneCycleLR`` with the task's ``cycle_momentum``) or
+    ``"cosine"`` (``lrfinder.plan``'s warm-up and cosine decay); for the last two ``lr`` is the peak.
+    With ``optimizer="prodigy"`` the LR is set from ``lrfinder.plan.lr_at`` for every schedule (no
+    momentum cycling: Prodigy adapts its own step size). Returns NaN when training produced a
+    non-finite loss (the run is stopped there).
     """
-    model = build(task, seed)
-    optimizer = task.optimizer(model.parameters(), lr)
-    scheduler = None
-    if schedule == "onecycle":
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=lr, total_steps=task.steps, cycle_momentum=task.cycle_momentum
-        )
-    elif schedule != "constant":
+    from lrfinder.plan import SCHEDULES, lr_at
+
+    if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}")
+    steps = task.steps if steps is None else steps
+    model = build(task, seed)
+    opt = make_optimizer(task, model.parameters(), lr, optimizer)
+    scheduler = None
+    if schedule == "onecycle" and optimizer == "task":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=lr, total_steps=steps, cycle_momentum=task.cycle_momentum
+        )
     stream = batches(task, seed)
     model.train()
-    for _ in range(task.steps):
+    for step in range(steps):
+        if scheduler is None and schedule != "constant":
+            for group in opt.param_groups:
+                group["lr"] = lr_at(schedule, lr, step, steps)
         x, y = next(stream)
-        optimizer.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=True)
         loss = task.loss(model(x), y)
         if not torch.isfinite(loss):
             return math.nan
         loss.backward()
-        optimizer.step()
+        opt.step()
         if scheduler is not None:
             scheduler.step()
     value = val_loss(task, model)

@@ -46,7 +46,7 @@ from lrfinder.sweep import SweepSettings  # noqa: E402
 GRID = [float(10.0 ** (k / 3)) for k in range(-15, 4)]  # 1e-5 .. 10, 3 per decade
 TRAIN_SEEDS = (0, 1)
 RANGE_SEEDS = (0, 1, 2)
-SCHEDULES = ("constant", "onecycle")
+SCHEDULES = ("constant", "onecycle", "cosine")
 DEFAULTS = SweepSettings()
 BASELINES = ("torch_lr_finder", "lightning", "fastai")
 #: Rows that train at every rung of ``lrfinder.suggest.ladder`` around a rule's suggestion and keep
@@ -54,6 +54,12 @@ BASELINES = ("torch_lr_finder", "lightning", "fastai")
 #: picked on the first training seed alone (one run per rung) and scored like any suggestion, on the
 #: mean over both seeds, so the pick does not see all of the noise it is scored on.
 LADDERS = {"best of candidates() (6 runs)": rules.DEFAULT_RULE}
+#: What a user might do instead of a range test: name -> (LR, optimizer). Prodigy replaces the task's
+#: optimizer (``prodigyopt.Prodigy`` with its defaults, lr=1, so the schedule's peak is 1); the other
+#: keeps the task's optimizer at the framework's usual default LR. Neither reads a curve.
+NO_SEARCH: dict[str, tuple[float, str]] = {"prodigy (lr=1, no search)": (1.0, "prodigy"),
+                                           "lr=1e-3 (no search)": (1e-3, "task")}
+NO_CURVE = "none"
 
 #: Sweep variants tried with every rule (``--variants``): (label, start_lr, end_lr, num_iter, smooth,
 #: threshold). A light average (0.6) was tried as the default and not kept (see the .md).
@@ -86,9 +92,18 @@ def _curve_job(job: tuple[str, str, int]) -> tuple[tuple[str, str, int], dict[st
     return job, curve
 
 
-def _train_job(job: tuple[str, str, int, float]) -> tuple[tuple[str, str, int, float], float]:
-    task_name, schedule, seed, lr = job
-    return job, sq_tasks.train(sq_tasks.TASKS[task_name], lr, schedule, seed)
+TrainJob = tuple[str, str, int, float, str]
+
+
+def train_key(task: str, schedule: str, seed: int, lr: float, optimizer: str = "task") -> tuple[Any, ...]:
+    """The cache key of one training run (the task's optimizer keeps the key it always had)."""
+    base = ("train", task, schedule, seed, lr)
+    return base if optimizer == "task" else (*base, optimizer)
+
+
+def _train_job(job: TrainJob) -> tuple[TrainJob, float]:
+    task_name, schedule, seed, lr, optimizer = job
+    return job, sq_tasks.train(sq_tasks.TASKS[task_name], lr, schedule, seed, optimizer=optimizer)
 
 
 def _run(jobs: list[Any], fn: Callable[[Any], Any], workers: int, label: str) -> Iterable[Any]:
@@ -137,7 +152,8 @@ def ladder_key(start: float, end: float, n: int) -> str:
     return f"lrf:{start!r}:{end!r}:{n}"
 
 
-def suggesters(variants: bool) -> dict[str, tuple[str, Callable[[dict[str, Any]], float | None]]]:
+def suggesters(variants: bool, chosen_rules: tuple[str, ...] = tuple(rules.RULES)
+               ) -> dict[str, tuple[str, Callable[[dict[str, Any]], float | None]]]:
     """name -> (curve protocol it reads, function of that curve giving an LR or None)."""
     out: dict[str, tuple[str, Callable[[dict[str, Any]], float | None]]] = {}
     default_ladder = ladder_key(DEFAULTS.start_lr, DEFAULTS.end_lr, DEFAULTS.num_iter)
@@ -149,11 +165,13 @@ def suggesters(variants: bool) -> dict[str, tuple[str, Callable[[dict[str, Any]]
 
         return apply
 
-    for rule in rules.RULES:
+    for rule in chosen_rules:
         out[rule] = (default_ladder, lrfinder_rule(rule, DEFAULTS.smooth, DEFAULTS.diverge_threshold))
     out["torch_lr_finder"] = ("torch_lr_finder", lambda c: c["suggestion"])
     out["lightning"] = ("lightning", protocols.lightning_suggestion)
     out["fastai"] = ("fastai", protocols.fastai_valley)
+    for name, (lr, _) in NO_SEARCH.items():
+        out[name] = (NO_CURVE, lambda c, lr=lr: lr)
     if variants:
         for label, start, end, n, smooth, threshold in VARIANTS:
             for rule in rules.RULES:
@@ -179,11 +197,23 @@ def check_replay(task_name: str, seed: int, cache: Cache) -> None:
             raise AssertionError(f"replayed {name} differ from a default find_lr sweep on {task_name}")
 
 
+def curve_cost(curve: dict[str, Any] | None, name: str) -> int:
+    """Batches a protocol's range test draws: its recorded curve up to where its own stop falls."""
+    if curve is None:
+        return 0
+    if name in rules.RULES or " [" in name:  # lrfinder rules: the default sweep stops where replay stops
+        return len(protocols.replay(curve, DEFAULTS.smooth, DEFAULTS.diverge_threshold)[0])
+    return len(curve["lrs"])
+
+
 def run(task_names: list[str], range_seeds: tuple[int, ...], workers: int, variants: bool,
-        cache: Cache, extra_ladders: tuple[str, ...] = ()) -> dict[str, Any]:
+        cache: Cache, extra_ladders: tuple[str, ...] = (), chosen_rules: tuple[str, ...] = tuple(rules.RULES),
+        candidates_row: bool = True) -> dict[str, Any]:
     tasks = {name: sq_tasks.TASKS[name] for name in task_names}
-    chosen = suggesters(variants)
-    protocols_needed = sorted({protocol for protocol, _ in chosen.values()} | set(extra_ladders))
+    chosen = suggesters(variants, chosen_rules)
+    ladders = LADDERS if candidates_row else {}
+    protocols_needed = sorted(({protocol for protocol, _ in chosen.values()} | set(extra_ladders))
+                              - {NO_CURVE})
 
     # 1. range-test curves
     jobs = [(t, p, s) for t in tasks for p in protocols_needed for s in range_seeds
@@ -200,31 +230,35 @@ def run(task_names: list[str], range_seeds: tuple[int, ...], workers: int, varia
         for name, (protocol, fn) in chosen.items():
             for s in range_seeds:
                 try:
-                    lr = fn(cache.get(("curve", t, protocol, s)))
+                    lr = fn(None if protocol == NO_CURVE else cache.get(("curve", t, protocol, s)))
                 except Exception as error:  # a baseline that crashes gives no suggestion
                     print(f"{name} on {t} seed {s}: {error!r}", file=sys.stderr)
                     lr = None
                 suggested[(t, name, s)] = None if lr is None or not math.isfinite(lr) else float(lr)
 
     rungs = {(t, row, s): [] if lr is None else [float(x) for x in rules.ladder(lr)]
-             for (t, name, s), lr in suggested.items() for row, rule in LADDERS.items() if name == rule}
+             for (t, name, s), lr in suggested.items() for row, rule in ladders.items() if name == rule}
+    optimizer_of = {name: opt for name, (_, opt) in NO_SEARCH.items()}
 
     # 3. training: the grid and every suggested LR, both schedules, every training seed
-    lrs_per_task = {t: set(GRID) | {lr for (tt, _, _), lr in suggested.items() if tt == t and lr}
-                    | {lr for (tt, _, _), lrs in rungs.items() if tt == t for lr in lrs}
-                    for t in tasks}
-    jobs = [(t, sched, seed, lr) for t in tasks for lr in sorted(lrs_per_task[t]) for sched in SCHEDULES
-            for seed in TRAIN_SEEDS if cache.get(("train", t, sched, seed, lr)) is None]
+    runs_per_task = {t: {(lr, "task") for lr in GRID}
+                     | {(lr, optimizer_of.get(name, "task")) for (tt, name, _), lr in suggested.items()
+                        if tt == t and lr}
+                     | {(lr, "task") for (tt, _, _), lrs in rungs.items() if tt == t for lr in lrs}
+                     for t in tasks}
+    jobs = [(t, sched, seed, lr, opt) for t in tasks for lr, opt in sorted(runs_per_task[t])
+            for sched in SCHEDULES for seed in TRAIN_SEEDS
+            if cache.get(train_key(t, sched, seed, lr, opt)) is None]
     # longest first, so that two workers finish together
     jobs.sort(key=lambda j: -sq_tasks.TASKS[j[0]].steps * (3 if j[0] in ("adding_gru", "digits_cnn") else 1))
     for done, (job, value) in enumerate(_run(jobs, _train_job, workers, "training runs"), start=1):
-        cache.put(("train", *job), value)
+        cache.put(train_key(*job), value)
         if done % 50 == 0:
             cache.save()
     cache.save()
 
-    def mean_v(t: str, sched: str, lr: float) -> float:
-        values = [cache.get(("train", t, sched, seed, lr)) for seed in TRAIN_SEEDS]
+    def mean_v(t: str, sched: str, lr: float, optimizer: str = "task") -> float:
+        values = [cache.get(train_key(t, sched, seed, lr, optimizer)) for seed in TRAIN_SEEDS]
         return math.nan if any(v is None or not math.isfinite(v) for v in values) else float(np.mean(values))
 
     def best_rung(t: str, sched: str, ladder: list[float]) -> float | None:
@@ -248,15 +282,19 @@ def run(task_names: list[str], range_seeds: tuple[int, ...], workers: int, varia
         for (tt, name, s), given in [*suggested.items(), *rungs.items()]:
             if tt != t:
                 continue
+            protocol = chosen[name][0] if name in chosen else chosen[ladders[name]][0]
+            drawn = curve_cost(None if protocol == NO_CURVE else cache.get(("curve", t, protocol, s)),
+                               name if name in chosen else ladders[name])
+            cost = drawn / task.steps + (len(given) - 1 if isinstance(given, list) else 0)
             for sched in SCHEDULES:
                 lr = best_rung(t, sched, given) if isinstance(given, list) else given
-                v = mean_v(t, sched, lr) if lr else math.nan
+                v = mean_v(t, sched, lr, optimizer_of.get(name, "task")) if lr else math.nan
                 best = entry["v_best"][sched]
                 failed = lr is None or not math.isfinite(v) or v > untrained
                 regret = 1.0 if failed else (v - best) / (untrained - best)
                 report["runs"].append({"task": t, "suggester": name, "seed": s, "schedule": sched, "lr": lr,
                                        "v": None if not math.isfinite(v) else v, "regret": regret,
-                                       "failure": failed})
+                                       "failure": failed, "cost": cost})
     return report
 
 
@@ -282,6 +320,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, float]:
         "worst": float(np.max(regrets)),
         "share_ok": float(np.mean(regrets <= 0.05)),
         "failures": int(sum(r["failure"] for r in runs)),
+        "cost": float(np.mean([r.get("cost", math.nan) for r in runs])),
         "spread_sd": float(np.mean(spreads)) if spreads else math.nan,
         "spread_range_worst": float(np.max(ranges)) if ranges else math.nan,
     }
@@ -289,7 +328,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, float]:
 
 def table(runs: list[dict[str, Any]], names: list[str], schedule: str | None) -> str:
     head = ("| rule | runs | median | mean | worst | share <= 0.05 | failures | seed spread sd (dec) "
-            "| worst seed range (dec) |\n|---|---|---|---|---|---|---|---|---|")
+            "| worst seed range (dec) | cost (batches / train_steps) |\n" + "|---" * 10 + "|")
     lines = [head]
     for name in names:
         chosen = [r for r in runs
@@ -299,7 +338,7 @@ def table(runs: list[dict[str, Any]], names: list[str], schedule: str | None) ->
         s = summarize(chosen)
         lines.append(f"| {name} | {s['n']} | {s['median']:.3f} | {s['mean']:.3f} | {s['worst']:.3f} | "
                      f"{100 * s['share_ok']:.0f}% | {s['failures']} | {s['spread_sd']:.2f} | "
-                     f"{s['spread_range_worst']:.2f} |")
+                     f"{s['spread_range_worst']:.2f} | {s['cost']:.2f} |")
     return "\n".join(lines)
 
 
@@ -310,33 +349,34 @@ def markdown(report: dict[str, Any], command: str) -> str:
     holdout = [r for r in runs if report["tasks"][r["task"]]["holdout"]]
     out = [f"Command: `{command}`", ""]
     out += ["### Tasks", "",
-            "| task | v_untrained | best LR constant (v_best) | best LR one-cycle (v_best) |",
-            "|---|---|---|---|"]
+            "| task | v_untrained | " + " | ".join(f"best LR {sc} (v_best)" for sc in SCHEDULES) + " |",
+            "|---|---|" + "---|" * len(SCHEDULES)]
     for t, e in report["tasks"].items():
         held = " (held out)" if e["holdout"] else ""
         out.append(f"| {t}{held}: {e['description']} | {e['v_untrained']:.3f} | "
-                   f"{e['lr_best']['constant']:.2g} ({e['v_best']['constant']:.4f}) | "
-                   f"{e['lr_best']['onecycle']:.2g} ({e['v_best']['onecycle']:.4f}) |")
+                   + " | ".join(f"{e['lr_best'][sc]:.2g} ({e['v_best'][sc]:.4f})" for sc in SCHEDULES) + " |")
     parts = (("all tasks", runs), ("design tasks only", design), ("held-out task only", holdout))
     for label, chosen in parts:
         if not chosen:
             continue
-        out += ["", f"### Both schedules, {label}", "", table(chosen, names, None)]
+        out += ["", f"### All schedules, {label}", "", table(chosen, names, None)]
         for sched in SCHEDULES:
             out += ["", f"### {sched}, {label}", "", table(chosen, names, sched)]
     out += ["", "### Appendix: per task (regret median / worst per schedule; suggested LRs per seed)", ""]
     for t in report["tasks"]:
         out += [f"#### {t}", "",
-                "| rule | constant median | constant worst | one-cycle median | one-cycle worst "
-                "| suggestions |", "|---|---|---|---|---|---|"]
+                "| rule | " + " | ".join(f"{sc} median | {sc} worst" for sc in SCHEDULES)
+                + " | suggestions |",
+                "|---|" + "---|---|" * len(SCHEDULES) + "---|"]
         for name in names:
             rs = [r for r in runs if r["task"] == t and r["suggester"] == name]
-            c = [r["regret"] for r in rs if r["schedule"] == "constant"]
-            o = [r["regret"] for r in rs if r["schedule"] == "onecycle"]
+            cells = []
+            for sc in SCHEDULES:
+                reg = [r["regret"] for r in rs if r["schedule"] == sc]
+                cells.append(f"{np.median(reg):.3f} | {max(reg):.3f}")
             lrs = ", ".join("none" if r["lr"] is None else f"{r['lr']:.2g}"
                             for r in rs if r["schedule"] == "constant")
-            out.append(f"| {name} | {np.median(c):.3f} | {max(c):.3f} | {np.median(o):.3f} | {max(o):.3f} "
-                       f"| {lrs} |")
+            out.append(f"| {name} | " + " | ".join(cells) + f" | {lrs} |")
         out.append("")
     return "\n".join(out)
 
@@ -353,6 +393,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ladders", default="",
                         help="extra lrfinder sweeps to record for sq_explore.py (no training), "
                              "comma-separated START:END:STEPS, e.g. 1e-7:10:200")
+    parser.add_argument("--rules", default=",".join(rules.RULES),
+                        help="lrfinder rules to train, comma-separated (default: all)")
+    parser.add_argument("--no-candidates", action="store_true",
+                        help="leave out the 'best of candidates()' row (it trains six runs per suggestion)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     names = list(sq_tasks.SUITE)
@@ -373,7 +417,12 @@ def main(argv: list[str] | None = None) -> None:
                       for a, b, n in (item.split(":") for item in args.ladders.split(",") if item))
     except ValueError:
         parser.error(f"--ladders takes START:END:STEPS items, e.g. 1e-7:10:200; got {args.ladders!r}")
-    report = run(names, seeds, max(1, min(2, args.workers)), args.variants, cache, extra)
+    chosen_rules = tuple(args.rules.split(",")) if args.rules else ()
+    if set(chosen_rules) - set(rules.RULES):
+        parser.error(f"unknown rules {sorted(set(chosen_rules) - set(rules.RULES))}; "
+                     f"known: {', '.join(rules.RULES)}")
+    report = run(names, seeds, max(1, min(2, args.workers)), args.variants, cache, extra, chosen_rules,
+                 not args.no_candidates)
     report["config"] = {"grid": GRID, "train_seeds": TRAIN_SEEDS, "range_seeds": seeds,
                         "schedules": SCHEDULES, "default_rule": rules.DEFAULT_RULE,
                         "sweep_defaults": DEFAULTS.to_dict(), "rules": list(rules.RULES)}
