@@ -444,14 +444,16 @@ def make_optimizer(task: Task, params, lr: float, optimizer: str = "task") -> to
 
 
 def train(task: Task, lr: float, schedule: str, seed: int, steps: int | None = None,
-          optimizer: str = "task") -> float:
+          optimizer: str = "task", data_seed: int | None = None, lr_only: bool = False) -> float:
     """Validation loss after ``steps`` (default: the task's budget) at ``lr`` under ``schedule``.
 
     ``"constant"``, ``"onecycle"`` (torch's ``OneCycleLR`` with the task's ``cycle_momentum``) or
     ``"cosine"`` (``lrfinder.plan``'s warm-up and cosine decay); for the last two ``lr`` is the peak.
     With ``optimizer="prodigy"`` the LR is set from ``lrfinder.plan.lr_at`` for every schedule (no
-    momentum cycling: Prodigy adapts its own step size). Returns NaN when training produced a
-    non-finite loss (the run is stopped there).
+    momentum cycling: Prodigy adapts its own step size). ``seed`` fixes the initial weights and,
+    unless ``data_seed`` is given, the batch order. ``lr_only`` sets the LR from ``lr_at`` for
+    one-cycle too, without cycling momentum, as confirm mode's probes do. Returns NaN when training produced a non-finite
+    loss (the run is stopped there).
     """
     from lrfinder.plan import SCHEDULES, lr_at
 
@@ -461,11 +463,11 @@ def train(task: Task, lr: float, schedule: str, seed: int, steps: int | None = N
     model = build(task, seed)
     opt = make_optimizer(task, model.parameters(), lr, optimizer)
     scheduler = None
-    if schedule == "onecycle" and optimizer == "task":
+    if schedule == "onecycle" and optimizer == "task" and not lr_only:
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=lr, total_steps=steps, cycle_momentum=task.cycle_momentum
         )
-    stream = batches(task, seed)
+    stream = batches(task, seed if data_seed is None else data_seed)
     model.train()
     for step in range(steps):
         if scheduler is None and schedule != "constant":

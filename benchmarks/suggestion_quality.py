@@ -60,6 +60,9 @@ LADDERS = {"best of candidates() (6 runs)": rules.DEFAULT_RULE}
 NO_SEARCH: dict[str, tuple[float, str]] = {"prodigy (lr=1, no search)": (1.0, "prodigy"),
                                            "lr=1e-3 (no search)": (1e-3, "task")}
 NO_CURVE = "none"
+#: Schedules whose grid is a window around another schedule's best: schedule -> (other, points either
+#: side). The cosine schedule's best peak lies near one-cycle's (both warm up and anneal), and CPU is short.
+GRID_WINDOWS: dict[str, tuple[str, int]] = {"cosine": ("onecycle", 4)}
 
 #: Sweep variants tried with every rule (``--variants``): (label, start_lr, end_lr, num_iter, smooth,
 #: threshold). A light average (0.6) was tried as the default and not kept (see the .md).
@@ -143,6 +146,57 @@ class Cache:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data))
         os.replace(tmp, self.path)
+
+
+def import_means(cache: Cache, path: Path) -> int:
+    """Put a committed report's mean validation losses (grid and trained suggestions) into the cache.
+
+    They are what this script computes for the same (task, schedule, LR) with the task's optimizer
+    and budget (training is deterministic and the code that trains is unchanged), so a run can
+    reuse them instead of training again; ``("train_mean", ...)`` keys mark them. Returns how many.
+    """
+    report = json.loads(path.read_text())
+    count = 0
+    for t, entry in report["tasks"].items():
+        for sched, grid in entry["grid"].items():
+            for lr, v in grid.items():
+                cache.put(("train_mean", t, sched, float(lr)), math.nan if v is None else v)
+                count += 1
+    for r in report["runs"]:
+        if r["lr"] and r["suggester"] not in LADDERS:
+            value = math.nan if r["v"] is None else r["v"]
+            cache.put(("train_mean", r["task"], r["schedule"], r["lr"]), value)
+            count += 1
+    return count
+
+
+def known(cache: Cache, t: str, sched: str, lr: float, optimizer: str = "task") -> bool:
+    """Whether the mean validation loss of this run is in the cache (trained or imported)."""
+    if optimizer == "task" and cache.get(("train_mean", t, sched, lr)) is not None:
+        return True
+    return all(cache.get(train_key(t, sched, seed, lr, optimizer)) is not None for seed in TRAIN_SEEDS)
+
+
+def mean_loss(cache: Cache, t: str, sched: str, lr: float, optimizer: str = "task") -> float:
+    """Mean final validation loss over the training seeds; NaN when a run diverged or is missing."""
+    imported = cache.get(("train_mean", t, sched, lr)) if optimizer == "task" else None
+    if imported is not None:
+        return float(imported)
+    values = [cache.get(train_key(t, sched, seed, lr, optimizer)) for seed in TRAIN_SEEDS]
+    return math.nan if any(v is None or not math.isfinite(v) for v in values) else float(np.mean(values))
+
+
+def grid_lrs(cache: Cache, t: str, sched: str) -> list[float]:
+    """The grid of ``sched`` for task ``t``: GRID, or its window (GRID_WINDOWS) once the base is known."""
+    if sched not in GRID_WINDOWS:
+        return list(GRID)
+    base, width = GRID_WINDOWS[sched]
+    values = {lr: mean_loss(cache, t, base, lr) for lr in GRID}
+    finite = {lr: v for lr, v in values.items() if math.isfinite(v)}
+    if len(finite) < len(GRID) and any(not known(cache, t, base, lr) for lr in GRID):
+        raise LookupError(f"the {base} grid of {t} is needed first")
+    best = GRID.index(min(finite, key=finite.get))
+    return GRID[max(0, best - width): best + width + 1]
 
 
 # -- suggesters -----------------------------------------------------------------------------------
@@ -240,26 +294,32 @@ def run(task_names: list[str], range_seeds: tuple[int, ...], workers: int, varia
              for (t, name, s), lr in suggested.items() for row, rule in ladders.items() if name == rule}
     optimizer_of = {name: opt for name, (_, opt) in NO_SEARCH.items()}
 
-    # 3. training: the grid and every suggested LR, both schedules, every training seed
-    runs_per_task = {t: {(lr, "task") for lr in GRID}
-                     | {(lr, optimizer_of.get(name, "task")) for (tt, name, _), lr in suggested.items()
-                        if tt == t and lr}
-                     | {(lr, "task") for (tt, _, _), lrs in rungs.items() if tt == t for lr in lrs}
-                     for t in tasks}
-    jobs = [(t, sched, seed, lr, opt) for t in tasks for lr, opt in sorted(runs_per_task[t])
-            for sched in SCHEDULES for seed in TRAIN_SEEDS
-            if cache.get(train_key(t, sched, seed, lr, opt)) is None]
-    # longest first, so that two workers finish together
-    jobs.sort(key=lambda j: -sq_tasks.TASKS[j[0]].steps * (3 if j[0] in ("adding_gru", "digits_cnn") else 1))
-    for done, (job, value) in enumerate(_run(jobs, _train_job, workers, "training runs"), start=1):
-        cache.put(train_key(*job), value)
-        if done % 50 == 0:
-            cache.save()
-    cache.save()
+    # 3. training: the grid and every suggested LR, every schedule, every training seed
+    def train_missing(runs: set[tuple[str, str, float, str]], label: str) -> None:
+        jobs = [(t, sched, seed, lr, opt) for t, sched, lr, opt in sorted(runs)
+                if not known(cache, t, sched, lr, opt) for seed in TRAIN_SEEDS
+                if cache.get(train_key(t, sched, seed, lr, opt)) is None]
+        # longest first, so that two workers finish together
+        heavy = ("adding_gru", "digits_cnn", "grammar_transformer", "digits_resnet_nesterov",
+                 "sums_lstm_nadam")
+        jobs.sort(key=lambda j: -sq_tasks.TASKS[j[0]].steps * (3 if j[0] in heavy else 1))
+        for done, (job, value) in enumerate(_run(jobs, _train_job, workers, label), start=1):
+            cache.put(train_key(*job), value)
+            if done % 20 == 0:
+                cache.save()
+        cache.save()
+
+    train_missing({(t, sched, lr, "task") for t in tasks for sched in SCHEDULES if sched not in GRID_WINDOWS
+                   for lr in GRID}, "training runs (grids)")
+    grids = {(t, sched): grid_lrs(cache, t, sched) for t in tasks for sched in SCHEDULES}
+    train_missing({(t, sched, lr, "task") for (t, sched), lrs in grids.items() for lr in lrs}
+                  | {(t, sched, lr, optimizer_of.get(name, "task")) for (t, name, _), lr in suggested.items()
+                     if lr for sched in SCHEDULES}
+                  | {(t, sched, lr, "task") for (t, _, _), lrs in rungs.items() for lr in lrs
+                     for sched in SCHEDULES}, "training runs")
 
     def mean_v(t: str, sched: str, lr: float, optimizer: str = "task") -> float:
-        values = [cache.get(train_key(t, sched, seed, lr, optimizer)) for seed in TRAIN_SEEDS]
-        return math.nan if any(v is None or not math.isfinite(v) for v in values) else float(np.mean(values))
+        return mean_loss(cache, t, sched, lr, optimizer)
 
     def best_rung(t: str, sched: str, ladder: list[float]) -> float | None:
         """The rung whose first training seed ended lowest (one run per rung, as a user would)."""
@@ -273,7 +333,7 @@ def run(task_names: list[str], range_seeds: tuple[int, ...], workers: int, varia
         entry: dict[str, Any] = {"description": task.description, "holdout": task.holdout,
                                  "v_untrained": untrained, "grid": {}, "v_best": {}, "lr_best": {}}
         for sched in SCHEDULES:
-            grid = {lr: mean_v(t, sched, lr) for lr in GRID}
+            grid = {lr: mean_v(t, sched, lr) for lr in grids[t, sched]}
             finite = {lr: v for lr, v in grid.items() if math.isfinite(v)}
             best_lr = min(finite, key=finite.get)
             entry["grid"][sched] = {repr(lr): (v if math.isfinite(v) else None) for lr, v in grid.items()}
@@ -395,6 +455,8 @@ def main(argv: list[str] | None = None) -> None:
                              "comma-separated START:END:STEPS, e.g. 1e-7:10:200")
     parser.add_argument("--rules", default=",".join(rules.RULES),
                         help="lrfinder rules to train, comma-separated (default: all)")
+    parser.add_argument("--import-means", default="",
+                        help="committed reports (comma-separated) whose mean losses to reuse, not retrain")
     parser.add_argument("--no-candidates", action="store_true",
                         help="leave out the 'best of candidates()' row (it trains six runs per suggestion)")
     args = parser.parse_args(argv)
@@ -417,6 +479,8 @@ def main(argv: list[str] | None = None) -> None:
                       for a, b, n in (item.split(":") for item in args.ladders.split(",") if item))
     except ValueError:
         parser.error(f"--ladders takes START:END:STEPS items, e.g. 1e-7:10:200; got {args.ladders!r}")
+    for path in filter(None, args.import_means.split(",")):
+        print(f"imported {import_means(cache, Path(path))} mean losses from {path}", file=sys.stderr)
     chosen_rules = tuple(args.rules.split(",")) if args.rules else ()
     if set(chosen_rules) - set(rules.RULES):
         parser.error(f"unknown rules {sorted(set(chosen_rules) - set(rules.RULES))}; "
