@@ -46,6 +46,23 @@ from lrfinder.plan import SCHEDULES  # noqa: E402
 from lrfinder.suggest import RULES  # noqa: E402
 
 CACHE = HERE / "results" / "cache" / "suggestion_quality_cache.json"
+#: What this script trains goes to its own file, so it can run beside suggestion_quality.py.
+OWN_CACHE = HERE / "results" / "cache" / "sq_plan_cache.json"
+
+
+class LayeredCache(sq.Cache):
+    """Reads ``suggestion_quality``'s cache and its own; writes only its own."""
+
+    def __init__(self, own: Path, base: Path) -> None:
+        super().__init__(own)
+        self.base = sq.Cache(base)
+
+    def get(self, parts: Iterable[Any]) -> Any:
+        parts = tuple(parts)
+        found = super().get(parts)
+        return self.base.get(parts) if found is None else found
+
+
 DEFAULT_LADDER = sq.ladder_key(sq.DEFAULTS.start_lr, sq.DEFAULTS.end_lr, sq.DEFAULTS.num_iter)
 BUDGETS = (0.5, 1.0, 2.0)
 WINDOW = 3  # grid points either side of the 1x best trained at the other budgets (+-1 decade)
@@ -417,14 +434,28 @@ def replay_confirm(
     if curve is None:
         raise Missing(("curve", task, range_ladder(plan.range_steps), seed))
     center = rule(sq_explore.landmarks(curve), schedule, n)
+    # the round of each call, so that the missing probes of one round are collected together
+    round_of = [i for i, r in enumerate(plan.rounds) for _ in range(r.count)]
+    calls: list[int] = []
+    missing: list[Job] = []
 
     def probe(lr: float, steps: int) -> tuple[list[float], float]:
+        index = round_of[len(calls)]
+        calls.append(index)
         value = cache.get(run_key(*probe_job(task, schedule, seed, lr, steps)))
         if value is None:
-            raise Missing(probe_job(task, schedule, seed, lr, steps))
+            if missing and index > missing_round[0]:
+                raise Missing(*missing)  # a later round depends on the missing scores
+            missing_round[:] = [index] if not missing else missing_round
+            missing.append(probe_job(task, schedule, seed, lr, steps))
+            return [], math.inf
         return [], value if math.isfinite(value) else math.inf
 
-    return run_plan(plan, center, probe, schedule=schedule, settings=settings)
+    missing_round: list[int] = []
+    found = run_plan(plan, center, probe, schedule=schedule, settings=settings)
+    if missing:
+        raise Missing(*missing)
+    return found
 
 
 #: Budgets of the confirm study: label -> (total budget as a multiple of train_steps, whether the
@@ -453,12 +484,13 @@ def confirm_study(
     rule: Callable[[dict[str, float], str, int], float],
     workers: int,
     seeds: Sequence[int],
-) -> dict[tuple[Any, str, str], tuple[np.ndarray, np.ndarray]]:
+    schedules: Sequence[str] = SCHEDULES,
+) -> dict[tuple[Any, str, str, str], tuple[np.ndarray, np.ndarray]]:
     """Regret (on the 1x grid) of the LR each design keeps, and its cost, per (design, budget, schedule)."""
     untrained = {t: sq_tasks.untrained_loss(sq_tasks.TASKS[t], sq.TRAIN_SEEDS) for t in tasks}
     grids = {(t, sc): load_grid(t, sc, 1.0, cache, untrained[t]) for t in tasks for sc in SCHEDULES}
     cells = [
-        (d, b, t, sc, s) for d in designs for b in budgets for t in tasks for sc in SCHEDULES for s in seeds
+        (d, b, t, sc, s) for d in designs for b in budgets for t in tasks for sc in schedules for s in seeds
     ]
     for attempt in range(6):  # each round of successive halving needs the scores of the one before
         curves, jobs = set(), set()
@@ -466,7 +498,8 @@ def confirm_study(
             try:
                 replay_confirm(d, t, sc, s, *cell_budget(b, t), cache, rule)
             except Missing as missing:
-                (curves if missing.args[0][0] == "curve" else jobs).add(missing.args[0])
+                for item in missing.args:
+                    (curves if item[0] == "curve" else jobs).add(item)
         if curves:
             for job, curve in sq._run(sorted(c[1:] for c in curves), sq._curve_job, workers, "range tests"):
                 cache.put(("curve", *job), curve)
@@ -474,13 +507,45 @@ def confirm_study(
         if not curves and not jobs:
             break
         train_all(jobs, cache, workers, f"probes, pass {attempt + 1}")
-    out: dict[tuple[Any, str, str], tuple[list[float], list[float]]] = {}
+    out: dict[tuple[Any, str, str, str], tuple[list[float], list[float]]] = {}
     for d, b, t, sc, s in cells:
+        if grids[t, sc] is None:
+            print(f"no complete 1x grid for {t} {sc}: left out", file=sys.stderr)
+            continue
         found = replay_confirm(d, t, sc, s, *cell_budget(b, t), cache, rule)
-        regret, cost = out.setdefault((d, b, sc), ([], []))
-        regret.append(grids[t, sc].regret(found.lr if found.lr is not None else found.center))
-        cost.append(found.plan.total_steps / sq_tasks.TASKS[t].steps)
+        cost = found.plan.total_steps / sq_tasks.TASKS[t].steps
+        for variant, lr in pick_variants(found).items():
+            regret, costs = out.setdefault((d, b, sc, variant), ([], []))
+            regret.append(grids[t, sc].regret(lr))
+            costs.append(cost)
     return {k: (np.array(r), np.array(c)) for k, (r, c) in out.items()}
+
+
+#: Other readings of the same probes (no training): the kept LR moved by a fixed number of decades.
+PICK_SHIFTS = (-0.3, -0.15, 0.15)
+
+
+def pick_variants(found: Any) -> dict[str, float | None]:
+    """The kept LR ("best probe") and other readings of the same probes, for comparison.
+
+    ``shift d``: the kept LR times ``10 ** d``; ``parabola``: the vertex of a parabola through the
+    last round's scores against log10 LR (when it has three or more finite ones and opens upward),
+    kept within the probed LRs.
+    """
+    kept = found.lr if found.lr is not None else found.center
+    out: dict[str, float | None] = {"best probe": kept}
+    for d in PICK_SHIFTS:
+        out[f"shift {d:+g}"] = None if kept is None else kept * 10**d
+    last = [p for p in found.probes if p.round == found.probes[-1].round] if found.probes else []
+    finite = [(math.log10(p.lr), p.score) for p in last if math.isfinite(p.score)]
+    vertex = kept
+    if len(finite) >= 3:
+        x, y = np.array(finite).T
+        c2, c1, _ = np.polyfit(x, y, 2)
+        if c2 > 0:
+            vertex = float(10 ** np.clip(-c1 / (2 * c2), x.min(), x.max()))
+    out["parabola"] = vertex
+    return out
 
 
 def design_label(d: Any) -> str:
@@ -493,9 +558,9 @@ def design_label(d: Any) -> str:
 
 #: Per schedule: (landmark, offset in decades, slope per doubling of train_steps) -- filled in from --fit.
 PLAN_RULE: dict[str, tuple[str, float, float]] = {
-    "constant": ("edge", -0.8, 0.0),
-    "onecycle": ("edge", -0.3, 0.0),
-    "cosine": ("edge", -0.5, 0.0),
+    "constant": ("raw_edge", -0.55, 0.0),
+    "onecycle": ("raw_edge", -0.55, 0.0),
+    "cosine": ("raw_edge", -0.40, 0.0),
 }
 
 
@@ -655,6 +720,7 @@ def main() -> None:
     parser.add_argument("--check", default=",".join(sq_tasks.HOLDOUT2))
     parser.add_argument("--seeds", default="0,1,2", help="range-test seeds of the confirm study")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--schedules", default=",".join(SCHEDULES), help="schedules of the confirm study")
     parser.add_argument("--final", action="store_true", help="run find_lr itself and train its answers")
     parser.add_argument(
         "--report",
@@ -664,7 +730,7 @@ def main() -> None:
     parser.add_argument("--name", default="sq_plan_final", help="base name of the --final result files")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    cache = sq.Cache(CACHE)
+    cache = LayeredCache(OWN_CACHE, CACHE)
     tasks = args.tasks.split(",")
     check = [t for t in args.check.split(",") if t]
     workers = max(1, min(2, args.workers))
@@ -677,17 +743,24 @@ def main() -> None:
         seeds = [int(x) for x in args.seeds.split(",")]
         designs = [DESIGNS[int(i)] for i in args.designs.split(",")] if args.designs else DESIGNS
         budgets = args.budget_labels.split(",")
-        result = confirm_study(cache, tasks, designs, budgets, plan_rule, workers, seeds)
-        print(f"| design | budget | schedule {SUMMARY_HEAD[1:]} cost |")
-        print("|---|---|---|---|---|---|---|---|---|")
-        for d, b in itertools.product(designs, budgets):
+        schedules = args.schedules.split(",")
+        result = confirm_study(cache, tasks, designs, budgets, plan_rule, workers, seeds, schedules)
+        variants = list(dict.fromkeys(k[3] for k in result))
+        print(f"| design | budget | pick | schedule {SUMMARY_HEAD[1:]} cost |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for d, b, v in itertools.product(designs, budgets, variants):
             for sc in [*SCHEDULES, "all"]:
+                if sc != "all" and (d, b, sc, v) not in result:
+                    continue
                 r, c = (
-                    result[d, b, sc]
+                    result[d, b, sc, v]
                     if sc != "all"
-                    else tuple(np.concatenate([result[d, b, x][i] for x in SCHEDULES]) for i in (0, 1))
+                    else tuple(
+                        np.concatenate([result[d, b, x, v][i] for x in SCHEDULES if (d, b, x, v) in result])
+                        for i in (0, 1)
+                    )
                 )
-                print(f"| {design_label(d)} | {b} | {sc} " + summary(r) + f" {c.mean():.2f} |")
+                print(f"| {design_label(d)} | {b} | {v} | {sc} " + summary(r) + f" {c.mean():.2f} |")
     if args.final:
         import json
 

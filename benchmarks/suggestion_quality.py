@@ -62,7 +62,7 @@ NO_SEARCH: dict[str, tuple[float, str]] = {"prodigy (lr=1, no search)": (1.0, "p
 NO_CURVE = "none"
 #: Schedules whose grid is a window around another schedule's best: schedule -> (other, points either
 #: side). The cosine schedule's best peak lies near one-cycle's (both warm up and anneal), and CPU is short.
-GRID_WINDOWS: dict[str, tuple[str, int]] = {"cosine": ("onecycle", 4)}
+GRID_WINDOWS: dict[str, tuple[str, int]] = {"cosine": ("onecycle", 6)}
 
 #: Sweep variants tried with every rule (``--variants``): (label, start_lr, end_lr, num_iter, smooth,
 #: threshold). A light average (0.6) was tried as the default and not kept (see the .md).
@@ -187,7 +187,11 @@ def mean_loss(cache: Cache, t: str, sched: str, lr: float, optimizer: str = "tas
 
 
 def grid_lrs(cache: Cache, t: str, sched: str) -> list[float]:
-    """The grid of ``sched`` for task ``t``: GRID, or its window (GRID_WINDOWS) once the base is known."""
+    """The grid of ``sched`` for task ``t``: GRID, or its window (GRID_WINDOWS) once the base is known.
+
+    A window whose best (among the points already known) lies on its edge grows by two points on
+    that side, so the best is always inside it once everything asked for is trained.
+    """
     if sched not in GRID_WINDOWS:
         return list(GRID)
     base, width = GRID_WINDOWS[sched]
@@ -196,7 +200,21 @@ def grid_lrs(cache: Cache, t: str, sched: str) -> list[float]:
     if len(finite) < len(GRID) and any(not known(cache, t, base, lr) for lr in GRID):
         raise LookupError(f"the {base} grid of {t} is needed first")
     best = GRID.index(min(finite, key=finite.get))
-    return GRID[max(0, best - width): best + width + 1]
+    low, high = max(0, best - width), min(len(GRID), best + width + 1)
+    while True:
+        if not all(known(cache, t, sched, GRID[i]) for i in range(low, high)):
+            return GRID[low:high]
+        mine = {i: mean_loss(cache, t, sched, GRID[i]) for i in range(low, high)}
+        mine = {i: v for i, v in mine.items() if math.isfinite(v)}
+        if not mine:
+            return GRID[low:high]
+        top = min(mine, key=mine.get)
+        if top == low and low > 0:
+            low = max(0, low - 2)
+        elif top == high - 1 and high < len(GRID):
+            high = min(len(GRID), high + 2)
+        else:
+            return GRID[low:high]
 
 
 # -- suggesters -----------------------------------------------------------------------------------
@@ -311,7 +329,13 @@ def run(task_names: list[str], range_seeds: tuple[int, ...], workers: int, varia
 
     train_missing({(t, sched, lr, "task") for t in tasks for sched in SCHEDULES if sched not in GRID_WINDOWS
                    for lr in GRID}, "training runs (grids)")
-    grids = {(t, sched): grid_lrs(cache, t, sched) for t in tasks for sched in SCHEDULES}
+    while True:  # windows grow while their best lies on an edge
+        grids = {(t, sched): grid_lrs(cache, t, sched) for t in tasks for sched in SCHEDULES}
+        todo = {(t, sched, lr, "task") for (t, sched), lrs in grids.items() for lr in lrs
+                if not known(cache, t, sched, lr)}
+        if not todo:
+            break
+        train_missing(todo, "training runs (grid windows)")
     train_missing({(t, sched, lr, "task") for (t, sched), lrs in grids.items() for lr in lrs}
                   | {(t, sched, lr, optimizer_of.get(name, "task")) for (t, name, _), lr in suggested.items()
                      if lr for sched in SCHEDULES}
