@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,8 +24,12 @@ MIN_POINTS = 5
 FLAT_TOLERANCE = 1e-3
 
 
-class Suggestion(NamedTuple):
+@dataclass(frozen=True)
+class Suggestion:
     """One rule's answer.
+
+    A frozen dataclass rather than a NamedTuple: a tuple's own ``index`` method would clash with
+    the field of that name.
 
     Attributes:
         rule: Name of the rule that produced it.
@@ -42,6 +46,7 @@ class Suggestion(NamedTuple):
 
     @property
     def ok(self) -> bool:
+        """Whether the rule suggests an LR."""
         return self.lr is not None
 
 
@@ -82,7 +87,8 @@ def log_slope(lrs: np.ndarray, losses: np.ndarray) -> np.ndarray:
     >>> log_slope(np.array([1.0, np.e, np.e**2]), np.array([3.0, 2.0, 1.0]))
     array([-1., -1., -1.])
     """
-    return np.gradient(losses, np.log(lrs))
+    slope: np.ndarray = np.gradient(losses, np.log(lrs))
+    return slope
 
 
 def steepest(
@@ -242,7 +248,8 @@ def centered_average(values: np.ndarray, half_width: int) -> np.ndarray:
     sums = np.concatenate(([0.0], np.cumsum(values)))
     lo = np.clip(np.arange(n) - half_width, 0, n)
     hi = np.clip(np.arange(n) + half_width + 1, 0, n)
-    return (sums[hi] - sums[lo]) / (hi - lo)
+    averages: np.ndarray = (sums[hi] - sums[lo]) / (hi - lo)
+    return averages
 
 
 def raw_minimum(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from lrfinder import SweepSettings, find_lr, run_sweep
+from lrfinder import SweepSettings, find_lr, run_range_test, run_sweep
 from lrfinder.sweep import LossSmoother
 from lrfinder.trainers import StepFunctionTrainer
 
@@ -237,3 +238,27 @@ def test_unsupported_objects_and_options_get_clear_type_errors():
         find_lr(lambda lr: 1.0, snapshot=lambda: 1)
     with pytest.raises(TypeError, match="must return the batch loss as a number"):
         find_lr(lambda lr: "x", progress=False)
+
+
+def test_run_range_test_with_a_ready_trainer_is_find_lr():
+    settings = SweepSettings(start_lr=1e-3, end_lr=10.0, num_iter=60)
+    problems = NoisyQuadratic(4.0, seed=3), NoisyQuadratic(4.0, seed=3)
+    by_find_lr = find_lr(problems[0].step, snapshot=problems[0].snapshot, restore=problems[0].restore,
+                         start_lr=1e-3, end_lr=10.0, num_iter=60, rule="valley", progress=False)
+    trainer = StepFunctionTrainer(problems[1].step, problems[1].snapshot, problems[1].restore)
+    by_runner = run_range_test(trainer, settings, rule="valley", progress=False)
+    np.testing.assert_array_equal(by_runner.lrs, by_find_lr.lrs)
+    np.testing.assert_array_equal(by_runner.losses, by_find_lr.losses)
+    assert by_runner.settings == by_find_lr.settings and by_runner.rule == "valley"
+    assert by_runner.suggestion == by_find_lr.suggestion and by_runner.backend == "callable"
+
+
+def test_run_range_test_warns_at_its_caller_and_refuses_bad_arguments():
+    trainer = StepFunctionTrainer(lambda lr: 1.0)  # a flat loss: a diagnostic warning
+    with pytest.warns(RuntimeWarning, match="^lrfinder: ") as caught:
+        run_range_test(trainer, SweepSettings(num_iter=10), progress=False)
+    assert {Path(w.filename).name for w in caught} == {Path(__file__).name}
+    with pytest.raises(TypeError, match="settings must be a SweepSettings"):
+        run_range_test(trainer, {"num_iter": 10})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown suggestion rule 'nope'"):
+        run_range_test(trainer, SweepSettings(), rule="nope")

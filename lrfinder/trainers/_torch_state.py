@@ -201,8 +201,9 @@ class TorchSnapshot:
                 attempt(load)
             if "params" in saved:  # not when the file could not be read
                 attempt(lambda: self._restore_tensors(saved))
-                if self._optimizer is not None:
-                    attempt(lambda: self._optimizer.load_state_dict(saved["optimizer"]))
+                optimizer = self._optimizer  # a local: the None check then holds inside the lambda
+                if optimizer is not None:
+                    attempt(lambda: optimizer.load_state_dict(saved["optimizer"]))
             if self._scaler is not None:
                 attempt(lambda: self._scaler.load_state_dict(saved["scaler"]))
             attempt(lambda: self._restore_flags(saved))
