@@ -514,7 +514,7 @@ def confirm_study(
             continue
         found = replay_confirm(d, t, sc, s, *cell_budget(b, t), cache, rule)
         cost = found.plan.total_steps / sq_tasks.TASKS[t].steps
-        for variant, lr in pick_variants(found).items():
+        for variant, lr in pick_variants(found, sq_tasks.TASKS[t].steps).items():
             regret, costs = out.setdefault((d, b, sc, variant), ([], []))
             regret.append(grids[t, sc].regret(lr))
             costs.append(cost)
@@ -525,7 +525,12 @@ def confirm_study(
 PICK_SHIFTS = (-0.3, -0.15, 0.15)
 
 
-def pick_variants(found: Any) -> dict[str, float | None]:
+#: Horizon corrections tried: the kept LR times ``(probe steps / train_steps) ** k`` (a probe shorter
+#: than the run favours a higher LR than the run wants).
+PICK_HORIZONS = (0.3, 0.45, 0.6, 0.75)
+
+
+def pick_variants(found: Any, train_steps: int) -> dict[str, float | None]:
     """The kept LR ("best probe") and other readings of the same probes, for comparison.
 
     ``shift d``: the kept LR times ``10 ** d``; ``parabola``: the vertex of a parabola through the
@@ -545,6 +550,10 @@ def pick_variants(found: Any) -> dict[str, float | None]:
         if c2 > 0:
             vertex = float(10 ** np.clip(-c1 / (2 * c2), x.min(), x.max()))
     out["parabola"] = vertex
+    if found.plan.rounds:
+        ratio = found.plan.rounds[-1].steps / train_steps
+        for k in PICK_HORIZONS:
+            out[f"horizon {k:g}"] = None if kept is None else kept * ratio**k
     return out
 
 
@@ -704,6 +713,50 @@ def final(
     return runs
 
 
+#: The design and reading chosen on SUITE (frozen before any hold-out result was looked at).
+FROZEN_DESIGN = 0
+FROZEN_PICK = "horizon 0.45"
+
+
+def frozen_check(
+    cache: sq.Cache, tasks: Sequence[str], workers: int, seeds: Sequence[int], report_path: Path
+) -> None:
+    """The frozen rule and confirm design on ``tasks`` (interpolated regret), beside the other rows."""
+    import json
+
+    report = json.loads(report_path.read_text())
+    untrained = {t: sq_tasks.untrained_loss(sq_tasks.TASKS[t], sq.TRAIN_SEEDS) for t in tasks}
+    grids = {(t, sc): load_grid(t, sc, 1.0, cache, untrained[t]) for t in tasks for sc in SCHEDULES}
+    confirm = confirm_study(cache, tasks, [DESIGNS[FROZEN_DESIGN]], ["2x"], plan_rule, workers, seeds)
+    print(f"tasks {list(tasks)}, range-test seeds {list(seeds)}; interpolated regret except 'trained' rows")
+    print(f"| schedule | row {SUMMARY_HEAD[1:]}")
+    print("|---|---|---|---|---|---|---|")
+    for sc in SCHEDULES:
+        n = {t: sq_tasks.TASKS[t].steps for t in tasks}
+        single = [
+            grids[t, sc].regret(plan_rule(curve_landmarks(cache, t, s), sc, n[t]))
+            for t in tasks
+            for s in seeds
+        ]
+        print(f"| {sc} | plan-aware single suggestion " + summary(single))
+        for variant in ("best probe", FROZEN_PICK):
+            print(
+                f"| {sc} | confirm 2x, {variant} "
+                + summary(confirm[DESIGNS[FROZEN_DESIGN], "2x", sc, variant][0])
+            )
+        for name in [*sq.BASELINES, "centered_minimum", *sq.NO_SEARCH]:
+            rows = [
+                r["regret"]
+                for r in report["runs"]
+                if r["suggester"] == name
+                and r["schedule"] == sc
+                and r["task"] in tasks
+                and r["seed"] in seeds
+            ]
+            if rows:
+                print(f"| {sc} | {name} (trained) " + summary(rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budgets", action="store_true", help="train the 0.5x and 2x grids")
@@ -722,6 +775,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--schedules", default=",".join(SCHEDULES), help="schedules of the confirm study")
     parser.add_argument("--final", action="store_true", help="run find_lr itself and train its answers")
+    parser.add_argument("--frozen", action="store_true", help="the frozen rule and confirm design on --tasks")
     parser.add_argument(
         "--report",
         default=str(HERE / "results" / "sq_plan_suite.json"),
@@ -761,6 +815,8 @@ def main() -> None:
                     )
                 )
                 print(f"| {design_label(d)} | {b} | {v} | {sc} " + summary(r) + f" {c.mean():.2f} |")
+    if args.frozen:
+        frozen_check(cache, tasks, workers, [int(x) for x in args.seeds.split(",")], Path(args.report))
     if args.final:
         import json
 
