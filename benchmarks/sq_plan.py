@@ -1,24 +1,30 @@
 """Evidence for the plan-aware suggestion and the confirm mode (issue 11), on the suggestion-quality tasks.
 
-It reads and extends the cache of ``suggestion_quality.py`` (run that first for the tasks: it trains
-the 1x grid of every schedule and records the range tests), and has four steps:
+It reads the cache of ``suggestion_quality.py`` (run that first for the tasks: it trains the 1x grid
+of every schedule and the other rows) and keeps what it trains in a cache file of its own:
 
 * ``--budgets``: train each task's grid at 0.5x and 2x its budget of steps, on a window of
   +-3 grid points (+-1 decade) around the 1x grid's best LR, for every schedule;
-* ``--fit``: score every rule "landmark + offset(schedule) + slope(schedule) * log2(train_steps / 200)"
-  on the interpolated grid regret over tasks, range-test seeds and budgets; print the best per
-  schedule and the outside protocols' scores on the same runs;
-* ``--confirm``: simulate confirm-mode probe plans exactly (candidates around the plan-aware
-  suggestion, each probe trained from the range-test seed's initial weights under the schedule
-  compressed to the probe's length, scored on the validation loss, successive halving or not) and
-  score the kept LR on the 1x grid;
-* ``--final``: run ``lrfinder.find_lr`` itself with ``schedule=``, ``train_steps=`` (and ``confirm=``),
-  train at each answer on the training seeds and report regret and cost beside the other rows.
+* ``--fit``: score every rule "landmark + offset" per schedule on the interpolated grid regret
+  over tasks and range-test seeds, beside the outside protocols, and (with the budget grids) the
+  slope per doubling of train_steps;
+* ``--confirm``: replay confirm mode exactly as the library plans it (``lrfinder.confirm``'s
+  ``plan_probes`` and ``run_plan``): candidates around the plan-aware suggestion, each probe
+  trained from the range-test seed's initial weights under the schedule compressed to the probe's
+  length and scored on the validation loss; the kept LR, and other readings of the same probes,
+  are scored on the 1x grid;
+* ``--frozen``: the frozen rule and design (``PLAN_RULE``, ``FROZEN_DESIGN``, ``FROZEN_PICK``) on
+  other tasks, beside the trained rows of a ``suggestion_quality`` report;
+* ``--final``: run ``lrfinder.find_lr`` itself with ``schedule=`` and ``train_steps=`` (and
+  ``confirm=True``), train at each answer on the training seeds and report regret and cost beside
+  the other rows.
 
-    python benchmarks/sq_plan.py --budgets --workers 2
-    python benchmarks/sq_plan.py --fit
-    python benchmarks/sq_plan.py --confirm --workers 2
-    python benchmarks/sq_plan.py --final --workers 2 [--tasks ...]
+    python benchmarks/sq_plan.py --budgets --tasks digits_mlp,breast_logreg --check "" --workers 2
+    python benchmarks/sq_plan.py --fit --no-slopes --check ""
+    python benchmarks/sq_plan.py --confirm --designs 0,1,3 --workers 2
+    python benchmarks/sq_plan.py --frozen --tasks wine_mlp_rmsprop,moons_deep_sgd \
+        --report benchmarks/results/sq_plan_holdouts.json
+    python benchmarks/sq_plan.py --final --workers 2 [--tasks ... --report ...]
 """
 
 from __future__ import annotations
