@@ -452,8 +452,8 @@ def train(task: Task, lr: float, schedule: str, seed: int, steps: int | None = N
     With ``optimizer="prodigy"`` the LR is set from ``lrfinder.plan.lr_at`` for every schedule (no
     momentum cycling: Prodigy adapts its own step size). ``seed`` fixes the initial weights and,
     unless ``data_seed`` is given, the batch order. ``lr_only`` sets the LR from ``lr_at`` for
-    one-cycle too, without cycling momentum, as confirm mode's probes do. Returns NaN when training produced a non-finite
-    loss (the run is stopped there).
+    one-cycle too, without cycling momentum, as confirm mode's probes do. Returns NaN when
+    training produced a non-finite loss (the run is stopped there).
     """
     from lrfinder.plan import SCHEDULES, lr_at
 
