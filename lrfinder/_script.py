@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 from lrfinder.sweep import SweepSettings
 
 if TYPE_CHECKING:
+    from lrfinder.confirm import ProbePlan
+    from lrfinder.plan import Plan
     from lrfinder.result import LRFinderResult
 
 #: The function a script may define instead of top-level objects; it returns a dict of them.
@@ -33,7 +35,7 @@ SETUP_FUNCTION = "lrfinder_setup"
 LOADER_NAMES = ("loader", "train_loader", "data")
 #: Every name (top-level) or key (``lrfinder_setup()``'s dict) the command reads.
 CONTRACT_NAMES = ("model", *LOADER_NAMES, "optimizer", "criterion", "loss", "val_loader",
-                  "batch_size", "step", "snapshot", "restore")
+                  "batch_size", "step", "snapshot", "restore", "confirm_data")
 #: Frameworks that ``--seed`` seeds when the script imports them.
 SEEDED_FRAMEWORKS = ("torch", "keras", "tensorflow")
 
@@ -70,22 +72,27 @@ class Job:
     step: Any = None
     snapshot: Any = None
     restore: Any = None
+    confirm_data: Any = None  # held-out data for --confirm (default val_loader)
 
 
-def load_job(path: Path, data_path: str | None, seed: int | None) -> Job:
+def load_job(path: Path, data_path: str | None, seed: int | None, optimizer: str | None = None,
+             loss: str | None = None) -> Job:
     """Run the script (or load the saved Keras model) and find what to sweep.
 
     Args:
         path: A checked ``.py`` script, or a ``.keras`` model.
         data_path: The ``.npz`` arrays of a ``.keras`` model; None for a script.
         seed: Seed Python, NumPy and the frameworks the script uses before it runs; None: don't.
+        optimizer: ``--optimizer``, a Keras optimizer name for a ``.keras`` model; None: its own.
+        loss: ``--loss``, a Keras loss name for a ``.keras`` model; None: its own.
 
     Raises:
         ScriptError: The script failed, or does not define what the command reads.
-        ScriptUsageError: ``data_path`` holds no ``x`` and ``y`` arrays.
+        ScriptUsageError: ``data_path`` holds no ``x`` and ``y`` arrays, an uncompiled ``.keras``
+            model lacks ``--optimizer``/``--loss``, or one of them names nothing Keras knows.
     """
     if path.suffix == ".keras":
-        return _load_keras(path, Path(data_path or ""), seed)
+        return _load_keras(path, Path(data_path or ""), seed, optimizer, loss)
     if seed is not None:
         _seed(seed, _frameworks_imported_by(path))
     module = _import_script(path)
@@ -137,10 +144,14 @@ def _job_from(names: dict[str, Any], source: str, script: Path, *, top_level: bo
     model, step = names.get("model"), names.get("step")
     if model is None and callable(step):
         job.step, job.snapshot, job.restore = step, names.get("snapshot"), names.get("restore")
+        job.confirm_data = names.get("confirm_data")
         return job
     if model is None:
         raise ScriptError(f"{source} defines no model: {_missing_hint(names, 'model', top_level)}")
     loader_name = next((n for n in LOADER_NAMES if names.get(n) is not None), None)
+    if loader_name is None and _brings_its_own_data(model):
+        job.model = model
+        return job
     if loader_name is None:
         raise ScriptError(f"{source} defines a model but no training data: "
                           f"{_missing_hint(names, 'loader', top_level)}")
@@ -154,10 +165,18 @@ def _job_from(names: dict[str, Any], source: str, script: Path, *, top_level: bo
     job.optimizer = names.get("optimizer")
     job.criterion = next(iter(losses.values()), None)
     job.val_loader = names.get("val_loader")
+    job.confirm_data = names.get("confirm_data")
     size = names.get("batch_size")
     if isinstance(size, int) and not isinstance(size, bool) and isinstance(job.data, (tuple, list)):
         job.batch_size = size  # (x, y) arrays need one; a loader already has its own
     return job
+
+
+def _brings_its_own_data(model: Any) -> bool:
+    """Whether ``model`` is a Hugging Face Trainer, which takes its batches from its own dataset."""
+    from lrfinder.trainers import hf_trainer  # reads class names only: imports no framework
+
+    return hf_trainer.accepts(model)
 
 
 def _missing_hint(names: dict[str, Any], wanted: str, top_level: bool) -> str:
@@ -284,7 +303,8 @@ def describe(error: BaseException, path: Path) -> str:
     return f"{type(error).__name__}: {text}{where}"
 
 
-def _load_keras(path: Path, data_path: Path, seed: int | None) -> Job:
+def _load_keras(path: Path, data_path: Path, seed: int | None, optimizer: str | None,
+                loss: str | None) -> Job:
     import numpy as np
 
     try:
@@ -306,15 +326,32 @@ def _load_keras(path: Path, data_path: Path, seed: int | None) -> Job:
     except Exception as error:
         raise ScriptUsageError(f"--data {str(data_path)!r} is not a readable .npz file "
                                f"({type(error).__name__}: {error})") from None
+    for option, name, lookup, examples in (
+        ("--optimizer", optimizer, keras.optimizers.get, "adam, adamw, sgd, rmsprop"),
+        ("--loss", loss, keras.losses.get, "sparse_categorical_crossentropy, categorical_crossentropy, mse"),
+    ):
+        if name is not None:
+            try:
+                lookup(name)
+            except (ValueError, TypeError):
+                raise ScriptUsageError(f"{option} {name!r} is not a name Keras knows; give one such as "
+                                       f"{examples}") from None
     try:
         model = keras.saving.load_model(path)
     except Exception as error:
         raise ScriptError(f"cannot load the Keras model {path}: {describe(error, path)}", error) from error
-    return Job(source=str(path), script=path, model=model, data=(x, y))
+    if not model.compiled and (optimizer is None or loss is None):
+        needed = " and ".join(flag for flag, value in (("--optimizer NAME", optimizer),
+                                                       ("--loss NAME", loss)) if value is None)
+        raise ScriptUsageError(f"{path} holds a Keras model that was saved uncompiled: give {needed} "
+                               "(Keras names, e.g. --optimizer adam --loss "
+                               "sparse_categorical_crossentropy), or compile it before model.save()")
+    return Job(source=str(path), script=path, model=model, data=(x, y), optimizer=optimizer, criterion=loss)
 
 
 def run_job(job: Job, settings: SweepSettings, *, rule: str, device: str | None,
-            progress: bool | None) -> tuple[LRFinderResult, list[str]]:
+            progress: bool | None, plan: Plan | None = None,
+            probes: ProbePlan | None = None) -> tuple[LRFinderResult, list[str]]:
     """Build the trainer and run the range test on what the script defines.
 
     Args:
@@ -323,15 +360,20 @@ def run_job(job: Job, settings: SweepSettings, *, rule: str, device: str | None,
         rule: The suggestion rule's name.
         device: ``--device`` (PyTorch), or None.
         progress: As :func:`lrfinder.api.run_range_test` takes it.
+        plan: The training plan (``--schedule``, ``--train-steps``), or None.
+        probes: The confirm mode's probe plan (``--confirm``), or None; its held-out data is the
+            script's ``confirm_data``, else its ``val_loader``.
 
     Returns:
         The result, and the library's warnings that its diagnostics do not already say (the
         script's and the frameworks' own warnings are shown as Python shows them).
 
     Raises:
-        ScriptError: No trainer fits what the script defines, or the sweep failed.
+        ScriptError: No trainer fits what the script defines, confirm mode has no held-out data,
+            or the sweep failed.
     """
     from lrfinder.api import run_range_test
+    from lrfinder.confirm import ConfirmRun, default_confirm_data, probe_options
     from lrfinder.trainers import make_trainer
 
     with warnings.catch_warnings(record=True) as caught:
@@ -343,14 +385,30 @@ def run_job(job: Job, settings: SweepSettings, *, rule: str, device: str | None,
             options = {"optimizer": job.optimizer, "criterion": job.criterion,
                        "val_loader": job.val_loader, "device": device, "batch_size": job.batch_size}
             model = job.model
+        given = {k: v for k, v in options.items() if v is not None}
+        data = None if job.step is not None else job.data
+        confirm = None
         try:
-            trainer = make_trainer(model, None if job.step is not None else job.data,
-                                   **{k: v for k, v in options.items() if v is not None})
+            trainer = make_trainer(model, data, **given)
+            if probes is not None:
+                try:
+                    held_out = default_confirm_data(job.confirm_data, job.val_loader)
+                except TypeError:
+                    raise ScriptError(
+                        f"--confirm scores its probes on held-out data, and {job.source} defines no "
+                        "confirm_data and no val_loader: define one (validation batches; for a step "
+                        "function, confirm_data = a function evaluate() -> loss)") from None
+                twin = (make_trainer(model, data, **probe_options(given))
+                        if job.val_loader is not None and job.step is None else None)
+                confirm = ConfirmRun(probes, held_out, trainer=twin)
+        except ScriptError:
+            raise
         except Exception as error:
             raise ScriptError(f"cannot run a range test on what {job.source} defines: "
                               f"{describe(error, job.script)}", error) from error
         try:
-            result = run_range_test(trainer, settings, rule=rule, progress=progress)
+            result = run_range_test(trainer, settings, rule=rule, progress=progress, plan=plan,
+                                    confirm=confirm)
         except Exception as error:
             raise ScriptError(f"the range test failed: {describe(error, job.script)}", error) from error
     diagnosed = {d.message for d in result.diagnostics}

@@ -62,6 +62,9 @@ class Setup:
     first_loss: Callable[[], float]  # loss of the first batch at the current state, computed apart
     drawn: Callable[[], int]  # batches drawn from ``data`` so far (not undone by the restore)
     kwargs: dict[str, Any] = field(default_factory=dict)
+    # batches the data source reads ahead of the one a step uses (accelerate's loaders read one to
+    # know the end): a failing batch surfaces that many steps early, and that many more are drawn
+    lookahead: int = 0
     backend: str | None = None  # the lrfinder backend module that trains it
     val_data: Any = None  # a few validation batches, a form the backend takes as val_loader
     # val_loss(n): mean loss over the first n (None: all) validation batches at the current state,
@@ -102,7 +105,7 @@ class LinearRegressionTrainer(TrainerBase):
         self._saved = (self.w.copy(), self.velocity.copy(), self.steps_taken)
 
     def step(self, lr: float) -> float:
-        if self.fail_at is not None and self.steps_taken == self.fail_at:
+        if self.fail_at is not None and self.draws == self.fail_at:  # in any sweep or confirm probe
             raise self.fail_with("data source failed on purpose")
         x, y = self.batches[self.steps_taken % len(self.batches)]  # cycles short data
         self.draws += 1
@@ -112,6 +115,9 @@ class LinearRegressionTrainer(TrainerBase):
         self.w = self.w - lr * self.velocity
         self.steps_taken += 1
         return loss
+
+    def evaluate(self, data: list[tuple[np.ndarray, np.ndarray]]) -> float:
+        return float(np.mean([self.batch_loss(self.w, x, y) for x, y in data]))
 
     def restore(self) -> None:
         assert self._saved is not None
@@ -124,9 +130,10 @@ def numpy_case(n_batches: int = 8, fail_at: int | None = None,
     rng = np.random.default_rng(1)
     true_w = rng.normal(size=5)
     batches = []
-    for _ in range(n_batches):
+    for _ in range(n_batches + 2):
         x = rng.normal(size=(16, 5))
         batches.append((x, x @ true_w + 0.1 * rng.normal(size=16)))
+    batches, held_out = batches[:n_batches], batches[n_batches:]
     trainer = LinearRegressionTrainer(batches, fail_at, fail_with)
     return Setup(
         model=trainer,
@@ -135,13 +142,14 @@ def numpy_case(n_batches: int = 8, fail_at: int | None = None,
                        "steps": np.array(trainer.steps_taken)},
         first_loss=lambda: trainer.batch_loss(trainer.w, *batches[0]),
         drawn=lambda: trainer.draws,
+        val_data=held_out,  # what trainer.evaluate scores a confirm probe on
     )
 
 
 #: name -> builder(n_batches, fail_at, fail_with); torch and keras cases register here too.
 CASES: dict[str, Callable[..., Setup]] = {"numpy": numpy_case}
 #: The cases an lrfinder backend trains (they fill in Setup's data and validation fields).
-FRAMEWORK_CASES = ("keras", "torch")
+FRAMEWORK_CASES = ("keras", "lightning", "torch")
 
 
 def _framework_case(framework: str, module: str) -> Callable[..., Setup]:
@@ -156,3 +164,5 @@ def _framework_case(framework: str, module: str) -> Callable[..., Setup]:
 
 CASES["torch"] = _framework_case("torch", "tests.cases_torch")
 CASES["keras"] = _framework_case("keras", "tests.cases_keras")
+CASES["lightning"] = _framework_case("lightning.pytorch", "tests.cases_lightning")
+CASES["transformers"] = _framework_case("transformers", "tests.cases_hf")

@@ -2,7 +2,8 @@
 
 A trainer owns everything framework-specific: the model, the optimizer, the data, devices, mixed
 precision, distributed reduction. The engine only asks it to save state, run one step at a given
-learning rate, read losses back as floats, and put the state back (:class:`Trainer`).
+learning rate, read losses back as floats, and put the state back (:class:`Trainer`). Confirm mode
+also asks it to score the state on held-out data (:meth:`Trainer.evaluate`).
 
 A backend is the module that makes trainers for one framework's models (:class:`TrainerBackend`):
 :func:`lrfinder.trainers.make_trainer` asks each backend whose framework is imported whether it
@@ -12,6 +13,7 @@ accepts the model, and the first that does makes the trainer.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["Trainer", "TrainerBackend", "TrainerBase", "check_options"]
@@ -29,6 +31,9 @@ class Trainer(Protocol):
         is_main_process: False on every rank but the first of a distributed run, so that only one
             process shows progress and writes files.
         info: Facts worth keeping in the result (optimizer chosen, loss inferred, ...).
+
+    Optional: ``lookahead`` (int, default 0), the batches a trainer draws from its data ahead of
+    the steps it runs in each pass, which confirm mode counts against its budget.
     """
 
     backend: str
@@ -50,6 +55,15 @@ class Trainer(Protocol):
 
     def restore(self) -> None:
         """Put back the state saved by :meth:`snapshot` and free what the snapshot held."""
+
+    def evaluate(self, data: Any) -> float:
+        """The mean loss on ``data`` at the current state, without training (eval mode, no grad).
+
+        Used by confirm mode only (:mod:`lrfinder.confirm`), between :meth:`snapshot` and
+        :meth:`restore`, to score a probe; a trainer without it cannot confirm. What ``data``
+        is belongs to the trainer (validation batches for PyTorch and Keras, an
+        ``evaluate() -> loss`` callable for a step function).
+        """
 
 
 @runtime_checkable
@@ -85,6 +99,8 @@ class TrainerBase:
     backend: str = "custom"
     sync_every: int = 1
     is_main_process: bool = True
+    #: Batches drawn from the data ahead of the steps run, per pass (confirm mode budgets for them).
+    lookahead: int = 0
 
     def __init__(self) -> None:
         self.info: dict[str, Any] = {}
@@ -111,3 +127,79 @@ def check_options(
             f"option(s) {', '.join(unknown)} do not apply to {kind} ({reasons}); "
             f"it takes {', '.join(sorted(accepted)) or 'none'}"
         )
+
+
+@runtime_checkable
+class KerasSteps(Protocol):
+    """The training and evaluation steps a Keras step module builds for one sweep.
+
+    Steps may run ahead of the host in blocks: :meth:`train` queues a step and returns a handle,
+    a full block (``block_steps`` queued steps) runs in one compiled call, and :meth:`losses` runs
+    what is still queued and reads the losses back, once per block.
+
+    Attributes:
+        block_steps: Steps given before the losses are read back together; a backend that
+            compiles may run them as one call (1: each step runs and is read on its own).
+    """
+
+    block_steps: int
+
+    @property
+    def traces(self) -> int:
+        """Times the compiled training function was traced so far."""
+
+    def train(self, batch: Any, lr: float) -> Any:
+        """Queue one optimisation step on ``batch`` at ``lr``; a handle for :meth:`losses`.
+
+        The step, and the steps queued before it, run when the block is full or when
+        :meth:`losses` asks for them.
+        """
+
+    def losses(self, handles: Sequence[Any]) -> list[float]:
+        """Each handle's batch loss (before its update), as floats, in order."""
+
+    def evaluate(self, batches: Any) -> Any:
+        """Mean loss over ``batches`` in inference mode, weighted by batch size; read with float()."""
+
+    def release(self) -> None:
+        """Free what the steps hold (gradients, compiled functions) after the sweep."""
+
+
+@runtime_checkable
+class KerasStepModule(Protocol):
+    """What a Keras backend module (``lrfinder.trainers._keras_<backend>``) provides.
+
+    The Keras trainer imports the module named for ``keras.backend.backend()`` and uses only
+    these names, so adding a backend means writing one module that satisfies this protocol.
+
+    Attributes:
+        HONOURS_JIT_COMPILE: Whether the steps follow the model's ``jit_compile`` (XLA on
+            TensorFlow, ``jax.jit`` on JAX); False where steps always run eagerly (torch).
+    """
+
+    HONOURS_JIT_COMPILE: bool
+
+    def uses_accelerator(self, model: Any) -> bool:
+        """Whether the model runs on a GPU or another non-CPU device."""
+
+    def is_distributed(self, model: Any) -> bool:
+        """Whether the model runs under a distribution strategy other than the default one."""
+
+    def scope(self, model: Any) -> AbstractContextManager[Any]:
+        """The context in which optimizer copies and new variables for ``model`` are created."""
+
+    def build_model(self, model: Any, x: Any) -> None:
+        """Create the weights of a model never called, from inputs ``x`` (no state changes)."""
+
+    def make_steps(self, model: Any, compute_loss: Any, optimizer: Any, lr_variable: Any,
+                   jit_compile: bool, block_steps: int) -> KerasSteps:
+        """The steps for one sweep.
+
+        Args:
+            model: The Keras model; its variables are trained in place.
+            compute_loss: ``compute_loss(x, y, y_pred, sample_weight, training)``, the loss.
+            optimizer: A built Keras optimizer whose learning rate reads ``lr_variable``.
+            lr_variable: The Keras variable the optimizer reads its learning rate from.
+            jit_compile: Compile the steps (where the module honours it).
+            block_steps: Steps to run in one call (1: one step per call).
+        """
