@@ -397,17 +397,7 @@ def fit(
 
 # -- confirm mode ---------------------------------------------------------------------------------
 
-try:
-    from lrfinder.confirm import ConfirmSettings, plan_probes, run_plan
-except ImportError:  # before the library's confirm mode is merged: its preview, if one is given
-    import importlib.util
-    import os
-
-    _spec = importlib.util.spec_from_file_location("confirm_preview", os.environ["LRF_CONFIRM_PREVIEW"])
-    _preview = importlib.util.module_from_spec(_spec)
-    sys.modules["confirm_preview"] = _preview
-    _spec.loader.exec_module(_preview)
-    ConfirmSettings, plan_probes, run_plan = _preview.ConfirmSettings, _preview.plan_probes, _preview.run_plan
+from lrfinder.confirm import ConfirmSettings, plan_probes, run_plan  # noqa: E402
 
 
 class Missing(Exception):
