@@ -10,13 +10,18 @@ given, and matplotlib when a plot is asked for.
 
 from lrfinder._version import __version__
 from lrfinder.api import find_lr, run_range_test
+from lrfinder.confirm import Confirmation, ConfirmSettings
+from lrfinder.plan import Plan
 from lrfinder.result import LRFinderResult
 from lrfinder.suggest import RULES, Suggestion
 from lrfinder.sweep import SweepSettings, run_sweep
 
 __all__ = [
     "RULES",
+    "ConfirmSettings",
+    "Confirmation",
     "LRFinderResult",
+    "Plan",
     "Suggestion",
     "SweepSettings",
     "__version__",

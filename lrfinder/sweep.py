@@ -270,7 +270,7 @@ def _close_bar(bar: Any, stop_reason: str) -> None:
     bar.close()
 
 
-def _progress_bar(progress: bool | None, trainer: Trainer, total: int) -> Any:
+def _progress_bar(progress: bool | None, trainer: Trainer, total: int, desc: str = "LR range test") -> Any:
     if not getattr(trainer, "is_main_process", True):
         return None
     if progress is None:
@@ -282,4 +282,4 @@ def _progress_bar(progress: bool | None, trainer: Trainer, total: int) -> Any:
     else:  # tqdm.auto would warn in a notebook without widgets
         from tqdm.std import tqdm
 
-    return tqdm(total=total, desc="LR range test", unit="step", leave=False)
+    return tqdm(total=total, desc=desc, unit="step", leave=False)
