@@ -228,5 +228,7 @@ def test_a_result_told_a_plan_builds_that_plans_schedule_at_its_suggestion():
     scheduler = result.scheduler(optimizer)
     assert isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR)
     np.testing.assert_allclose(
-        torch_lrs(scheduler, optimizer, 30)[:, 0], plan.lr_curve("onecycle", result.suggestion, 30), rtol=1e-12
+        torch_lrs(scheduler, optimizer, 30)[:, 0],
+        plan.lr_curve("onecycle", result.suggestion, 30),
+        rtol=1e-12,
     )
