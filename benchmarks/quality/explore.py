@@ -17,21 +17,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
+from benchmarks.quality import protocols
+from lrfinder import diagnose
+from lrfinder import suggest as rules
+from lrfinder.sweep import SweepSettings
+
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent)]
-
-import sq_protocols as protocols  # noqa: E402
-
-from lrfinder import diagnose  # noqa: E402
-from lrfinder import suggest as rules  # noqa: E402
-from lrfinder.sweep import SweepSettings  # noqa: E402
 
 DEFAULTS = SweepSettings()
 

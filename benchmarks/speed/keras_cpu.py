@@ -36,16 +36,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # JAX's CPU threads can only be set before it is imported: one, as --threads defaults to.
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's lrfinder
 
 import keras
 import numpy as np

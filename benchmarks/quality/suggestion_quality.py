@@ -32,16 +32,15 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
+from benchmarks.quality import protocols
+from benchmarks.quality import tasks as sq_tasks
+from lrfinder import suggest as rules
+from lrfinder.sweep import SweepSettings
+
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent)]  # the benchmark's modules, then this checkout's lrfinder
-
-import numpy as np  # noqa: E402
-import sq_protocols as protocols  # noqa: E402
-import sq_tasks  # noqa: E402
-import torch  # noqa: E402
-
-from lrfinder import suggest as rules  # noqa: E402
-from lrfinder.sweep import SweepSettings  # noqa: E402
 
 GRID = [float(10.0 ** (k / 3)) for k in range(-15, 4)]  # 1e-5 .. 10, 3 per decade
 TRAIN_SEEDS = (0, 1)

@@ -38,18 +38,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
+from benchmarks.quality import explore as sq_explore
+from benchmarks.quality import protocols
+from benchmarks.quality import suggestion_quality as sq
+from benchmarks.quality import tasks as sq_tasks
+from lrfinder.plan import SCHEDULES
+from lrfinder.suggest import RULES
+
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent)]
-
-import numpy as np  # noqa: E402
-import sq_explore  # noqa: E402
-import sq_protocols as protocols  # noqa: E402
-import sq_tasks  # noqa: E402
-import suggestion_quality as sq  # noqa: E402
-import torch  # noqa: E402
-
-from lrfinder.plan import SCHEDULES  # noqa: E402
-from lrfinder.suggest import RULES  # noqa: E402
 
 CACHE = HERE / "results" / "cache" / "suggestion_quality_cache.json"
 #: What this script trains goes to its own file, so it can run beside suggestion_quality.py.
@@ -610,7 +609,7 @@ def library_signature() -> str:
     """A hash of the library files whose code decides the answers (a changed rule invalidates the cache)."""
     import hashlib
 
-    root = HERE.parent / "lrfinder"
+    root = HERE.parents[1] / "lrfinder"
     digest = hashlib.sha256()
     for name in ("suggest.py", "confirm.py", "api.py", "plan.py"):
         path = root / name
