@@ -197,7 +197,7 @@ def centered_minimum(
     average has already moved it by about ``1 / (1 - smooth)`` steps). The bottom starts at the
     first point within ``tolerance`` of the curve's whole drop of the lowest average: on a flat,
     noisy bottom the lowest point falls anywhere, its left edge does not. ``index`` is the point
-    nearest below the suggested LR. Chosen by ``benchmarks/suggestion_quality.py`` for a constant LR
+    nearest below the suggested LR. Chosen by ``benchmarks/quality/suggestion_quality.py`` for a constant LR
     and a one-cycle peak at once.
     """
     rule = "centered_minimum"
@@ -316,7 +316,7 @@ def ladder(lr: float, *, up: int = 2, down: int = 3, step: float = 0.5) -> np.nd
 
     One range test cannot see how long the user will train nor how soon the model overfits, and
     those move the best LR by up to two and a half decades around any single suggestion
-    (``benchmarks/suggestion_quality.md``); training briefly at each rung and keeping the lowest
+    (``benchmarks/quality/suggestion_quality.md``); training briefly at each rung and keeping the lowest
     validation loss can find it, where that loss tells the rungs apart.
 
     >>> ladder(0.01, up=1, down=2, step=1.0).tolist()
@@ -381,7 +381,7 @@ def suggest_all(
 #: suggestion-quality benchmark's seven tuning tasks, six range-test seeds each: of every rule
 #: "landmark + offset", the one with the most runs within 0.05 regret of a grid search that is at
 #: least as good as torch-lr-finder, Lightning's and fastai's protocols and Prodigy on median,
-#: mean, worst case and that share (``benchmarks/suggestion_quality.md``, "Plan-aware suggestion").
+#: mean, worst case and that share (``benchmarks/quality/suggestion_quality.md``, "Plan-aware suggestion").
 PLAN_OFFSETS: dict[str, float] = {"constant": -0.55, "onecycle": -0.55, "cosine": -0.40}
 #: Change of the offset (decades) per decade of ``train_steps`` above :data:`PLAN_REFERENCE_STEPS`.
 #: Left at 0: on the benchmark the best LR fell by about 0.2 decades per doubling of the run

@@ -1,4 +1,5 @@
-"""benchmarks/speed/gpu_check.sh and benchmarks.speed.torch_gpu: their CPU parts, so the GPU run cannot break unseen."""
+"""benchmarks/speed/gpu_check.sh and benchmarks/speed/torch_gpu.py: their CPU parts, tested here so that
+the GPU run cannot break unseen."""
 
 from __future__ import annotations
 

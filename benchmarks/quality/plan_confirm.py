@@ -19,12 +19,13 @@ of every schedule and the other rows) and keeps what it trains in a cache file o
   ``confirm=True``), train at each answer on the training seeds and report regret and cost beside
   the other rows.
 
-    python benchmarks/sq_plan.py --budgets --tasks digits_mlp,breast_logreg --check "" --workers 2
-    python benchmarks/sq_plan.py --fit --no-slopes --check ""
-    python benchmarks/sq_plan.py --confirm --designs 0,1,3 --workers 2
-    python benchmarks/sq_plan.py --frozen --tasks wine_mlp_rmsprop,moons_deep_sgd \
-        --report benchmarks/results/sq_plan_holdouts.json
-    python benchmarks/sq_plan.py --final --workers 2 [--tasks ... --report ...]
+    python -m benchmarks.quality.plan_confirm --budgets --tasks digits_mlp,breast_logreg --check "" \
+        --workers 2
+    python -m benchmarks.quality.plan_confirm --fit --no-slopes --check ""
+    python -m benchmarks.quality.plan_confirm --confirm --designs 0,1,3 --workers 2
+    python -m benchmarks.quality.plan_confirm --frozen --tasks wine_mlp_rmsprop,moons_deep_sgd \
+        --report benchmarks/quality/results/sq_plan_holdouts.json
+    python -m benchmarks.quality.plan_confirm --final --workers 2 [--tasks ... --report ...]
 """
 
 from __future__ import annotations
@@ -821,7 +822,7 @@ def main() -> None:
         others = [r for r in report["runs"] if r["task"] in tasks and r["seed"] in seeds]
         every = runs + others
         names = list(dict.fromkeys(r["suggester"] for r in every))
-        out = [f"Command: `python benchmarks/sq_plan.py {' '.join(sys.argv[1:])}`", ""]
+        out = [f"Command: `python -m benchmarks.quality.plan_confirm {' '.join(sys.argv[1:])}`", ""]
         for sc in SCHEDULES:
             out += [f"### {sc}", "", sq.table(every, names, sc), ""]
         out += ["### All schedules", "", sq.table(every, names, None), ""]

@@ -1,6 +1,6 @@
 """Suggestion-quality benchmark: train at each suggested LR and measure the regret against a grid search.
 
-For every task (see ``sq_tasks.py``):
+For every task (see ``tasks.py``):
 
 1. grid: train at each LR of a log grid (3 points per decade, 1e-5 to 10) with a constant LR and with
    one-cycle (peak = the LR), each on two training seeds; ``v_best`` is the lowest mean validation loss;
@@ -12,10 +12,10 @@ For every task (see ``sq_tasks.py``):
 A failure (no suggestion, a non-finite loss in training, or a final validation loss above the untrained
 model's) counts as regret 1. Everything is deterministic for given seeds (one torch thread per process).
 
-    python benchmarks/suggestion_quality.py              # the full suite (about 20 min on 1 core)
-    python benchmarks/suggestion_quality.py --seeds 0,1,2,3,4,5 --variants --workers 2   # the .md's
-    python benchmarks/suggestion_quality.py --quick      # 2 tasks, 2 range-test seeds (2-3 min)
-    python benchmarks/suggestion_quality.py --tasks digits_mlp,adding_gru --workers 2
+    python -m benchmarks.quality.suggestion_quality              # the full suite (about 20 min on 1 core)
+    python -m benchmarks.quality.suggestion_quality --seeds 0,1,2,3,4,5 --variants --workers 2   # the .md's
+    python -m benchmarks.quality.suggestion_quality --quick      # 2 tasks, 2 range-test seeds (2-3 min)
+    python -m benchmarks.quality.suggestion_quality --tasks digits_mlp,adding_gru --workers 2
 """
 
 from __future__ import annotations
@@ -474,7 +474,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(HERE / "results"), help="folder for the results")
     parser.add_argument("--name", default=None, help="base name of the result files")
     parser.add_argument("--ladders", default="",
-                        help="extra lrfinder sweeps to record for sq_explore.py (no training), "
+                        help="extra lrfinder sweeps to record for explore.py (no training), "
                              "comma-separated START:END:STEPS, e.g. 1e-7:10:200")
     parser.add_argument("--rules", default=",".join(rules.RULES),
                         help="lrfinder rules to train, comma-separated (default: all)")
@@ -521,7 +521,7 @@ def main(argv: list[str] | None = None) -> None:
         writer.writeheader()
         writer.writerows(report["runs"])
     given = argv if argv is not None else sys.argv[1:]
-    command = "python benchmarks/suggestion_quality.py " + " ".join(given)
+    command = "python -m benchmarks.quality.suggestion_quality " + " ".join(given)
     text = markdown(report, command.strip())
     (out / f"{base}.md").write_text(text + "\n")
     print(text)

@@ -24,9 +24,9 @@ the tables give the medians of ``--repeats`` rounds and the ratios of the median
 
 Run by hand (not part of the tests)::
 
-    python benchmarks/bench_keras.py --steps 100 --repeats 7
-    KERAS_BACKEND=torch python benchmarks/bench_keras.py --steps 100 --repeats 7
-    KERAS_BACKEND=jax python benchmarks/bench_keras.py --steps 100 --repeats 7
+    python -m benchmarks.speed.keras_cpu --steps 100 --repeats 7
+    KERAS_BACKEND=torch python -m benchmarks.speed.keras_cpu --steps 100 --repeats 7
+    KERAS_BACKEND=jax python -m benchmarks.speed.keras_cpu --steps 100 --repeats 7
 
 ``--methods find_lr loop`` leaves ``fit`` out (more rounds in the same time on a busy machine).
 """

@@ -2,7 +2,7 @@
 
 Run by hand from the repository root (never part of the test suite)::
 
-    python benchmarks/bench_torch.py --rounds 15 --memory-runs 3
+    python -m benchmarks.speed.torch_cpu --rounds 15 --memory-runs 3
 
 Each run times the same 100 optimizer steps on the same data (sklearn's digits), on a fresh
 model, with one thread and an LR ladder kept below divergence so that every method runs all of

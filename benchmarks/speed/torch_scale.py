@@ -2,7 +2,7 @@
 
 Run by hand from the repository root (never part of the test suite)::
 
-    python benchmarks/bench_torch_scale.py --rounds 5
+    python -m benchmarks.speed.torch_scale --rounds 5
 
 Each size runs in a fresh process (one torch thread): an MLP of four square ``Linear`` layers
 (width chosen for the size) trained by Adam on batches of 16, after one warm-up step so that
