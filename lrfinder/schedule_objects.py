@@ -63,13 +63,13 @@ def choose(result: LRFinderResult, total_steps: int | None, schedule: str | None
         ValueError: An unknown schedule, no number of steps from either source, or one that is not
             a positive integer.
     """
-    told = getattr(result, "plan", None)
+    told = result.plan
     if schedule is None:
-        schedule = getattr(told, "schedule", None) or plan.CONSTANT
+        schedule = told.schedule if told is not None else plan.CONSTANT
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {', '.join(map(repr, SCHEDULES))}, got {schedule!r}")
-    if total_steps is None:
-        total_steps = getattr(told, "train_steps", None)
+    if total_steps is None and told is not None:
+        total_steps = told.train_steps
     if total_steps is None:
         raise ValueError(
             f"a {schedule!r} schedule needs total_steps=N, the number of optimizer steps of your "

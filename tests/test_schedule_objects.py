@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -43,7 +45,7 @@ def test_the_schedule_and_steps_come_from_the_plan_when_not_given():
     assert so.choose(result, 10, None) == ("constant", 10)
     with pytest.raises(ValueError, match="'onecycle' schedule needs total_steps=N"):
         so.choose(result, None, "onecycle")
-    result.plan = plan.Plan("cosine", 40)  # what result.plan holds once the range test was told a plan
+    result = dataclasses.replace(result, plan=plan.Plan("cosine", 40))  # a range test told a plan
     assert so.choose(result, None, None) == ("cosine", 40)
     assert so.choose(result, 8, "cyclical") == ("cyclical", 8)
     with pytest.raises(ValueError, match="'onecycle', 'cosine', 'cyclical'"):
@@ -216,3 +218,17 @@ def test_keras_errors_are_clear():
         no_suggestion().keras_schedule(10, "cosine")
     with pytest.raises(ValueError, match="no lr_range"):
         no_suggestion().keras_schedule(10, "cyclical")
+
+
+def test_a_result_told_a_plan_builds_that_plans_schedule_at_its_suggestion():
+    torch = require("torch")
+    result = dataclasses.replace(synthetic(), plan=plan.Plan("onecycle", 30))
+    assert result.suggestion is not None  # the suggestion for this plan (its peak)
+    optimizer = sgd(torch)
+    scheduler = result.scheduler(optimizer)
+    assert isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR)
+    np.testing.assert_allclose(
+        torch_lrs(scheduler, optimizer, 30)[:, 0],
+        plan.lr_curve("onecycle", result.suggestion, 30),
+        rtol=1e-12,
+    )
