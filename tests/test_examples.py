@@ -101,5 +101,5 @@ def test_the_quick_starts_confirm_run():
                     "--confirm", "--json", "lr.json"], Path(folder))
         result = LRFinderResult.from_json(Path(folder) / "lr.json")
     assert result.confirmation.probes and result.suggestion == result.confirmation.lr
-    assert f"confirmed:     {result.suggestion:.3g} (best of 5 probes" in proc.stdout
+    assert f"confirmed:     {result.suggestion:.3g} (best of 5 probes, 180 steps each" in proc.stdout
     assert result.confirmation.plan.batches <= 1000
