@@ -392,12 +392,13 @@ def run_job(job: Job, settings: SweepSettings, *, rule: str, device: str | None,
             trainer = make_trainer(model, data, **given)
             if probes is not None:
                 try:
-                    held_out = default_confirm_data(job.confirm_data, job.val_loader)
+                    held_out = default_confirm_data(job.confirm_data, job.val_loader, trainer)
                 except TypeError:
+                    hf = "; or give the Trainer eval_dataset=" if trainer.backend == "transformers" else ""
                     raise ScriptError(
                         f"--confirm scores its probes on held-out data, and {job.source} defines no "
                         "confirm_data and no val_loader: define one (validation batches; for a step "
-                        "function, confirm_data = a function evaluate() -> loss)") from None
+                        f"function, confirm_data = a function evaluate() -> loss{hf})") from None
                 twin = (make_trainer(model, data, **probe_options(given))
                         if job.val_loader is not None and job.step is None else None)
                 confirm = ConfirmRun(probes, held_out, trainer=twin)

@@ -170,3 +170,38 @@ def test_the_plot_of_a_confirmed_run_is_written(tmp_path):
     )
     assert code == 0, err
     assert Path(tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+HF_SCRIPT = """
+import tempfile
+import torch
+import transformers
+
+torch.manual_seed(0)
+x, y = torch.randn(96, 6), torch.randint(0, 3, (96,))
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Linear(6, 3)
+
+    def forward(self, x, labels):
+        return {"loss": torch.nn.functional.cross_entropy(self.body(x), labels)}
+
+
+rows = [{"x": x[i], "labels": y[i]} for i in range(96)]
+args = transformers.TrainingArguments(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=8,
+                                      per_device_eval_batch_size=16, report_to="none", use_cpu=True)
+model = transformers.Trainer(model=Net(), args=args, train_dataset=rows[:64], eval_dataset=rows[64:])
+"""
+
+
+def test_confirm_on_a_hugging_face_trainer_scores_its_eval_dataset(tmp_path):
+    require("transformers")
+    write(tmp_path, "hf.py", HF_SCRIPT)
+    args = ["find", "hf.py", "--train-steps", "60", "--confirm", "--no-plot", "--json", "r.json"]
+    code, out, err = run(args, tmp_path)
+    assert code == 0, err
+    result = LRFinderResult.from_json(tmp_path / "r.json")
+    assert result.confirmation.probes and "confirmed:" in out
