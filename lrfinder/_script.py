@@ -421,7 +421,17 @@ def run_job(job: Job, settings: SweepSettings, *, rule: str, device: str | None,
             text = text.removeprefix("lrfinder: ")
             if text not in diagnosed and not text.startswith("interrupted after"):
                 notes.append(" ".join(text.split()))
-        else:  # the script's or a framework's own warning: show it as Python would
+        elif _shown(warning, job.script):  # the script's or a framework's own: show it as Python would
             warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     return result, notes
 
+
+def _shown(warning: warnings.WarningMessage, script: Any) -> bool:
+    """Whether Python would show ``warning`` if the script ran as ``__main__``: a deprecation
+    warning only where the script itself triggers it (never from inside a framework), others always."""
+    if not issubclass(warning.category, (DeprecationWarning, PendingDeprecationWarning)):
+        return True
+    try:
+        return script is not None and Path(warning.filename).resolve() == Path(script).resolve()
+    except (OSError, TypeError, ValueError):
+        return True

@@ -611,3 +611,26 @@ def test_help_and_version_import_no_framework(args):
 def test_python_dash_m_lrfinder_help(tmp_path):
     proc = run_subprocess(["--help"], tmp_path)
     assert proc.returncode == 0 and "Usage: lrfinder" in proc.stdout
+
+
+def test_a_librarys_deprecation_warnings_stay_hidden_as_python_hides_them(tmp_path):
+    # Keras on JAX or torch warns about numpy's __array__ copy keyword inside its own code at every
+    # run; Python shows a DeprecationWarning only where the running program itself triggers it.
+    write(tmp_path, "oldlib.py", """
+        import warnings
+
+        def helper():
+            warnings.warn("oldlib.helper is deprecated inside the library", DeprecationWarning, stacklevel=1)
+    """)
+    source = QUADRATIC.replace("def step(lr):\n", "def step(lr):\n    oldlib.helper()\n    mine()\n")
+    write(tmp_path, "quad.py", source + """
+import oldlib
+import warnings
+
+def mine():
+    warnings.warn("the script uses something deprecated", DeprecationWarning, stacklevel=1)
+""")
+    proc = run_subprocess(["find", "quad.py", *FAST, "--no-plot"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "inside the library" not in proc.stderr
+    assert "the script uses something deprecated" in proc.stderr
