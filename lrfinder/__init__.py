@@ -10,6 +10,7 @@ given, and matplotlib when a plot is asked for.
 
 from lrfinder._version import __version__
 from lrfinder.api import find_lr
+from lrfinder.errors import OtherRankFailed, RangeTestInterrupted
 from lrfinder.result import LRFinderResult
 from lrfinder.suggest import RULES, Suggestion
 from lrfinder.sweep import SweepSettings, run_sweep
@@ -17,6 +18,8 @@ from lrfinder.sweep import SweepSettings, run_sweep
 __all__ = [
     "RULES",
     "LRFinderResult",
+    "OtherRankFailed",
+    "RangeTestInterrupted",
     "Suggestion",
     "SweepSettings",
     "__version__",

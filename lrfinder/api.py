@@ -7,10 +7,11 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from lrfinder.errors import RangeTestInterrupted
 from lrfinder.result import LRFinderResult
 from lrfinder.suggest import DEFAULT_RULE, get_rule
-from lrfinder.sweep import StepCallback, SweepSettings, run_sweep
-from lrfinder.trainers import make_trainer
+from lrfinder.sweep import StepCallback, SweepOutcome, SweepSettings, run_sweep
+from lrfinder.trainers import Trainer, make_trainer
 
 _DEFAULTS = SweepSettings  # find_lr's sweep defaults are SweepSettings' own
 
@@ -93,6 +94,11 @@ def find_lr(
         An :class:`~lrfinder.result.LRFinderResult`; ``result.suggestion`` is the suggested LR.
 
     Raises:
+        RangeTestInterrupted: Ctrl-C (or a ``KeyboardInterrupt`` raised by ``callback``) stopped
+            the sweep. The state was restored first; the partial result is in the exception's
+            ``result`` attribute. It is a ``KeyboardInterrupt``: uncaught, it stops the program.
+        OtherRankFailed: In a distributed run, another process failed; every process stops at
+            the same step and restores its state.
         TypeError: ``model`` is of no supported kind, or an option does not apply to it.
         ValueError: A setting is out of range (each message says which and why).
     """
@@ -124,8 +130,21 @@ def find_lr(
         "restore": restore,
     }
     trainer = make_trainer(model, data, **{k: v for k, v in options.items() if v is not None})
-    outcome = run_sweep(trainer, settings, progress=progress, callback=callback)
-    result = LRFinderResult(
+    try:
+        outcome = run_sweep(trainer, settings, progress=progress, callback=callback)
+    except RangeTestInterrupted as stop:
+        if stop.outcome is not None:
+            stop.result = _result(stop.outcome, settings, trainer, rule)
+        raise
+    result = _result(outcome, settings, trainer, rule)
+    if trainer.is_main_process:
+        for diagnostic in result.diagnostics:
+            warnings.warn(f"lrfinder: {diagnostic.message}", RuntimeWarning, stacklevel=2)
+    return result
+
+
+def _result(outcome: SweepOutcome, settings: SweepSettings, trainer: Trainer, rule: str) -> LRFinderResult:
+    return LRFinderResult(
         lrs=outcome.lrs,
         losses=outcome.losses,
         smoothed=outcome.smoothed,
@@ -137,8 +156,3 @@ def find_lr(
         info=dict(trainer.info),
         is_main_process=trainer.is_main_process,
     )
-    if trainer.is_main_process:
-        for diagnostic in result.diagnostics:
-            if diagnostic.code != "interrupted":  # the engine has warned already
-                warnings.warn(f"lrfinder: {diagnostic.message}", RuntimeWarning, stacklevel=2)
-    return result

@@ -11,7 +11,6 @@ import importlib.util
 import math
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
@@ -19,6 +18,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from lrfinder import schedules
+from lrfinder._signals import defer_sigint as _defer_sigint
+from lrfinder.errors import RangeTestInterrupted
 from lrfinder.trainers.base import Trainer
 
 FINISHED = "finished"
@@ -146,12 +147,22 @@ def run_sweep(
 ) -> SweepOutcome:
     """Run the range test with ``trainer`` and return what it recorded.
 
-    The trainer's state is snapshotted first and restored at the end in every case: a normal end,
-    an early stop, an exception raised by a step (re-raised after the restore), or
-    ``KeyboardInterrupt`` (the partial record is returned with stop reason ``"interrupted"``).
+    The trainer's state is snapshotted first and restored at the end in every case, and the
+    restore itself runs with Ctrl-C held back (main thread only), so that it always finishes:
+
+    * a normal end or an early stop: the outcome is returned;
+    * an exception (from a step, the data, the callback or the progress bar): it is re-raised
+      after the restore, with a note saying whether the state was restored;
+    * ``KeyboardInterrupt`` (Ctrl-C, or raised by the callback): after the restore,
+      :class:`~lrfinder.errors.RangeTestInterrupted` (a ``KeyboardInterrupt``) is raised with the
+      partial outcome in its ``outcome`` attribute. A Ctrl-C held during a restore after a normal
+      end raises it too, with the whole outcome.
 
     Args:
         trainer: Anything that follows the :class:`~lrfinder.trainers.base.Trainer` protocol.
+            A distributed trainer may define ``abort(interrupted: bool)``, called before the
+            restore when this process stops on an error or an interrupt, to tell the other
+            processes.
         settings: The ladder, smoothing and divergence rules.
         progress: Show a progress bar (None: only when stderr is a terminal or in a notebook, and
             only on the main process).
@@ -160,6 +171,9 @@ def run_sweep(
     Returns:
         A :class:`SweepOutcome` with arrays of the recorded steps only. A step found to diverge is
         recorded and is the last one; steps a trainer ran ahead (``sync_every > 1``) past it are not.
+
+    Raises:
+        RangeTestInterrupted: The sweep was interrupted (the state was restored first).
     """
     ladder = settings.ladder()
     smoother = LossSmoother(settings.smooth)
@@ -171,9 +185,15 @@ def run_sweep(
     bar = _progress_bar(progress, trainer, len(ladder))
 
     def record(pending: list[tuple[float, Any]]) -> str | None:
-        """Read back pending losses, record them, and say why to stop (None: go on)."""
-        values = trainer.fetch_losses([loss for _, loss in pending])
-        for (lr, _), loss in zip(pending, values, strict=True):
+        """Read back pending losses, record them, and say why to stop (None: go on).
+
+        ``pending`` is emptied before anything is recorded, so that an interrupt raised by the
+        callback or the progress bar can never record a step twice.
+        """
+        taken = list(pending)
+        values = trainer.fetch_losses([loss for _, loss in taken])
+        pending.clear()
+        for (lr, _), loss in zip(taken, values, strict=True):
             step = len(losses)
             value = smoother.update(loss) if math.isfinite(loss) else math.nan
             lrs.append(lr)
@@ -197,50 +217,82 @@ def run_sweep(
     started = time.perf_counter()
     trainer.snapshot()
     pending: list[tuple[float, Any]] = []
+    failure: BaseException | None = None
+    where = ""
     try:
-        try:
-            for lr in ladder:
-                lr = float(lr)
-                try:
-                    pending.append((lr, trainer.step(lr)))
-                except BaseException as error:
-                    _add_note(error, f"lrfinder: raised by the step at lr={lr:.3e} "
-                              f"(step {len(losses) + len(pending)} of {len(ladder)}); "
-                              "the model's state was restored")
-                    raise
-                if len(pending) >= sync_every:
-                    reason, pending = record(pending), []
-                    if reason is not None:
-                        stop_reason = reason
-                        break
-            else:
-                if pending:
-                    stop_reason = record(pending) or FINISHED
-                    pending = []
-        except KeyboardInterrupt:
-            stop_reason = INTERRUPTED
+        for lr in ladder:
+            lr = float(lr)
+            where = f"the step at lr={lr:.3e} (step {len(losses) + len(pending) + 1} of {len(ladder)})"
+            pending.append((lr, trainer.step(lr)))
+            where = ""
+            if len(pending) >= sync_every:
+                reason = record(pending)
+                if reason is not None:
+                    stop_reason = reason
+                    break
+        else:
             if pending:
-                with contextlib.suppress(Exception):  # an interrupted step's loss may be unreadable
+                stop_reason = record(pending) or FINISHED
+    except BaseException as error:  # everything is re-raised below, after the restore
+        failure = error
+        if isinstance(error, KeyboardInterrupt):
+            stop_reason = INTERRUPTED
+            if pending:  # those steps ran; only their losses were not read yet
+                with contextlib.suppress(Exception):
                     record(pending)
-            warnings.warn(
-                f"lrfinder: interrupted after {len(losses)} of {len(ladder)} steps; "
-                "the model's state was restored and the partial result is returned",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-    finally:
+        abort = getattr(trainer, "abort", None)
+        if callable(abort):
+            try:
+                abort(isinstance(error, KeyboardInterrupt))
+            except Exception as abort_error:  # the first failure is the one to report
+                _add_note(error, f"lrfinder: telling the other processes failed too: {abort_error!r}")
+
+    restore_error: BaseException | None = None
+    with _defer_sigint() as held:
         try:
             trainer.restore()
+        except BaseException as error:  # reported below with the sweep's own failure
+            restore_error = error
         finally:
             if bar is not None:
-                bar.close()
-    return SweepOutcome(
+                with contextlib.suppress(Exception):
+                    bar.close()
+    outcome = SweepOutcome(
         lrs=np.asarray(lrs, dtype=np.float64),
         losses=np.asarray(losses, dtype=np.float64),
         smoothed=np.asarray(smoothed, dtype=np.float64),
         stop_reason=stop_reason,
         elapsed=time.perf_counter() - started,
     )
+    restored = restore_error is None
+    state_note = (
+        "lrfinder: the model's state was restored" if restored else
+        f"lrfinder: the model's state was NOT restored: restoring it raised {restore_error!r}"
+    )
+    if isinstance(failure, KeyboardInterrupt) or (held and failure is None):
+        done = f"{len(losses)} of {len(ladder)} steps"
+        interrupt = RangeTestInterrupted(
+            f"lrfinder: range test interrupted after {done}; "
+            + ("the model's state was restored" if restored else "the model's state was NOT restored")
+            + " (the partial result is in this exception's .result)",
+            outcome=outcome,
+            restored=restored,
+        )
+        if not restored:
+            _add_note(interrupt, state_note)
+        raise interrupt from (restore_error if restore_error is not None else failure)
+    if failure is not None:
+        if where:
+            _add_note(failure, f"lrfinder: raised by {where}")
+        _add_note(failure, state_note)
+        if held:  # Ctrl-C pressed during the restore: it wins, as the user asked to stop
+            raise KeyboardInterrupt from failure
+        raise failure
+    if restore_error is not None:
+        _add_note(restore_error, "lrfinder: the sweep ran to its end, but putting the model's state "
+                  "back failed; the model is NOT as it was")
+        raise restore_error
+    return outcome
 
 
 def _add_note(error: BaseException, note: str) -> None:

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from lrfinder import find_lr
+from lrfinder import RangeTestInterrupted, find_lr
 from tests.cases import CASES, Boom
 
 FAST = {"num_iter": 20, "start_lr": 1e-4, "end_lr": 1e-1, "progress": False}
@@ -46,8 +46,9 @@ def test_state_restored_after_exception_mid_sweep(build, fail_at):
 def test_state_restored_after_keyboard_interrupt(build):
     setup = build(fail_at=7, fail_with=KeyboardInterrupt)
     before = setup.state()
-    with pytest.warns(RuntimeWarning, match="interrupted"):
-        result = find_lr(setup.model, setup.data, **setup.kwargs, **FAST)
+    with pytest.raises(RangeTestInterrupted) as info:
+        find_lr(setup.model, setup.data, **setup.kwargs, **FAST)
+    result = info.value.result
     assert result.stop_reason == "interrupted"
     assert result.num_steps == 7
     assert_same_state(before, setup.state())

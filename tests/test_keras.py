@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lrfinder import SweepSettings, find_lr, run_sweep
+from lrfinder import RangeTestInterrupted, SweepSettings, find_lr, run_sweep
 from tests.cases import Boom, require
 
 keras = require("keras")
@@ -89,8 +89,9 @@ def test_every_kind_of_state_changes_during_the_sweep_and_comes_back_bit_for_bit
         with pytest.raises(Boom):
             find_lr(setup.model, setup.data, **kwargs)
     elif ending == "interrupt":
-        with pytest.warns(RuntimeWarning, match="interrupted"):
-            assert find_lr(setup.model, setup.data, **kwargs).num_steps == 7
+        with pytest.raises(RangeTestInterrupted) as info:
+            find_lr(setup.model, setup.data, **kwargs)
+        assert info.value.result.num_steps == 7
     else:
         assert find_lr(setup.model, setup.data, **kwargs).num_steps == 12
     # The test can fail: each kind of state really moved during the sweep...
