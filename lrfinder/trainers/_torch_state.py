@@ -10,6 +10,7 @@ user references keep pointing at live tensors.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import random
 import tempfile
@@ -104,6 +105,7 @@ class TorchSnapshot:
         self._dir = None if snapshot_dir is None else Path(snapshot_dir)
         self._saved: dict[str, Any] | None = None
         self._file: Path | None = None
+        self._optimizer_objects: _OptimizerObjects | None = None
 
     # -- taking ------------------------------------------------------------------------------
 
@@ -114,6 +116,7 @@ class TorchSnapshot:
         buffers = [getattr(owner, name) for owner, name in self._buffer_slots]
         buffers = [None if b is None else b.detach() for b in buffers]
         optimizer_state = None if self._optimizer is None else self._optimizer.state_dict()
+        self._optimizer_objects = None if self._optimizer is None else _OptimizerObjects(self._optimizer)
         saved: dict[str, Any] = {
             # where each tensor lived, so that a sweep that moved the model is undone exactly
             "param_places": [(p.device, p.dtype) for p in params],
@@ -144,9 +147,20 @@ class TorchSnapshot:
             with os.fdopen(fd, "wb") as handle:
                 # torch.save copies one storage at a time to the host, never the whole model
                 torch.save(tensors, handle)
-        except BaseException:
+        except BaseException as error:
             with contextlib.suppress(OSError):
                 path.unlink()
+            cause = _os_error(error)
+            if cause is not None:
+                full = cause.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+                raise OSError(
+                    cause.errno,
+                    f"snapshot_dir={str(self._dir)!r}: writing the snapshot of the model's state "
+                    f"failed ({'the disk is full' if full else cause.strerror or cause}); "
+                    + ("free some space there, give a folder on a disk with room for the model "
+                       "and optimizer state, " if full else "give another folder, ")
+                    + "or leave snapshot_dir out to keep the snapshot in memory; nothing was changed",
+                ) from error
             raise
         return path
 
@@ -174,6 +188,7 @@ class TorchSnapshot:
         if saved is None:
             return
         path, self._file = self._file, None
+        objects, self._optimizer_objects = self._optimizer_objects, None
         errors: list[BaseException] = []
 
         def attempt(action: Callable[[], None]) -> None:
@@ -202,7 +217,7 @@ class TorchSnapshot:
             if "params" in saved:  # not when the file could not be read
                 attempt(lambda: self._restore_tensors(saved))
                 if self._optimizer is not None:
-                    attempt(lambda: self._optimizer.load_state_dict(saved["optimizer"]))
+                    attempt(lambda: _load_in_place(self._optimizer, saved["optimizer"], objects))
             if self._scaler is not None:
                 attempt(lambda: self._scaler.load_state_dict(saved["scaler"]))
             attempt(lambda: self._restore_flags(saved))
@@ -266,3 +281,80 @@ class TorchSnapshot:
     def file(self) -> Path | None:
         """The on-disk snapshot while one exists."""
         return self._file
+
+
+def _os_error(error: BaseException) -> OSError | None:
+    """The ``OSError`` behind ``error`` (torch.save wraps some of them in a RuntimeError)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    text = str(error)
+    if "No space left on device" in text or "file write failed" in text:
+        return OSError(errno.ENOSPC, text)
+    return None
+
+
+class _OptimizerObjects:
+    """The objects a user may hold into an optimizer: its ``param_groups`` list and dicts, tensor
+    hyper-parameters (a tensor LR), its ``state`` mapping, each parameter's state dict and tensors.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.groups_list = optimizer.param_groups
+        self.groups = list(optimizer.param_groups)
+        self.group_values = [dict(group) for group in optimizer.param_groups]
+        self.state = optimizer.state
+        self.per_param = {param: (values, dict(values)) for param, values in optimizer.state.items()}
+
+
+def _load_in_place(optimizer: torch.optim.Optimizer, state_dict: dict[str, Any],
+                   objects: _OptimizerObjects | None) -> None:
+    """``optimizer.load_state_dict(state_dict)``, then the values moved back into the objects
+    that existed at the snapshot, so that a ``param_groups[0]`` (or a tensor LR) the user holds
+    still controls the optimizer.
+
+    ``load_state_dict`` does the casting (each state tensor to its parameter's device and dtype);
+    tensors that kept their shape, dtype and device are then copied into the old tensor objects.
+    """
+    optimizer.load_state_dict(state_dict)
+    if objects is None:
+        return
+    if len(objects.groups) != len(optimizer.param_groups):
+        return  # the user added a param group during the sweep: torch's own objects stand
+    for group, old_values, loaded in zip(objects.groups, objects.group_values, optimizer.param_groups,
+                                         strict=True):
+        fresh = {key: _reuse(old_values.get(key), value) for key, value in loaded.items()}
+        group.clear()
+        group.update(fresh)
+    objects.groups_list[:] = objects.groups
+    optimizer.param_groups = objects.groups_list
+    loaded_state = optimizer.state
+    objects.state.clear()
+    for param, values in loaded_state.items():
+        holder, old_values = objects.per_param.get(param, ({}, {}))
+        fresh = {key: _reuse(old_values.get(key), value) for key, value in values.items()}
+        holder.clear()
+        holder.update(fresh)
+        objects.state[param] = holder
+    optimizer.state = objects.state
+
+
+def _reuse(old: Any, new: Any) -> Any:
+    """``old`` holding ``new``'s value when both are tensors (or lists) of one layout, else ``new``."""
+    if (
+        isinstance(old, torch.Tensor)
+        and isinstance(new, torch.Tensor)
+        and old.shape == new.shape
+        and old.dtype == new.dtype
+        and old.device == new.device
+        and not old.requires_grad
+    ):
+        with torch.no_grad():
+            old.copy_(new)
+        return old
+    if isinstance(old, list) and isinstance(new, list) and old is not new:
+        old[:] = new
+        return old
+    return new
