@@ -97,10 +97,15 @@ class LRFinderResult:
         """Apply a rule (default :attr:`rule`) with its own options, e.g. ``skip_start=5``.
 
         Rules in :data:`lrfinder.suggest.RAW_RULES` read the raw losses, the others the smoothed curve.
+        A flat curve gives no suggestion, whatever the options (see :func:`lrfinder.suggest.flat_reason`).
         """
         name = rule or self.rule
         curve = self.losses if name in rules.RAW_RULES else self.smoothed
-        return rules.get_rule(name)(self.lrs, curve, **options)
+        fn = rules.get_rule(name)
+        flat = rules.flat_reason(self.lrs, self.losses)
+        if flat is not None:
+            return Suggestion(name, None, None, flat)
+        return fn(self.lrs, curve, **options)
 
     @cached_property
     def diagnostics(self) -> list[checks.Diagnostic]:
