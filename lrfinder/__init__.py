@@ -9,7 +9,7 @@ given, and matplotlib when a plot is asked for.
 """
 
 from lrfinder._version import __version__
-from lrfinder.api import find_lr
+from lrfinder.api import find_lr, run_range_test
 from lrfinder.errors import OtherRankFailed, RangeTestInterrupted
 from lrfinder.result import LRFinderResult
 from lrfinder.suggest import RULES, Suggestion
@@ -24,5 +24,6 @@ __all__ = [
     "SweepSettings",
     "__version__",
     "find_lr",
+    "run_range_test",
     "run_sweep",
 ]

@@ -1,4 +1,5 @@
-"""``find_lr``: pick a trainer, run the sweep, wrap the outcome in a result."""
+"""The library's entry points: ``find_lr`` picks a trainer; ``run_range_test`` runs one and wraps
+the outcome in a result."""
 
 from __future__ import annotations
 
@@ -130,6 +131,49 @@ def find_lr(
         "restore": restore,
     }
     trainer = make_trainer(model, data, **{k: v for k, v in options.items() if v is not None})
+    return _run(trainer, settings, rule, progress, callback, stacklevel=3)
+
+
+def run_range_test(
+    trainer: Trainer,
+    settings: SweepSettings,
+    *,
+    rule: str = DEFAULT_RULE,
+    progress: bool | None = None,
+    callback: StepCallback | None = None,
+) -> LRFinderResult:
+    """Run the range test with a ready trainer and return its result.
+
+    What :func:`find_lr` does once it has chosen the trainer: sweep (the trainer's state is
+    restored after), wrap the outcome in a result, and warn (``RuntimeWarning``, from the main
+    process only) about each of its diagnostics.
+
+    Args:
+        trainer: Any :class:`~lrfinder.trainers.Trainer` (see :func:`lrfinder.trainers.make_trainer`).
+        settings: The LR ladder and when to stop.
+        rule: Suggestion rule behind ``result.suggestion`` (see :mod:`lrfinder.suggest`).
+        progress: Progress bar; None shows one only on a terminal or in a notebook.
+        callback: ``callback(step, lr, loss, smoothed)`` after every recorded step.
+
+    Returns:
+        An :class:`~lrfinder.result.LRFinderResult`.
+
+    Raises:
+        RangeTestInterrupted: The sweep was interrupted; the state was restored first, and the
+            partial result is in the exception's ``result`` attribute.
+        TypeError: ``settings`` is not a :class:`~lrfinder.sweep.SweepSettings`.
+        ValueError: ``rule`` names no rule.
+    """
+    if not isinstance(settings, SweepSettings):
+        raise TypeError(f"settings must be a SweepSettings (lrfinder.SweepSettings(start_lr=..., ...)), "
+                        f"got {type(settings).__qualname__}")
+    get_rule(rule)
+    return _run(trainer, settings, rule, progress, callback, stacklevel=3)
+
+
+def _run(trainer: Trainer, settings: SweepSettings, rule: str, progress: bool | None,
+         callback: StepCallback | None, *, stacklevel: int) -> LRFinderResult:
+    """Sweep, build the result, warn about its diagnostics at ``stacklevel`` (the user's call)."""
     try:
         outcome = run_sweep(trainer, settings, progress=progress, callback=callback)
     except RangeTestInterrupted as stop:
@@ -139,7 +183,7 @@ def find_lr(
     result = _result(outcome, settings, trainer, rule)
     if trainer.is_main_process:
         for diagnostic in result.diagnostics:
-            warnings.warn(f"lrfinder: {diagnostic.message}", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"lrfinder: {diagnostic.message}", RuntimeWarning, stacklevel=stacklevel)
     return result
 
 

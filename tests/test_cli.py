@@ -421,6 +421,18 @@ def test_debug_shows_the_traceback(error_folder):
     assert err.splitlines()[-1].startswith("Error: raises.py raised ZeroDivisionError")
 
 
+def test_debug_holds_for_its_own_run_only(error_folder):
+    assert "Traceback" in run(["find", "raises.py", "--debug"], error_folder)[2]
+    code, _, err = run(["find", "raises.py"], error_folder)  # --debug lives in the run's context
+    assert code == 1 and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_plot_takes_debug_and_still_reports_in_one_line(tmp_path):
+    (tmp_path / "broken.json").write_text("{}")
+    code, _, err = run(["plot", "broken.json", "--debug"], tmp_path)
+    assert code == 2 and err.startswith("Error: broken.json is not an lrfinder result")
+
+
 def test_missing_name_hint_lists_objects_when_none_look_close(tmp_path):
     write(tmp_path, "odd.py", "import math\nweights = [1.0]\ndef helper():\n    pass\n")
     code, _, err = run(["find", "odd.py"], tmp_path)

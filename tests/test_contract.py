@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import numpy as np
 import pytest
 
 from lrfinder import RangeTestInterrupted, find_lr
-from tests.cases import CASES, Boom
+from lrfinder.trainers import BACKENDS, TrainerBackend, load_backend
+from tests.cases import CASES, Boom, require
 
 FAST = {"num_iter": 20, "start_lr": 1e-4, "end_lr": 1e-1, "progress": False}
 
@@ -76,3 +78,19 @@ def test_short_data_is_cycled(build):
     result = find_lr(setup.model, setup.data, **setup.kwargs, **FAST)
     assert result.num_steps == FAST["num_iter"]
     assert np.all(np.isfinite(result.losses))
+
+
+@pytest.mark.parametrize(("framework", "module_name"), BACKENDS)
+def test_every_backend_module_follows_the_backend_protocol(framework, module_name):
+    require(framework)
+    backend = load_backend(module_name)
+    assert isinstance(backend, TrainerBackend)
+    keywords = {name for name, p in inspect.signature(find_lr).parameters.items() if p.kind is p.KEYWORD_ONLY}
+    assert backend.OPTIONS and backend.OPTIONS.issubset(keywords | {"optimizer", "criterion"})
+    assert backend.accepts(object()) is False
+
+
+def test_a_module_that_is_no_backend_is_refused_by_name():
+    with pytest.raises(TypeError, match=r"lrfinder.trainers.step_fn is not a trainer backend: it lacks "
+                                        r"OPTIONS, accepts, make"):
+        load_backend("lrfinder.trainers.step_fn")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from lrfinder import RangeTestInterrupted, SweepSettings, find_lr, run_sweep
+from lrfinder import RangeTestInterrupted, SweepSettings, find_lr, run_range_test, run_sweep
 from lrfinder.sweep import LossSmoother
 from lrfinder.trainers import StepFunctionTrainer
 
@@ -247,79 +248,4 @@ def test_unsupported_objects_and_options_get_clear_type_errors():
         find_lr(lambda lr: "x", progress=False)
 
 
-def _counting_problem():
-    state = {"w": 0.0}
-
-    def step(lr):
-        state["w"] += 1.0
-        return 1.0 / state["w"]
-
-    return state, step
-
-
-def test_interrupt_from_the_callback_records_each_step_once():
-    state, step = _counting_problem()
-
-    def callback(i, lr, loss, smoothed):
-        if i == 6:
-            raise KeyboardInterrupt
-
-    with pytest.raises(RangeTestInterrupted) as info:
-        find_lr(step, snapshot=lambda: dict(state), restore=state.update, num_iter=20,
-                callback=callback, progress=False)
-    result = info.value.result
-    assert result.num_steps == 7 and np.all(np.diff(result.lrs) > 0)
-    assert state == {"w": 0.0}
-
-
-def test_a_restore_that_raises_is_reported_as_not_restored():
-    state, step = _counting_problem()
-
-    def bad_step(lr):
-        if state["w"] >= 3:
-            raise ValueError("bad batch")
-        return step(lr)
-
-    def restore(saved):
-        raise OSError("disk gone")
-
-    with pytest.raises(ValueError, match="bad batch") as info:
-        find_lr(bad_step, snapshot=lambda: dict(state), restore=restore, num_iter=20, progress=False)
-    if hasattr(info.value, "__notes__"):
-        assert "NOT restored" in info.value.__notes__[-1] and "disk gone" in info.value.__notes__[-1]
-        assert not any(note.endswith("state was restored") for note in info.value.__notes__)
-    with pytest.raises(OSError, match="disk gone") as info:
-        find_lr(step, snapshot=lambda: dict(state), restore=restore, num_iter=5, progress=False)
-    if hasattr(info.value, "__notes__"):
-        assert "NOT as it was" in info.value.__notes__[-1]
-
-
-def test_ctrl_c_during_the_restore_is_held_until_it_has_finished():
-    import os
-    import signal
-
-    state, step = _counting_problem()
-    finished = []
-
-    def restore(saved):
-        os.kill(os.getpid(), signal.SIGINT)  # a second Ctrl-C lands in the middle of the restore
-        for _ in range(1000):  # the handler would run between these bytecodes
-            pass
-        state.update(saved)
-        finished.append(True)
-
-    def interrupted_step(lr):
-        if state["w"] >= 4:
-            raise KeyboardInterrupt
-        return step(lr)
-
-    with pytest.raises(RangeTestInterrupted) as info:
-        find_lr(interrupted_step, snapshot=lambda: dict(state), restore=restore, num_iter=20,
-                progress=False)
-    assert finished == [True] and state == {"w": 0.0} and info.value.result.num_steps == 4
-    # after a normal end too: the restore finishes, then the held Ctrl-C is raised
-    finished.clear()
-    with pytest.raises(RangeTestInterrupted) as info:
-        find_lr(step, snapshot=lambda: dict(state), restore=restore, num_iter=5, progress=False)
-    assert finished == [True] and state == {"w": 0.0} and info.value.result.num_steps == 5
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+from lrfinder import RangeTestInterrupted, SweepSettings, find_lr, run_range_test, run_sweep

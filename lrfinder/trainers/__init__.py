@@ -9,19 +9,35 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lrfinder.trainers.base import Trainer, TrainerBase, check_options
+from lrfinder.trainers.base import Trainer, TrainerBackend, TrainerBase, check_options
 from lrfinder.trainers.step_fn import StepFunctionTrainer
 
-__all__ = ["StepFunctionTrainer", "Trainer", "TrainerBase", "make_trainer"]
+__all__ = ["StepFunctionTrainer", "Trainer", "TrainerBackend", "TrainerBase", "load_backend", "make_trainer"]
 
-#: (framework module that must already be imported, lrfinder module with ``accepts``/``make``).
-#: Keras comes first: on Keras's torch backend a keras.Model is also a torch.nn.Module.
+#: (framework module that must already be imported, lrfinder module that is its
+#: :class:`~lrfinder.trainers.base.TrainerBackend`). Keras comes first: on Keras's torch backend a
+#: keras.Model is also a torch.nn.Module.
 BACKENDS: tuple[tuple[str, str], ...] = (
     ("keras", "lrfinder.trainers.keras_trainer"),
     ("torch", "lrfinder.trainers.torch_trainer"),
 )
+
+if TYPE_CHECKING:  # mypy checks that every backend module follows the protocol
+    from lrfinder.trainers import keras_trainer, torch_trainer
+
+    _CHECKED: tuple[TrainerBackend, ...] = (keras_trainer, torch_trainer)
+
+
+def load_backend(module_name: str) -> TrainerBackend:
+    """Import the backend module ``module_name``; TypeError if it does not follow the protocol."""
+    module = importlib.import_module(module_name)
+    if not isinstance(module, TrainerBackend):
+        missing = [name for name in ("OPTIONS", "accepts", "make") if not hasattr(module, name)]
+        raise TypeError(f"{module_name} is not a trainer backend: it lacks {', '.join(missing)} "
+                        "(see lrfinder.trainers.base.TrainerBackend)")
+    return module
 
 
 def is_trainer(obj: Any) -> bool:
@@ -44,7 +60,7 @@ def make_trainer(model: Any, data: Any = None, **options: Any) -> Trainer:
     for framework, module_name in BACKENDS:
         if framework not in sys.modules:
             continue
-        backend = importlib.import_module(module_name)
+        backend = load_backend(module_name)
         if backend.accepts(model):
             return backend.make(model, data, **options)
     if callable(model):

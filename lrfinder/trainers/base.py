@@ -1,14 +1,20 @@
-"""The protocol between the sweep engine and a framework trainer.
+"""The protocols between the sweep engine, the trainers and the framework backends.
 
 A trainer owns everything framework-specific: the model, the optimizer, the data, devices, mixed
 precision, distributed reduction. The engine only asks it to save state, run one step at a given
-learning rate, read losses back as floats, and put the state back.
+learning rate, read losses back as floats, and put the state back (:class:`Trainer`).
+
+A backend is the module that makes trainers for one framework's models (:class:`TrainerBackend`):
+:func:`lrfinder.trainers.make_trainer` asks each backend whose framework is imported whether it
+accepts the model, and the first that does makes the trainer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["Trainer", "TrainerBackend", "TrainerBase", "check_options"]
 
 
 @runtime_checkable
@@ -44,6 +50,33 @@ class Trainer(Protocol):
 
     def restore(self) -> None:
         """Put back the state saved by :meth:`snapshot` and free what the snapshot held."""
+
+
+@runtime_checkable
+class TrainerBackend(Protocol):
+    """A trainer module for one framework, such as :mod:`lrfinder.trainers.torch_trainer`.
+
+    The module is imported only once its framework is in ``sys.modules``, so it may import the
+    framework at top level. Adding a framework means writing one such module, listing it in
+    :data:`lrfinder.trainers.BACKENDS`, and adding its cases to the shared contract tests.
+
+    Attributes:
+        OPTIONS: The ``find_lr`` options :func:`make` takes (each a ``find_lr`` keyword); any
+            other option is a ``TypeError`` (see :func:`check_options`).
+    """
+
+    OPTIONS: frozenset[str]
+
+    def accepts(self, model: Any) -> bool:
+        """Whether ``model`` is one of this framework's models (cheap: no side effect)."""
+
+    def make(self, model: Any, data: Any, **options: Any) -> Trainer:
+        """A trainer for ``model`` fed by ``data``; ``options`` are find_lr's non-None options.
+
+        Raises:
+            TypeError: An option outside :attr:`OPTIONS`, or data of a kind it cannot read.
+            ValueError: An option's value is out of range.
+        """
 
 
 class TrainerBase:

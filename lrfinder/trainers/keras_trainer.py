@@ -24,13 +24,16 @@ import numpy as np
 from lrfinder.trainers._keras_data import BatchSource, is_arrays, make_source
 from lrfinder.trainers.base import TrainerBase, check_options
 
-__all__ = ["KerasTrainer", "accepts", "make"]
+__all__ = ["OPTIONS", "KerasTrainer", "accepts", "make"]
 
 #: Keras backends this trainer has steps for, and the lrfinder module holding them.
 STEP_MODULES = {"tensorflow": "lrfinder.trainers._keras_tf", "torch": "lrfinder.trainers._keras_torch"}
 
 #: Steps run ahead of the host on an accelerator before losses are read back (1 on CPU).
 ACCELERATOR_SYNC_EVERY = 8
+
+#: Options make() takes; everything else find_lr passes is rejected with a TypeError.
+OPTIONS = frozenset({"optimizer", "criterion", "val_loader", "val_batches", "batch_size"})
 
 #: find_lr options that have no meaning for a Keras model, with what to do instead.
 NOT_FOR_KERAS = {
@@ -59,8 +62,7 @@ def make(model: Any, data: Any = None, **options: Any) -> KerasTrainer:
     Raises:
         TypeError: An option that does not apply to Keras (its message names it and the Keras way).
     """
-    check_options("a Keras model", options,
-                  {"optimizer", "criterion", "val_loader", "val_batches", "batch_size"}, NOT_FOR_KERAS)
+    check_options("a Keras model", options, OPTIONS, NOT_FOR_KERAS)
     return KerasTrainer(model, data, **options)
 
 
