@@ -100,7 +100,13 @@ def load_job(path: Path, data_path: str | None, seed: int | None) -> Job:
     source = f"{SETUP_FUNCTION}() in {path}"
     try:
         found = setup()
-    except Exception as error:
+    except KeyboardInterrupt:
+        raise
+    except SystemExit as error:
+        raise ScriptError(f"{source} called sys.exit({error.code!r}) instead of returning; return the "
+                          "dict such as {'model': ..., 'loader': ...}, and keep sys.exit for the "
+                          "script's `if __name__ == '__main__':` block", error) from error
+    except BaseException as error:  # any other BaseException subclass the script raises
         raise ScriptError(f"{source} raised {describe(error, path)}", error) from error
     if not isinstance(found, Mapping):
         raise ScriptError(f"{source} returned a {type(found).__name__}; return a dict such as "
@@ -262,7 +268,9 @@ def _import_script(path: Path) -> ModuleType:
                               f"{SETUP_FUNCTION}()", error) from error
         except SyntaxError as error:
             raise ScriptError(f"{path} is not valid Python: {describe(error, path)}", error) from error
-        except Exception as error:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:  # GeneratorExit or a script's own BaseException subclass too
             raise ScriptError(f"{path} raised {describe(error, path)}", error) from error
     return module
 
@@ -284,16 +292,17 @@ def describe(error: BaseException, path: Path) -> str:
     return f"{type(error).__name__}: {text}{where}"
 
 
+def _what_failed(error: BaseException, script: Path) -> str:
+    """:func:`describe`, saying so when the script's code called ``sys.exit``."""
+    if isinstance(error, SystemExit):
+        return f"the script's code called sys.exit({error.code!r}); raise an exception instead"
+    return describe(error, script)
+
+
 def _load_keras(path: Path, data_path: Path, seed: int | None) -> Job:
     import numpy as np
 
-    try:
-        keras = importlib.import_module("keras")
-    except ImportError as error:
-        raise ScriptError(f"{path} is a Keras model but Keras is not installed: "
-                          "pip install 'lrfinder[keras]'", error) from error
-    if seed is not None:
-        _seed(seed, ["keras"])
+    # the arrays first: a wrong --data is reported before Keras (and its start-up logs) loads
     try:
         with np.load(data_path) as arrays:
             missing = [key for key in ("x", "y") if key not in arrays.files]
@@ -306,6 +315,13 @@ def _load_keras(path: Path, data_path: Path, seed: int | None) -> Job:
     except Exception as error:
         raise ScriptUsageError(f"--data {str(data_path)!r} is not a readable .npz file "
                                f"({type(error).__name__}: {error})") from None
+    try:
+        keras = importlib.import_module("keras")
+    except ImportError as error:
+        raise ScriptError(f"{path} is a Keras model but Keras is not installed: "
+                          "pip install 'lrfinder[keras]'", error) from error
+    if seed is not None:
+        _seed(seed, ["keras"])
     try:
         model = keras.saving.load_model(path)
     except Exception as error:
@@ -346,13 +362,18 @@ def run_job(job: Job, settings: SweepSettings, *, rule: str, device: str | None,
         try:
             trainer = make_trainer(model, None if job.step is not None else job.data,
                                    **{k: v for k, v in options.items() if v is not None})
-        except Exception as error:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:
             raise ScriptError(f"cannot run a range test on what {job.source} defines: "
-                              f"{describe(error, job.script)}", error) from error
+                              f"{_what_failed(error, job.script)}", error) from error
         try:
             result = run_range_test(trainer, settings, rule=rule, progress=progress)
-        except Exception as error:
-            raise ScriptError(f"the range test failed: {describe(error, job.script)}", error) from error
+        except KeyboardInterrupt:  # RangeTestInterrupted: the command reports it (exit 130)
+            raise
+        except BaseException as error:
+            raise ScriptError(f"the range test failed: {_what_failed(error, job.script)}",
+                              error) from error
     diagnosed = {d.message for d in result.diagnostics}
     package = str(Path(__file__).resolve().parent)
     notes = []

@@ -248,4 +248,103 @@ def test_unsupported_objects_and_options_get_clear_type_errors():
         find_lr(lambda lr: "x", progress=False)
 
 
-from lrfinder import RangeTestInterrupted, SweepSettings, find_lr, run_range_test, run_sweep
+def test_run_range_test_with_a_ready_trainer_is_find_lr():
+    settings = SweepSettings(start_lr=1e-3, end_lr=10.0, num_iter=60)
+    problems = NoisyQuadratic(4.0, seed=3), NoisyQuadratic(4.0, seed=3)
+    by_find_lr = find_lr(problems[0].step, snapshot=problems[0].snapshot, restore=problems[0].restore,
+                         start_lr=1e-3, end_lr=10.0, num_iter=60, rule="valley", progress=False)
+    trainer = StepFunctionTrainer(problems[1].step, problems[1].snapshot, problems[1].restore)
+    by_runner = run_range_test(trainer, settings, rule="valley", progress=False)
+    np.testing.assert_array_equal(by_runner.lrs, by_find_lr.lrs)
+    np.testing.assert_array_equal(by_runner.losses, by_find_lr.losses)
+    assert by_runner.settings == by_find_lr.settings and by_runner.rule == "valley"
+    assert by_runner.suggestion == by_find_lr.suggestion and by_runner.backend == "callable"
+
+
+def test_run_range_test_warns_at_its_caller_and_refuses_bad_arguments():
+    trainer = StepFunctionTrainer(lambda lr: 1.0)  # a flat loss: a diagnostic warning
+    with pytest.warns(RuntimeWarning, match="^lrfinder: ") as caught:
+        run_range_test(trainer, SweepSettings(num_iter=10), progress=False)
+    assert {Path(w.filename).name for w in caught} == {Path(__file__).name}
+    with pytest.raises(TypeError, match="settings must be a SweepSettings"):
+        run_range_test(trainer, {"num_iter": 10})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown suggestion rule 'nope'"):
+        run_range_test(trainer, SweepSettings(), rule="nope")
+
+
+def _counting_problem():
+    state = {"w": 0.0}
+
+    def step(lr):
+        state["w"] += 1.0
+        return 1.0 / state["w"]
+
+    return state, step
+
+
+def test_interrupt_from_the_callback_records_each_step_once():
+    state, step = _counting_problem()
+
+    def callback(i, lr, loss, smoothed):
+        if i == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(RangeTestInterrupted) as info:
+        find_lr(step, snapshot=lambda: dict(state), restore=state.update, num_iter=20,
+                callback=callback, progress=False)
+    result = info.value.result
+    assert result.num_steps == 7 and np.all(np.diff(result.lrs) > 0)
+    assert state == {"w": 0.0}
+
+
+def test_a_restore_that_raises_is_reported_as_not_restored():
+    state, step = _counting_problem()
+
+    def bad_step(lr):
+        if state["w"] >= 3:
+            raise ValueError("bad batch")
+        return step(lr)
+
+    def restore(saved):
+        raise OSError("disk gone")
+
+    with pytest.raises(ValueError, match="bad batch") as info:
+        find_lr(bad_step, snapshot=lambda: dict(state), restore=restore, num_iter=20, progress=False)
+    if hasattr(info.value, "__notes__"):
+        assert "NOT restored" in info.value.__notes__[-1] and "disk gone" in info.value.__notes__[-1]
+        assert not any(note.endswith("state was restored") for note in info.value.__notes__)
+    with pytest.raises(OSError, match="disk gone") as info:
+        find_lr(step, snapshot=lambda: dict(state), restore=restore, num_iter=5, progress=False)
+    if hasattr(info.value, "__notes__"):
+        assert "NOT as it was" in info.value.__notes__[-1]
+
+
+def test_ctrl_c_during_the_restore_is_held_until_it_has_finished():
+    import os
+    import signal
+
+    state, step = _counting_problem()
+    finished = []
+
+    def restore(saved):
+        os.kill(os.getpid(), signal.SIGINT)  # a second Ctrl-C lands in the middle of the restore
+        for _ in range(1000):  # the handler would run between these bytecodes
+            pass
+        state.update(saved)
+        finished.append(True)
+
+    def interrupted_step(lr):
+        if state["w"] >= 4:
+            raise KeyboardInterrupt
+        return step(lr)
+
+    with pytest.raises(RangeTestInterrupted) as info:
+        find_lr(interrupted_step, snapshot=lambda: dict(state), restore=restore, num_iter=20,
+                progress=False)
+    assert finished == [True] and state == {"w": 0.0} and info.value.result.num_steps == 4
+    # after a normal end too: the restore finishes, then the held Ctrl-C is raised
+    finished.clear()
+    with pytest.raises(RangeTestInterrupted) as info:
+        find_lr(step, snapshot=lambda: dict(state), restore=restore, num_iter=5, progress=False)
+    assert finished == [True] and state == {"w": 0.0} and info.value.result.num_steps == 5
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
