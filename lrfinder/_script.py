@@ -14,7 +14,9 @@ import importlib.util
 import inspect
 import os
 import random
+import re
 import sys
+import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -315,18 +317,60 @@ def _load_keras(path: Path, data_path: Path, seed: int | None) -> Job:
     except Exception as error:
         raise ScriptUsageError(f"--data {str(data_path)!r} is not a readable .npz file "
                                f"({type(error).__name__}: {error})") from None
-    try:
-        keras = importlib.import_module("keras")
-    except ImportError as error:
-        raise ScriptError(f"{path} is a Keras model but Keras is not installed: "
-                          "pip install 'lrfinder[keras]'", error) from error
-    if seed is not None:
-        _seed(seed, ["keras"])
-    try:
-        model = keras.saving.load_model(path)
-    except Exception as error:
-        raise ScriptError(f"cannot load the Keras model {path}: {describe(error, path)}", error) from error
+    with without_framework_logs():
+        try:
+            keras = importlib.import_module("keras")
+        except ImportError as error:
+            raise ScriptError(f"{path} is a Keras model but Keras is not installed: "
+                              "pip install 'lrfinder[keras]'", error) from error
+        if seed is not None:
+            _seed(seed, ["keras"])
+        try:
+            model = keras.saving.load_model(path)
+        except Exception as error:
+            raise ScriptError(f"cannot load the Keras model {path}: {describe(error, path)}",
+                              error) from error
     return Job(source=str(path), script=path, model=model, data=(x, y))
+
+
+#: Lines TensorFlow's C++ runtime writes to file descriptor 2 while it loads, whatever
+#: TF_CPP_MIN_LOG_LEVEL says (absl logs them before its own set-up): glog-style prefixes such as
+#: ``I0000 00:00:...``, absl's notice, and the CPU-features advice that follows one of them.
+_FRAMEWORK_LOG_LINE = re.compile(
+    r"^([IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\]|WARNING: All log messages before "
+    r"absl::InitializeLog\(\) is called|To enable the following instructions: .* rebuild TensorFlow)"
+)
+
+
+@contextlib.contextmanager
+def without_framework_logs() -> Iterator[None]:
+    """Hold back what is written to file descriptor 2 while the block runs, then write it out
+    less TensorFlow's C++ start-up log lines, so that an error stays the one line on stderr.
+
+    Python's own output to ``sys.stderr`` (warnings included) is kept, in order. Where fd 2
+    cannot be redirected, the block runs as it is.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            text = held.read().decode("utf-8", "replace")
+            kept = [line for line in text.splitlines(keepends=True) if not _FRAMEWORK_LOG_LINE.match(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def run_job(job: Job, settings: SweepSettings, *, rule: str, device: str | None,

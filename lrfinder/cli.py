@@ -212,8 +212,8 @@ def find(script: str, data_path: str | None, start_lr: float, end_lr: float, num
     from lrfinder._summary import print_summary, summary_lines
     from lrfinder.errors import RangeTestInterrupted
 
-    # TensorFlow's C++ start-up lines (oneDNN, CPU features) would surround the one-line summary
-    # or error; the user's own setting wins.
+    # fewer TensorFlow C++ log lines around the summary (the user's own setting wins); the ones
+    # absl writes regardless while a .keras model loads are filtered by the script loader
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     settings = _check_settings(start_lr, end_lr, num_iter, mode, smooth, diverge_threshold)
     path = _check_script(script, data_path)
