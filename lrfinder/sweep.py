@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from lrfinder import schedules
+from lrfinder._signals import SigintFlag
 from lrfinder._signals import defer_sigint as _defer_sigint
 from lrfinder.errors import RangeTestInterrupted
 from lrfinder.trainers.base import Trainer
@@ -160,9 +161,11 @@ def run_sweep(
 
     Args:
         trainer: Anything that follows the :class:`~lrfinder.trainers.base.Trainer` protocol.
-            A distributed trainer may define ``abort(interrupted: bool)``, called before the
-            restore when this process stops on an error or an interrupt, to tell the other
-            processes.
+            A distributed trainer (``world_size > 1``) may also define ``finish()``, called
+            after the last step, ``abort(interrupted: bool)``, called before the restore when
+            this process stops on an error or an interrupt, to tell the other processes, and an
+            ``interrupt_flag`` attribute: the engine sets it to a flag that Ctrl-C raises, for
+            the trainer to read where all processes can stop together.
         settings: The ladder, smoothing and divergence rules.
         progress: Show a progress bar (None: only when stderr is a terminal or in a notebook, and
             only on the main process).
@@ -219,6 +222,12 @@ def run_sweep(
     pending: list[tuple[float, Any]] = []
     failure: BaseException | None = None
     where = ""
+    # Ranks of a distributed run must stop at the same step: Ctrl-C becomes a flag that the
+    # trainer reads at its next status exchange (a second Ctrl-C raises at once).
+    flag = SigintFlag() if _is_distributed(trainer) else None
+    if flag is not None:
+        flag.install()
+        trainer.interrupt_flag = flag  # type: ignore[attr-defined]
     try:
         for lr in ladder:
             lr = float(lr)
@@ -233,6 +242,11 @@ def run_sweep(
         else:
             if pending:
                 stop_reason = record(pending) or FINISHED
+        finish = getattr(trainer, "finish", None)
+        if callable(finish):
+            where = "the final check with the other processes"
+            finish()
+            where = ""
     except BaseException as error:  # everything is re-raised below, after the restore
         failure = error
         if isinstance(error, KeyboardInterrupt):
@@ -246,6 +260,10 @@ def run_sweep(
                 abort(isinstance(error, KeyboardInterrupt))
             except Exception as abort_error:  # the first failure is the one to report
                 _add_note(error, f"lrfinder: telling the other processes failed too: {abort_error!r}")
+    finally:
+        if flag is not None:
+            flag.uninstall()
+            trainer.interrupt_flag = None  # type: ignore[attr-defined]
 
     restore_error: BaseException | None = None
     with _defer_sigint() as held:
@@ -293,6 +311,11 @@ def run_sweep(
                   "back failed; the model is NOT as it was")
         raise restore_error
     return outcome
+
+
+def _is_distributed(trainer: Trainer) -> bool:
+    world_size = getattr(trainer, "world_size", 1)
+    return isinstance(world_size, int) and world_size > 1 and hasattr(trainer, "interrupt_flag")
 
 
 def _add_note(error: BaseException, note: str) -> None:
