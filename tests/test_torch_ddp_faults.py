@@ -17,7 +17,7 @@ from tests.cases import Boom, require
 
 torch = require("torch")
 
-from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
 
 from lrfinder import OtherRankFailed, RangeTestInterrupted, find_lr  # noqa: E402
 from tests.cases_torch import BATCH, CountingDataset, classification_data, mlp, torch_state  # noqa: E402

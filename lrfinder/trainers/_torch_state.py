@@ -67,6 +67,10 @@ class TorchSnapshot:
         cuda: Also save the CUDA generators of every device.
         mps: Also save the MPS generator.
         snapshot_dir: Folder for an on-disk snapshot of tensors; None keeps them in CPU memory.
+        loaders: The DataLoaders the sweep reads. One with ``persistent_workers=True`` whose
+            workers the sweep started is shut down again on restore, so that its next pass starts
+            fresh workers exactly as it would have without the range test. Workers already running
+            before the sweep cannot be put back (a ``RuntimeWarning`` says so at the snapshot).
     """
 
     def __init__(
@@ -79,7 +83,10 @@ class TorchSnapshot:
         cuda: bool = False,
         mps: bool = False,
         snapshot_dir: str | os.PathLike[str] | None = None,
+        loaders: Sequence[Any] = (),
     ) -> None:
+        self._loaders = [loader for loader in loaders if _has_persistent_workers(loader)]
+        self._running: list[bool] = []
         self._params: list[torch.nn.Parameter] = []
         seen: set[int] = set()
         for param in [p for m in modules for p in m.parameters()] + list(extra_params):
@@ -111,6 +118,15 @@ class TorchSnapshot:
 
     def take(self) -> None:
         """Save everything; changes nothing. On failure, no file is left behind."""
+        self._running = [loader._iterator is not None for loader in self._loaders]
+        if any(self._running):
+            warnings.warn(
+                "lrfinder: a DataLoader with persistent_workers=True already has its worker processes "
+                "running; the range test restores its sampling order (the generator), but not the "
+                "state inside those processes (the random state of augmentations done in workers, "
+                "the position of an IterableDataset), so its next pass may differ from the one it "
+                "would have given; run the range test before iterating that loader to avoid this",
+                RuntimeWarning, stacklevel=4)
         params = [p.detach() for p in self._params]
         grads = [None if p.grad is None else p.grad.detach() for p in self._params]
         buffers = [getattr(owner, name) for owner, name in self._buffer_slots]
@@ -222,6 +238,7 @@ class TorchSnapshot:
                 attempt(lambda: self._scaler.load_state_dict(saved["scaler"]))
             attempt(lambda: self._restore_flags(saved))
             attempt(lambda: self._restore_rng(saved["rng"]))
+            attempt(self._stop_new_workers)
         finally:
             saved.clear()
             if path is not None:
@@ -262,6 +279,15 @@ class TorchSnapshot:
                 else:
                     setattr(owner, name, value.to(device=place[0], dtype=place[1], copy=True))
 
+    def _stop_new_workers(self) -> None:
+        """Shut down persistent workers that the sweep started, so that the loader's next pass
+        starts them afresh (drawing its seeds from the restored generator) as it would have."""
+        for loader, running in zip(self._loaders, self._running, strict=True):
+            started, loader._iterator = loader._iterator, (loader._iterator if running else None)
+            if not running and started is not None:
+                with contextlib.suppress(Exception):
+                    started._shutdown_workers()
+
     def _restore_flags(self, saved: dict[str, Any]) -> None:
         for (module, _), flag in zip(self._flags, saved["flags"], strict=True):
             module.training = flag  # the attribute, not train(): an overridden train() may do more
@@ -281,6 +307,15 @@ class TorchSnapshot:
     def file(self) -> Path | None:
         """The on-disk snapshot while one exists."""
         return self._file
+
+
+def _has_persistent_workers(loader: Any) -> bool:
+    return (
+        isinstance(loader, torch.utils.data.DataLoader)
+        and bool(getattr(loader, "persistent_workers", False))
+        and getattr(loader, "num_workers", 0) > 0
+        and hasattr(loader, "_iterator")
+    )
 
 
 def _os_error(error: BaseException) -> OSError | None:

@@ -182,6 +182,7 @@ class TorchTrainer(TrainerBase):
             and (torch.cuda.is_initialized() or self.device.type == "cuda"),
             mps=self.device.type == "mps",
             snapshot_dir=check_dir(snapshot_dir),
+            loaders=[self.data, self.val_loader],
         )
         self._iterator: Iterator[Any] | None = None
         self._passes = 0
