@@ -173,3 +173,22 @@ def test_sigint_mid_sweep_exits_130_and_leaves_the_files_alone(tmp_path, quiet):
     else:
         assert err.startswith("partial result (interrupted; nothing written):")
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != "steps"} == before
+
+
+def test_a_rank_other_than_the_first_writes_no_file_and_claims_none(tmp_path, monkeypatch):
+    import lrfinder._script as script
+
+    write(tmp_path, "quad.py", QUADRATIC)
+    real_run_job = script.run_job
+
+    def as_rank_one(*args, **kwargs):
+        result, notes = real_run_job(*args, **kwargs)
+        result.is_main_process = False  # what a torchrun rank > 0 gets back
+        return result, notes
+
+    monkeypatch.setattr(script, "run_job", as_rank_one)
+    code, out, err = run(["find", "quad.py", "--json", "r.json", "--num-iter", "60", "--end-lr", "100"],
+                         tmp_path)
+    assert code == 0, err
+    assert "wrote" not in out and "suggested lr:" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["quad.py"]
