@@ -232,8 +232,9 @@ class TorchSnapshot:
                 attempt(load)
             if "params" in saved:  # not when the file could not be read
                 attempt(lambda: self._restore_tensors(saved))
-                if self._optimizer is not None:
-                    attempt(lambda: _load_in_place(self._optimizer, saved["optimizer"], objects))
+                optimizer = self._optimizer
+                if optimizer is not None:
+                    attempt(lambda: _load_in_place(optimizer, saved["optimizer"], objects))
             if self._scaler is not None:
                 attempt(lambda: self._scaler.load_state_dict(saved["scaler"]))
             attempt(lambda: self._restore_flags(saved))

@@ -29,6 +29,11 @@ class Trainer(Protocol):
         is_main_process: False on every rank but the first of a distributed run, so that only one
             process shows progress and writes files.
         info: Facts worth keeping in the result (optimizer chosen, loss inferred, ...).
+
+    A distributed trainer (one process per rank) may add ``world_size``, ``interrupt_flag``,
+    ``finish()`` and ``abort(interrupted)`` so that every rank stops at the same step when one
+    fails or is interrupted; see :func:`lrfinder.sweep.run_sweep` and
+    ``lrfinder.trainers.torch_trainer``.
     """
 
     backend: str

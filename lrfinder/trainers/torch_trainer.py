@@ -7,6 +7,7 @@ module-level ``import torch`` costs nothing extra.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
@@ -291,7 +292,7 @@ class TorchTrainer(TrainerBase):
             # under DDP, gradients need averaging over ranks only once per optimizer step
             sync = contextlib.nullcontext() if self._no_sync is None or i == k - 1 else self._no_sync()
             with sync:
-                loss = self._agreed(lambda batch=batch: self._forward(batch))
+                loss = self._agreed(functools.partial(self._forward, batch))
                 scaled = loss / k if k > 1 else loss
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()
             loss = loss.detach()
@@ -299,7 +300,7 @@ class TorchTrainer(TrainerBase):
         assert total is not None
         if k > 1:
             total = total / k
-        total = self._agreed(lambda total=total: self._update(total))
+        total = self._agreed(functools.partial(self._update, total))
         if self.world_size > 1:
             total = total.detach().float().clone()
             torch.distributed.all_reduce(total, op=torch.distributed.ReduceOp.SUM)
