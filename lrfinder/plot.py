@@ -61,17 +61,17 @@ def plot_result(
     line_label = label or "smoothed loss"
     drawn = thin_indices(smoothed, MAX_DRAWN_POINTS)
     (line,) = ax.plot(lrs[drawn], smoothed[drawn], color=color, linewidth=2.0, label=line_label)
-    color = line.get_color()
+    shade = line.get_color()  # the Axes' pick when color is None
     if show_raw:
         drawn = thin_indices(result.losses, MAX_DRAWN_POINTS)
-        ax.plot(lrs[drawn], result.losses[drawn], color=color, alpha=0.3, linewidth=1.0,
+        ax.plot(lrs[drawn], result.losses[drawn], color=shade, alpha=0.3, linewidth=1.0,
                 label=None if label else "raw loss")
     if result.settings.get("mode", "exp") == "exp":
         ax.set_xscale("log")
 
     if show_range and not label and result.lr_range is not None:
         low, high = result.lr_range
-        ax.axvspan(low, high, color=color, alpha=0.08, label=f"useful range: {low:.1e} – {high:.1e}")
+        ax.axvspan(low, high, color=shade, alpha=0.08, label=f"useful range: {low:.1e} – {high:.1e}")
 
     names = _chosen_rules(result, show_suggestions)
     for name in names:
@@ -82,12 +82,12 @@ def plot_result(
         is_default = name == result.rule
         ax.plot([s.lr], [y], linestyle="none", marker=_MARKERS.get(name, "D"),
                 markersize=10 if is_default else 7, markerfacecolor="none" if not is_default
-                else color, markeredgecolor=color, markeredgewidth=1.5,
+                else shade, markeredgecolor=shade, markeredgewidth=1.5,
                 label=f"{name}{' (default)' if is_default else ''}: {s.lr:.2e}"
                 if not label else None, zorder=3)
 
     if result.stop_reason in _STOP_LABELS and result.num_steps:
-        ax.axvline(lrs[-1], color=color, linestyle=":", linewidth=1.2,
+        ax.axvline(lrs[-1], color=shade, linestyle=":", linewidth=1.2,
                    label=f"{_STOP_LABELS[result.stop_reason]} at {lrs[-1]:.2e}"
                    if not label else None)
 

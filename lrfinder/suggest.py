@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,8 +32,12 @@ FLAT_SIGMAS = 8.0
 START_FRACTION = 0.05
 
 
-class Suggestion(NamedTuple):
+@dataclass(frozen=True)
+class Suggestion:
     """One rule's answer.
+
+    A frozen dataclass rather than a NamedTuple: a tuple's own ``index`` method would clash with
+    the field of that name.
 
     Attributes:
         rule: Name of the rule that produced it.
@@ -50,6 +54,7 @@ class Suggestion(NamedTuple):
 
     @property
     def ok(self) -> bool:
+        """Whether the rule suggests an LR."""
         return self.lr is not None
 
 
@@ -146,7 +151,8 @@ def log_slope(lrs: np.ndarray, losses: np.ndarray) -> np.ndarray:
     >>> log_slope(np.array([1.0, np.e, np.e**2]), np.array([3.0, 2.0, 1.0]))
     array([-1., -1., -1.])
     """
-    return np.gradient(losses, np.log(lrs))
+    slope: np.ndarray = np.gradient(losses, np.log(lrs))
+    return slope
 
 
 def steepest(
@@ -314,7 +320,8 @@ def centered_average(values: np.ndarray, half_width: int) -> np.ndarray:
     sums = np.concatenate(([0.0], np.cumsum(values)))
     lo = np.clip(np.arange(n) - half_width, 0, n)
     hi = np.clip(np.arange(n) + half_width + 1, 0, n)
-    return (sums[hi] - sums[lo]) / (hi - lo)
+    averages: np.ndarray = (sums[hi] - sums[lo]) / (hi - lo)
+    return averages
 
 
 def raw_minimum(

@@ -27,15 +27,49 @@ def require(module: str) -> Any:
     return pytest.importorskip(module)
 
 
+def changed_keys(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Keys of two states (same keys) whose values differ in dtype, shape or any bit (NaN-safe)."""
+    assert before.keys() == after.keys()
+    changed = []
+    for key in before:
+        a, b = np.asarray(before[key]), np.asarray(after[key])
+        if a.dtype != b.dtype or a.shape != b.shape or a.tobytes() != b.tobytes():
+            changed.append(key)
+    return changed
+
+
+def assert_same(before: dict[str, Any], after: dict[str, Any]) -> None:
+    """Assert that two states hold the same keys and the same values, bit for bit."""
+    assert before.keys() == after.keys()
+    for key in before:
+        a, b = np.asarray(before[key]), np.asarray(after[key])
+        assert a.dtype == b.dtype and a.shape == b.shape, key
+        assert a.tobytes() == b.tobytes(), f"{key} changed"  # bit for bit, NaN-safe
+
+
 @dataclass
 class Setup:
-    """One model ready for ``find_lr(model, data, **kwargs)``."""
+    """One model ready for ``find_lr(model, data, **kwargs)``.
+
+    A framework case (one that an lrfinder backend trains) also gives what the data and validation
+    contracts need; a ready-made Trainer (the NumPy case) takes no data or options, so leaves them
+    None.
+    """
 
     model: Any
     data: Any
     state: Callable[[], dict[str, np.ndarray]]  # every piece of state the sweep must restore
     first_loss: Callable[[], float]  # loss of the first batch at the current state, computed apart
+    drawn: Callable[[], int]  # batches drawn from ``data`` so far (not undone by the restore)
     kwargs: dict[str, Any] = field(default_factory=dict)
+    backend: str | None = None  # the lrfinder backend module that trains it
+    val_data: Any = None  # a few validation batches, a form the backend takes as val_loader
+    # val_loss(n): mean loss over the first n (None: all) validation batches at the current state,
+    # in inference mode, computed apart from lrfinder
+    val_loss: Callable[[int | None], float] | None = None
+    one_shot: Callable[[], Any] | None = None  # the case's batches as a one-shot iterator
+    empty: Callable[[], Any] | None = None  # data of the backend's usual kind, with no batches
+    no_batches: Callable[[], Any] | None = None  # data without a length that yields nothing
 
 
 class Boom(RuntimeError):
@@ -57,6 +91,7 @@ class LinearRegressionTrainer(TrainerBase):
         self.w = np.random.default_rng(seed).normal(size=batches[0][0].shape[1])
         self.velocity = np.zeros_like(self.w)
         self.steps_taken = 0
+        self.draws = 0  # batches drawn: the data source's count, which no restore undoes
         self._saved: tuple[np.ndarray, np.ndarray, int] | None = None
 
     @staticmethod
@@ -72,6 +107,7 @@ class LinearRegressionTrainer(TrainerBase):
             if not isinstance(self.fail_with, float):
                 raise self.fail_with("data source failed on purpose")
             x = x * self.fail_with  # a poisoned batch: NaN or Inf in the inputs
+        self.draws += 1
         loss = self.batch_loss(self.w, x, y)
         grad = 2 * x.T @ (x @ self.w - y) / len(y)
         self.velocity = 0.9 * self.velocity + grad
@@ -100,11 +136,14 @@ def numpy_case(n_batches: int = 8, fail_at: int | None = None,
         state=lambda: {"w": trainer.w.copy(), "velocity": trainer.velocity.copy(),
                        "steps": np.array(trainer.steps_taken)},
         first_loss=lambda: trainer.batch_loss(trainer.w, *batches[0]),
+        drawn=lambda: trainer.draws,
     )
 
 
 #: name -> builder(n_batches, fail_at, fail_with); torch and keras cases register here too.
 CASES: dict[str, Callable[..., Setup]] = {"numpy": numpy_case}
+#: The cases an lrfinder backend trains (they fill in Setup's data and validation fields).
+FRAMEWORK_CASES = ("keras", "torch")
 
 
 def _framework_case(framework: str, module: str) -> Callable[..., Setup]:

@@ -81,12 +81,30 @@ def case(n_batches: int = 8, fail_at: int | None = None,
 
     model = make_model(keras, dropout=dropout)
     batches = make_batches(n_batches)
+    val_batches = make_batches(2, seed=7)
     # One real step first, so that Adam's moments, its iteration count and the BN statistics hold
     # values that a sloppy restore would get wrong.
     model.train_on_batch(*make_batches(1, seed=99)[0])
+    data = Batches(batches)
+
+    def val_loss(count: int | None) -> float:
+        losses = [batch_loss(keras, model, x, y, training=False) for x, y in val_batches[:count]]
+        return sum(losses) / len(losses)
+
+    def no_batches() -> Any:
+        tf = require("tensorflow")
+        return tf.data.Dataset.range(10).filter(lambda i: i > 99)
+
     return Setup(
         model=model,
-        data=Batches(batches),
+        data=data,
         state=lambda: state_of(model),
         first_loss=lambda: batch_loss(keras, model, *batches[0]),
+        drawn=lambda: data.reads,
+        backend="lrfinder.trainers.keras_trainer",
+        val_data=val_batches,
+        val_loss=val_loss,
+        one_shot=lambda: (b for b in batches),
+        empty=lambda: Batches([]),
+        no_batches=no_batches,
     )

@@ -10,7 +10,7 @@ from tests.cases import Boom, Setup, require
 
 torch = require("torch")  # pytest's doctest collection imports this module too
 
-from torch.utils.data import DataLoader, Dataset  # noqa: E402
+from torch.utils.data import DataLoader, Dataset, TensorDataset  # noqa: E402
 
 FEATURES, CLASSES, BATCH = 6, 3, 8
 
@@ -108,16 +108,38 @@ def case(n_batches: int = 8, fail_at: int | None = None,
     warm_up(model, optimizer, x[:BATCH], y[:BATCH])
     loader = DataLoader(CountingDataset(x, y, fail_at=fail_at, fail_with=fail_with), batch_size=BATCH)
 
+    xv, yv = classification_data(2 * BATCH, seed=5)
+    val_batches = [(xv[i:i + BATCH], yv[i:i + BATCH]) for i in range(0, len(xv), BATCH)]
+
     def first_loss() -> float:
         twin = copy.deepcopy(model).train()  # train mode as in the sweep, on a copy: no side effect
         with torch.no_grad():
             return float(torch.nn.functional.cross_entropy(twin(x[:BATCH]), y[:BATCH]))
+
+    def val_loss(count: int | None) -> float:
+        twin = copy.deepcopy(model).eval()
+        with torch.no_grad():
+            losses = [float(torch.nn.functional.cross_entropy(twin(xb), yb))
+                      for xb, yb in val_batches[:count]]
+        return sum(losses) / len(losses)
+
+    class NoBatches:  # no length: found out at the first step
+        def __iter__(self):
+            return iter(())
 
     return Setup(
         model=model,
         data=loader,
         state=lambda: torch_state(model, optimizer),
         first_loss=first_loss,
+        drawn=lambda: loader.dataset.draws // BATCH,
         kwargs={"optimizer": optimizer},
+        backend="lrfinder.trainers.torch_trainer",
+        val_data=val_batches,
+        val_loss=val_loss,
+        one_shot=lambda: iter([(x[i:i + BATCH], y[i:i + BATCH]) for i in range(0, len(x), BATCH)]),
+        empty=lambda: DataLoader(TensorDataset(torch.zeros(0, FEATURES), torch.zeros(0, dtype=torch.long)),
+                                 batch_size=BATCH),
+        no_batches=NoBatches,
     )
 

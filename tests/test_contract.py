@@ -1,4 +1,9 @@
-"""What every trainer promises, checked the same way for each backend (see tests/cases.py)."""
+"""What every trainer promises, checked the same way for each backend (see tests/cases.py).
+
+The first tests hold for any Trainer (the NumPy one included); those after them, for every
+framework backend: its data (cycled, empty, one-shot), its validation mode and the options it
+refuses. What only one framework has lives in tests/test_torch.py and tests/test_keras.py.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,20 @@ import warnings
 import numpy as np
 import pytest
 
-from lrfinder import RangeTestInterrupted, find_lr
+from lrfinder import RangeTestInterrupted, SweepSettings, find_lr
 from lrfinder.trainers import BACKENDS, TrainerBackend, load_backend
-from tests.cases import CASES, Boom, require
+from tests.cases import CASES, FRAMEWORK_CASES, Boom, assert_same, require
 
 FAST = {"num_iter": 20, "start_lr": 1e-4, "end_lr": 1e-1, "progress": False}
+
+
+#: The options find_lr hands to a trainer, each with a value a backend that takes it would accept.
+TRAINER_OPTIONS = {
+    "optimizer": None, "criterion": None, "val_loader": None, "val_batches": 1,  # set per case
+    "accumulation_steps": 2, "amp": "bf16", "grad_clip": 1.0, "device": "cpu",
+    "batch_fn": lambda batch: batch, "batch_size": 4, "snapshot_dir": ".",
+    "snapshot": lambda: None, "restore": lambda state: None,
+}
 
 
 @pytest.fixture(params=sorted(CASES))
@@ -20,12 +34,9 @@ def build(request):
     return CASES[request.param]
 
 
-def assert_same_state(before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> None:
-    assert before.keys() == after.keys()
-    for key in before:
-        a, b = np.asarray(before[key]), np.asarray(after[key])
-        assert a.dtype == b.dtype and a.shape == b.shape, key
-        assert a.tobytes() == b.tobytes(), f"{key} changed"  # bit for bit, NaN-safe
+@pytest.fixture(params=FRAMEWORK_CASES)
+def build_framework(request):
+    return CASES[request.param]
 
 
 def test_state_restored_after_success(build):
@@ -33,7 +44,7 @@ def test_state_restored_after_success(build):
     before = setup.state()
     result = find_lr(setup.model, setup.data, **setup.kwargs, **FAST)
     assert result.num_steps == FAST["num_iter"]
-    assert_same_state(before, setup.state())
+    assert_same(before, setup.state())
 
 
 @pytest.mark.parametrize("fail_at", [0, 7])
@@ -42,7 +53,7 @@ def test_state_restored_after_exception_mid_sweep(build, fail_at):
     before = setup.state()
     with pytest.raises(Boom):
         find_lr(setup.model, setup.data, **setup.kwargs, **FAST)
-    assert_same_state(before, setup.state())
+    assert_same(before, setup.state())
 
 
 def test_state_restored_after_keyboard_interrupt(build):
@@ -53,7 +64,7 @@ def test_state_restored_after_keyboard_interrupt(build):
     result = info.value.result
     assert result.stop_reason == "interrupted"
     assert result.num_steps == 7
-    assert_same_state(before, setup.state())
+    assert_same(before, setup.state())
 
 
 def test_first_recorded_loss_is_the_first_batch_loss(build):
@@ -78,6 +89,73 @@ def test_short_data_is_cycled(build):
     result = find_lr(setup.model, setup.data, **setup.kwargs, **FAST)
     assert result.num_steps == FAST["num_iter"]
     assert np.all(np.isfinite(result.losses))
+    assert setup.drawn() == FAST["num_iter"]  # one batch a step, passes over the 3 started afresh
+
+
+# -- framework backends: data, validation, options --------------------------------------------
+
+
+def test_empty_data_is_a_clear_error_and_changes_nothing(build_framework):
+    setup = build_framework()
+    before = setup.state()
+    with pytest.raises(ValueError, match="data is empty"):
+        find_lr(setup.model, setup.empty(), **setup.kwargs, **FAST)
+    assert_same(before, setup.state())
+
+
+def test_data_that_yields_nothing_fails_at_the_first_step_and_changes_nothing(build_framework):
+    setup = build_framework()
+    before = setup.state()
+    with pytest.raises(ValueError, match=r"yield(ed|s) no batches"):
+        find_lr(setup.model, setup.no_batches(), **setup.kwargs, **FAST)
+    assert_same(before, setup.state())
+
+
+def test_one_shot_data_that_runs_out_says_so_and_changes_nothing(build_framework):
+    setup = build_framework(n_batches=3)
+    before = setup.state()
+    with pytest.raises(ValueError, match=r"data ran out .*(cannot be iterated again|one-shot)"):
+        find_lr(setup.model, setup.one_shot(), **setup.kwargs, **FAST)
+    assert_same(before, setup.state())
+
+
+@pytest.mark.parametrize("val_batches", [None, 1])
+def test_validation_mode_records_the_validation_loss_after_each_update(build_framework, val_batches):
+    setup = build_framework()
+    assert setup.val_loss is not None
+    seen: list[tuple[float, float]] = []
+
+    def check(step: int, lr: float, loss: float, smoothed: float) -> None:
+        # called once the step's loss is read: the model holds that step's update
+        seen.append((loss, setup.val_loss(val_batches)))
+
+    before = setup.state()
+    extra = {} if val_batches is None else {"val_batches": val_batches}
+    result = find_lr(setup.model, setup.data, **setup.kwargs, val_loader=setup.val_data, **extra,
+                     callback=check, start_lr=1e-3, end_lr=1e-1, num_iter=4, progress=False)
+    recorded, expected = zip(*seen, strict=True)
+    assert len(recorded) == 4
+    np.testing.assert_allclose(recorded, expected, rtol=1e-5)
+    assert result.info["val_batches"] in ((1,) if val_batches == 1 else ("all", len(setup.val_data)))
+    assert_same(before, setup.state())
+
+
+def test_options_the_backend_does_not_take_are_refused_by_name(build_framework):
+    setup = build_framework()
+    accepted = load_backend(setup.backend).OPTIONS
+    refused = sorted(set(TRAINER_OPTIONS) - accepted)
+    assert refused  # every backend refuses some of them, or this test checks nothing
+    before = setup.state()
+    for option in refused:
+        with pytest.raises(TypeError, match=rf"do not apply to .*\b{option}: "):
+            find_lr(setup.model, setup.data, **setup.kwargs, **{option: TRAINER_OPTIONS[option]}, **FAST)
+    assert_same(before, setup.state())
+
+
+def test_the_options_find_lr_hands_on_are_those_the_contract_knows():
+    keywords = set(inspect.signature(find_lr).parameters) - {"model", "data"}
+    sweep = set(SweepSettings.__dataclass_fields__) | {"rule", "progress", "callback"}
+    assert keywords - sweep - {"loss"} == set(TRAINER_OPTIONS)  # loss is criterion's other name
 
 
 @pytest.mark.parametrize(("framework", "module_name"), BACKENDS)

@@ -24,7 +24,7 @@ import pytest
 
 from lrfinder import RangeTestInterrupted, find_lr
 from tests.cases import CASES, Boom
-from tests.test_contract import assert_same_state
+from tests.cases import assert_same as assert_same_state
 
 NUM_ITER = 16
 SWEEP = {"num_iter": NUM_ITER, "start_lr": 1e-4, "end_lr": 1e-1, "progress": False}

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.cases import Boom, require
+from tests.cases import Boom, assert_same, require
 
 torch = require("torch")
 
@@ -42,14 +42,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:lrfinder. no suggestion:RuntimeW
 @pytest.fixture(autouse=True)
 def _one_thread():
     torch.set_num_threads(1)
-
-
-def assert_same(before: dict[str, Any], after: dict[str, Any]) -> None:
-    assert before.keys() == after.keys()
-    for key in before:
-        a, b = np.asarray(before[key]), np.asarray(after[key])
-        assert a.dtype == b.dtype and a.shape == b.shape, key
-        assert a.tobytes() == b.tobytes(), f"{key} changed"
 
 
 def batches_of(x: torch.Tensor, y: torch.Tensor, size: int = BATCH) -> list[tuple[torch.Tensor, ...]]:
@@ -300,38 +292,6 @@ def test_an_optimizer_class_or_unknown_options_are_clear_errors():
 
 
 # -- data -------------------------------------------------------------------------------------
-
-def test_a_three_batch_loader_is_cycled_through_50_steps():
-    x, y = classification_data(3 * BATCH)
-    dataset = CountingDataset(x, y)
-    model = mlp()
-    result = find_lr(model, DataLoader(dataset, batch_size=BATCH), torch.optim.SGD(model.parameters()),
-                     start_lr=1e-5, end_lr=1e-2, num_iter=50, progress=False)
-    assert result.num_steps == 50 and np.all(np.isfinite(result.losses))
-    assert dataset.draws == 50 * BATCH
-
-
-def test_empty_data_is_a_clear_error_and_changes_nothing():
-    model = mlp()
-    empty = TensorDataset(torch.zeros(0, FEATURES), torch.zeros(0, dtype=torch.long))
-    with pytest.raises(ValueError, match="data is empty"):
-        find_lr(model, DataLoader(empty, batch_size=BATCH), **QUICK)
-
-    class NoBatches:  # no length: found out at the first step
-        def __iter__(self):
-            return iter(())
-
-    before = torch_state(model)
-    with pytest.raises(ValueError, match="yielded no batches"):
-        find_lr(model, NoBatches(), **QUICK)
-    assert_same(before, torch_state(model))
-
-
-def test_a_one_shot_iterator_that_runs_out_says_so():
-    x, y = classification_data(3 * BATCH)
-    with pytest.raises(ValueError, match="cannot be iterated again"):
-        find_lr(mlp(), iter(batches_of(x, y)), **QUICK)
-
 
 @pytest.mark.parametrize(("data", "message"), [
     ((torch.zeros(4, FEATURES), torch.zeros(4)), "tuple of tensors"),

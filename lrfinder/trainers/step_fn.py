@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from lrfinder.trainers.base import TrainerBase
@@ -53,7 +53,7 @@ class StepFunctionTrainer(TrainerBase):
     def step(self, lr: float) -> Any:
         return self._step(lr)
 
-    def fetch_losses(self, losses: list[Any]) -> list[float]:
+    def fetch_losses(self, losses: Sequence[Any]) -> list[float]:
         values = []
         for loss in losses:
             try:
