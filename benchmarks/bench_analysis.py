@@ -41,8 +41,9 @@ def curve(n: int, mode: str, seed: int = 0) -> LRFinderResult:
 
 
 def analyse(result: LRFinderResult) -> None:
-    fresh = LRFinderResult(result.lrs, result.losses, result.smoothed, result.stop_reason,
-                           settings=result.settings)
+    fresh = LRFinderResult(
+        result.lrs, result.losses, result.smoothed, result.stop_reason, settings=result.settings
+    )
     fresh.suggestions  # noqa: B018
     fresh.diagnostics  # noqa: B018
     fresh.lr_range  # noqa: B018

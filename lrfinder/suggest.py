@@ -419,9 +419,10 @@ def _gaussian_on_grid(x: np.ndarray, values: np.ndarray, width: float) -> np.nda
 
     numerator, denominator = smooth(grid_values), smooth(grid_weights)
     if even:
-        return numerator[index] / denominator[index]
+        return np.asarray(numerator[index] / denominator[index], dtype=np.float64)
     grid = np.arange(size)
-    return np.interp(position, grid, numerator) / np.interp(position, grid, denominator)
+    averaged = np.interp(position, grid, numerator) / np.interp(position, grid, denominator)
+    return np.asarray(averaged, dtype=np.float64)
 
 
 def ladder(lr: float, *, up: int = 2, down: int = 3, step: float = 0.5) -> np.ndarray:

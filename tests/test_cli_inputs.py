@@ -25,7 +25,7 @@ SCRIPTS = {
     "setup_base_exception.py": "def lrfinder_setup():\n    raise GeneratorExit('odd')\n",
     "step_exits.py": "import sys\n\ndef step(lr):\n    sys.exit(2)\n",
     "torch_model.py": "import torch\nmodel = torch.nn.Linear(3, 2)\n"
-                      "loader = [(torch.randn(4, 3), torch.tensor([0, 1, 0, 1]))]\n",
+    "loader = [(torch.randn(4, 3), torch.tensor([0, 1, 0, 1]))]\n",
 }
 
 
@@ -39,8 +39,10 @@ def result_json(**changes: object) -> str:
 
 JSON_FILES = {
     "deep.json": "[" * 100_000 + "]" * 100_000,
-    "huge_lr.json": result_json().replace('"lrs": [', '"lrs": [1e400, ', 1).replace(
-        '"losses": [', '"losses": [2.0, ', 1).replace('"smoothed": [', '"smoothed": [2.0, ', 1),
+    "huge_lr.json": result_json()
+    .replace('"lrs": [', '"lrs": [1e400, ', 1)
+    .replace('"losses": [', '"losses": [2.0, ', 1)
+    .replace('"smoothed": [', '"smoothed": [2.0, ', 1),
     "nan_lrs.json": result_json(lrs=[None] * 20),
     "negative_lrs.json": result_json(lrs=[-1.0 * (i + 1) for i in range(20)][::-1]),
     "nan_losses.json": result_json(losses=[None] * 20, smoothed=[None] * 20),
@@ -87,8 +89,10 @@ def folder(tmp_path):
 
 
 def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
-    return {p.name: (p.read_bytes() if os.access(p, os.R_OK) else b"", p.stat().st_mode)
-            for p in sorted(folder.iterdir())}
+    return {
+        p.name: (p.read_bytes() if os.access(p, os.R_OK) else b"", p.stat().st_mode)
+        for p in sorted(folder.iterdir())
+    }
 
 
 def assert_one_error_line(code: int, out: str, err: str, expected_code: int, message: str) -> None:
@@ -154,9 +158,25 @@ def test_sigint_mid_sweep_exits_130_and_leaves_the_files_alone(tmp_path, quiet):
     (tmp_path / "r.json").write_text("the user's own json")
     (tmp_path / "steps").write_text("0")
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != "steps"}
-    proc = subprocess.Popen([sys.executable, "-m", "lrfinder", "find", "slow.py", "--num-iter", "2000",
-                             "--json", "r.json", *(["-q"] if quiet else [])], cwd=tmp_path,
-                            env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lrfinder",
+            "find",
+            "slow.py",
+            "--num-iter",
+            "2000",
+            "--json",
+            "r.json",
+            *(["-q"] if quiet else []),
+        ],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while int((tmp_path / "steps").read_text() or 0) < 10:
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
@@ -187,8 +207,9 @@ def test_a_rank_other_than_the_first_writes_no_file_and_claims_none(tmp_path, mo
         return result, notes
 
     monkeypatch.setattr(script, "run_job", as_rank_one)
-    code, out, err = run(["find", "quad.py", "--json", "r.json", "--num-iter", "60", "--end-lr", "100"],
-                         tmp_path)
+    code, out, err = run(
+        ["find", "quad.py", "--json", "r.json", "--num-iter", "60", "--end-lr", "100"], tmp_path
+    )
     assert code == 0, err
     assert "wrote" not in out and "suggested lr:" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["quad.py"]

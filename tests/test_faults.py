@@ -28,8 +28,14 @@ from tests.cases import assert_same as assert_same_state
 
 NUM_ITER = 16
 SWEEP = {"num_iter": NUM_ITER, "start_lr": 1e-4, "end_lr": 1e-1, "progress": False}
-FAULTS = ("data_exception", "data_interrupt", "data_nan", "data_inf", "callback_exception",
-          "callback_interrupt")
+FAULTS = (
+    "data_exception",
+    "data_interrupt",
+    "data_nan",
+    "data_inf",
+    "callback_exception",
+    "callback_interrupt",
+)
 SEEDS = range(3)
 
 
@@ -37,14 +43,20 @@ def trials():
     for backend in sorted(CASES):
         for fault in FAULTS:
             for seed in SEEDS:
-                for on_disk in ((False, True) if backend == "torch" else (False,)):
-                    yield pytest.param(backend, fault, seed, on_disk,
-                                       id=f"{backend}-{fault}-{seed}{'-disk' if on_disk else ''}")
+                for on_disk in (False, True) if backend == "torch" else (False,):
+                    yield pytest.param(
+                        backend,
+                        fault,
+                        seed,
+                        on_disk,
+                        id=f"{backend}-{fault}-{seed}{'-disk' if on_disk else ''}",
+                    )
 
 
 @pytest.mark.parametrize(("backend", "fault", "seed", "on_disk"), list(trials()))
 def test_a_fault_at_a_random_step_ends_the_sweep_rightly_and_restores_exactly(
-        backend, fault, seed, on_disk, tmp_path):
+    backend, fault, seed, on_disk, tmp_path
+):
     at = int(np.random.default_rng([seed, FAULTS.index(fault)]).integers(0, NUM_ITER))
     source, kind = fault.split("_")
     fail_with = {"exception": Boom, "interrupt": KeyboardInterrupt, "nan": math.nan, "inf": math.inf}[kind]
@@ -53,9 +65,11 @@ def test_a_fault_at_a_random_step_ends_the_sweep_rightly_and_restores_exactly(
     if on_disk:
         kwargs["snapshot_dir"] = tmp_path
     if source == "callback":
+
         def callback(step, lr, loss, smoothed):
             if step == at:
                 raise fail_with("callback failed on purpose")
+
         kwargs["callback"] = callback
     before = setup.state()
     with warnings.catch_warnings():
@@ -133,12 +147,19 @@ CHILD = textwrap.dedent("""
 def test_a_second_ctrl_c_during_the_restore_cannot_cut_it_short(backend, at, tmp_path):
     if backend != "numpy":  # the child imports the framework; skip (or fail in CI) without it
         from tests.cases import require
+
         require(backend)
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([sys.executable, str(script), backend, str(at)], capture_output=True,
-                          text=True, timeout=300, env=env, cwd=os.getcwd())
+    done = subprocess.run(
+        [sys.executable, str(script), backend, str(at)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=os.getcwd(),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report == {"outcome": f"interrupted:{at + 1}", "exact": True, "restores": ["done"]}

@@ -28,10 +28,17 @@ def umask_is_never_touched(monkeypatch):
 
 
 def test_a_new_file_gets_the_mode_open_would_give_it(tmp_path):
-    code = ("import os, stat, sys; os.umask(0o027); from lrfinder._io import atomic_write_bytes; "
-            "p = atomic_write_bytes(sys.argv[1], b'x'); print(oct(stat.S_IMODE(os.stat(p).st_mode)))")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.json")], check=True,
-                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    code = (
+        "import os, stat, sys; os.umask(0o027); from lrfinder._io import atomic_write_bytes; "
+        "p = atomic_write_bytes(sys.argv[1], b'x'); print(oct(stat.S_IMODE(os.stat(p).st_mode)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "a.json")],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
     assert out.stdout.strip() == "0o640"
 
 

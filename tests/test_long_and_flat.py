@@ -17,8 +17,7 @@ def flat_result(seed: int, noise: float, end_lr: float = 1e-4) -> LRFinderResult
     rng = np.random.default_rng(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return find_lr(lambda lr: 2.3 * (1 + noise * rng.standard_normal()), end_lr=end_lr,
-                       progress=False)
+        return find_lr(lambda lr: 2.3 * (1 + noise * rng.standard_normal()), end_lr=end_lr, progress=False)
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -52,8 +51,13 @@ def test_a_torch_sgd_sweep_that_stays_below_useful_lrs_is_flat():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = find_lr(model, DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True),
-                         optimizer, end_lr=1e-4, progress=False)
+        result = find_lr(
+            model,
+            DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True),
+            optimizer,
+            end_lr=1e-4,
+            progress=False,
+        )
     assert result.suggestion is None
     assert [d.code for d in result.diagnostics] == ["flat"]
 

@@ -31,8 +31,9 @@ def _worker(rank: int, folder: str, fault: str) -> None:
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank, world_size=2,
-                            timeout=timedelta(seconds=90))
+    dist.init_process_group(
+        "gloo", init_method=f"file://{folder}/store", rank=rank, world_size=2, timeout=timedelta(seconds=90)
+    )
     report: dict[str, object] = {}
     try:
         model = mlp(seed=0)
@@ -56,8 +57,16 @@ def _worker(rank: int, folder: str, fault: str) -> None:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                find_lr(ddp, DataLoader(data, batch_size=BATCH), optimizer, start_lr=1e-4, end_lr=1e-1,
-                        num_iter=40, callback=callback, progress=False)
+                find_lr(
+                    ddp,
+                    DataLoader(data, batch_size=BATCH),
+                    optimizer,
+                    start_lr=1e-4,
+                    end_lr=1e-1,
+                    num_iter=40,
+                    callback=callback,
+                    progress=False,
+                )
             outcome = "returned"
         except RangeTestInterrupted as stop:  # the user catches it and goes on
             outcome = f"interrupted:{stop.result.num_steps}"

@@ -33,8 +33,7 @@ def test_param_groups_state_and_a_tensor_lr_are_the_same_objects_after_the_sweep
     groups_list, group = optimizer.param_groups, optimizer.param_groups[0]
     params_list, lr_object, state = group["params"], group["lr"], optimizer.state
     moments = {p: optimizer.state[p]["exp_avg"] for p in group["params"]} if warm else {}
-    before = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in group.items()
-              if k != "params"}
+    before = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in group.items() if k != "params"}
     find_lr(model, DataLoader(TensorDataset(x, y), batch_size=BATCH), optimizer, **QUICK)
     assert optimizer.param_groups is groups_list and optimizer.param_groups[0] is group
     assert group["params"] is params_list and group["lr"] is lr_object
@@ -92,8 +91,14 @@ class Augmented(torch.utils.data.Dataset):
 
 
 def persistent_loader(seed: int = 7) -> DataLoader:
-    return DataLoader(Augmented(), batch_size=8, shuffle=True, num_workers=2, persistent_workers=True,
-                      generator=torch.Generator().manual_seed(seed))
+    return DataLoader(
+        Augmented(),
+        batch_size=8,
+        shuffle=True,
+        num_workers=2,
+        persistent_workers=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
 
 
 def first_pass(loader: DataLoader) -> list[torch.Tensor]:

@@ -91,7 +91,9 @@ class RankAgreement:
         if failed:
             raise OtherRankFailed(
                 f"lrfinder: rank {failed[0]} of {self.world_size} failed (its own error says why), so "
-                f"rank {self.rank} stopped at the same step", rank=failed[0])
+                f"rank {self.rank} stopped at the same step",
+                rank=failed[0],
+            )
         raise KeyboardInterrupt(f"rank {interrupted[0]} of {self.world_size} was interrupted")
 
 
