@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from lrfinder import LRFinderResult
+from tests.cases import require
 from tests.test_cli import QUADRATIC, run, run_subprocess, subprocess_env, write
 
 SCRIPTS = {
@@ -106,7 +107,7 @@ def assert_one_error_line(code: int, out: str, err: str, expected_code: int, mes
 @pytest.mark.parametrize(("args", "code", "message"), CASES, ids=[" ".join(c[0]) for c in CASES])
 def test_bad_input_is_one_error_line_and_changes_no_file(folder, args, code, message, monkeypatch):
     if args[1] == "torch_model.py":
-        pytest.importorskip("torch")
+        require("torch")
     if args[1] == "unreadable.json" and os.access(folder / "unreadable.json", os.R_OK):
         # running as root, where a file without permissions is still readable: refuse it as the
         # kernel would for anyone else
@@ -126,7 +127,7 @@ def test_bad_input_is_one_error_line_and_changes_no_file(folder, args, code, mes
 
 
 def test_keras_errors_print_no_tensorflow_log_lines(folder):
-    pytest.importorskip("keras")
+    require("keras")
     (folder / "corrupt.keras").write_bytes(b"not a zip file")
     np.savez(folder / "xy.npz", x=np.zeros((8, 3)), y=np.zeros(8))
     np.savez(folder / "no_x.npz", inputs=np.zeros((8, 3)), y=np.zeros(8))

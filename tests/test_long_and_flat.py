@@ -11,6 +11,7 @@ from lrfinder import LRFinderResult, SweepSettings, find_lr, suggest
 from lrfinder.plot import thin_indices
 from lrfinder.schedules import MAX_NUM_ITER
 from lrfinder.suggest import RULES, start_points
+from tests.cases import require
 
 
 def flat_result(seed: int, noise: float, end_lr: float = 1e-4) -> LRFinderResult:
@@ -40,7 +41,7 @@ def test_a_real_descent_is_not_flat():
 
 
 def test_a_torch_sgd_sweep_that_stays_below_useful_lrs_is_flat():
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     from torch.utils.data import DataLoader, TensorDataset
 
     torch.manual_seed(0)
@@ -139,6 +140,6 @@ def test_a_long_curve_is_analysed_and_its_plot_thinned():
     kept = thin_indices(losses, 2000)
     assert len(kept) <= 2001 and kept[-1] == n - 1
     assert losses[kept].min() == losses.min() and losses[kept].max() == losses.max()
-    pytest.importorskip("matplotlib")
+    require("matplotlib")
     ax = result.plot()
     assert all(len(line.get_xdata()) <= 2001 for line in ax.get_lines())
