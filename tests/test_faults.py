@@ -95,7 +95,7 @@ def test_a_fault_at_a_random_step_ends_the_sweep_rightly_and_restores_exactly(
 # -- a double Ctrl-C, for real, in a subprocess -----------------------------------------------------
 
 CHILD = textwrap.dedent("""
-    import json, os, signal, sys, time, warnings
+    import json, os, signal, sys, threading, time, warnings
     import numpy as np
     sys.path.insert(0, os.getcwd())
     from tests.cases import CASES
@@ -112,7 +112,7 @@ CHILD = textwrap.dedent("""
         restore = trainer.restore
 
         def second_ctrl_c_then_restore():
-            os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C again
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # the user presses Ctrl-C again
             time.sleep(0.05)  # the signal arrives while the restore runs
             restore()
             restores.append("done")
@@ -124,7 +124,7 @@ CHILD = textwrap.dedent("""
 
     def callback(step, lr, loss, smoothed):
         if step == at:
-            os.kill(os.getpid(), signal.SIGINT)  # the first Ctrl-C
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # the first Ctrl-C
 
     before = setup.state()
     outcome = "returned"

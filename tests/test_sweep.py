@@ -320,14 +320,16 @@ def test_a_restore_that_raises_is_reported_as_not_restored():
 
 
 def test_ctrl_c_during_the_restore_is_held_until_it_has_finished():
-    import os
     import signal
+    import threading
 
     state, step = _counting_problem()
     finished = []
 
     def restore(saved):
-        os.kill(os.getpid(), signal.SIGINT)  # a second Ctrl-C lands in the middle of the restore
+        # a second Ctrl-C lands in the middle of the restore (sent to the main thread, where Python
+        # handles signals, so that it arrives now and not a moment later)
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
         for _ in range(1000):  # the handler would run between these bytecodes
             pass
         state.update(saved)
