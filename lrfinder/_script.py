@@ -149,6 +149,9 @@ def _job_from(names: dict[str, Any], source: str, script: Path, *, top_level: bo
     if model is None:
         raise ScriptError(f"{source} defines no model: {_missing_hint(names, 'model', top_level)}")
     loader_name = next((n for n in LOADER_NAMES if names.get(n) is not None), None)
+    if loader_name is None and _brings_its_own_data(model):
+        job.model = model
+        return job
     if loader_name is None:
         raise ScriptError(f"{source} defines a model but no training data: "
                           f"{_missing_hint(names, 'loader', top_level)}")
@@ -166,6 +169,13 @@ def _job_from(names: dict[str, Any], source: str, script: Path, *, top_level: bo
     if isinstance(size, int) and not isinstance(size, bool) and isinstance(job.data, (tuple, list)):
         job.batch_size = size  # (x, y) arrays need one; a loader already has its own
     return job
+
+
+def _brings_its_own_data(model: Any) -> bool:
+    """Whether ``model`` is a Hugging Face Trainer, which takes its batches from its own dataset."""
+    from lrfinder.trainers import hf_trainer  # reads class names only: imports no framework
+
+    return hf_trainer.accepts(model)
 
 
 def _missing_hint(names: dict[str, Any], wanted: str, top_level: bool) -> str:

@@ -45,6 +45,7 @@ def find_lr(
     snapshot_dir: str | os.PathLike[str] | None = None,
     snapshot: Callable[[], Any] | None = None,
     restore: Callable[[Any], None] | None = None,
+    set_lr: bool = False,
 ) -> LRFinderResult:
     """Run the learning-rate range test and return its result.
 
@@ -55,6 +56,11 @@ def find_lr(
     ``model`` picks the trainer:
 
     * a ``torch.nn.Module`` with ``data`` a DataLoader (or any iterable of batches);
+    * a Lightning ``LightningModule``, trained through its ``training_step`` with the optimizer of
+      its ``configure_optimizers``, with ``data`` a DataLoader, a ``LightningDataModule`` or None
+      (the module's ``train_dataloader()``);
+    * a Hugging Face ``transformers.Trainer`` (no ``data``), with its model, training
+      DataLoader, optimizer, ``compute_loss``, accumulation, precision and clipping;
     * a compiled Keras 3 model with ``data`` a ``tf.data.Dataset``, ``(x, y)`` arrays with
       ``batch_size``, or a ``keras.utils.PyDataset``;
     * a callable ``step(lr) -> loss`` that runs one training step at ``lr`` and returns the
@@ -90,6 +96,8 @@ def find_lr(
             memory, for models larger than RAM (PyTorch).
         snapshot: ``snapshot() -> state`` for a step function.
         restore: ``restore(state)`` for a step function.
+        set_lr: Write the suggestion back where training reads its LR: ``trainer.args.learning_rate``
+            of a Hugging Face Trainer (left unchanged when there is no suggestion).
 
     Returns:
         An :class:`~lrfinder.result.LRFinderResult`; ``result.suggestion`` is the suggested LR.
@@ -131,7 +139,16 @@ def find_lr(
         "restore": restore,
     }
     trainer = make_trainer(model, data, **{k: v for k, v in options.items() if v is not None})
-    return _run(trainer, settings, rule, progress, callback, stacklevel=3)
+    if set_lr and not callable(getattr(trainer, "apply_lr", None)):
+        raise TypeError(
+            f"set_lr=True applies to a Hugging Face Trainer (it sets trainer.args.learning_rate); a "
+            f"{trainer.backend} model has no such setting: read result.suggestion and give it to your "
+            "optimizer"
+        )
+    result = _run(trainer, settings, rule, progress, callback, stacklevel=3)
+    if set_lr:
+        _apply(trainer, result)
+    return result
 
 
 def run_range_test(
@@ -200,3 +217,12 @@ def _result(outcome: SweepOutcome, settings: SweepSettings, trainer: Trainer, ru
         info=dict(trainer.info),
         is_main_process=trainer.is_main_process,
     )
+
+
+def _apply(trainer: Any, result: LRFinderResult) -> None:
+    """Hand the suggestion to a trainer that asked for it (``set_lr=True``)."""
+    if result.suggestion is None:
+        warnings.warn(f"lrfinder: set_lr=True, but there is no suggestion ({result.suggestion_reason}); "
+                      "the learning rate was left unchanged", RuntimeWarning, stacklevel=3)
+        return
+    trainer.apply_lr(result.suggestion)

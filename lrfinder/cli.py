@@ -199,8 +199,9 @@ def find(script: str, data_path: str | None, start_lr: float, end_lr: float, num
     SCRIPT is a Python file that defines, at top level or in the dict that a
     function lrfinder_setup() returns (for scripts that must not train when
     imported):
-      model                          a torch.nn.Module or a compiled Keras model
-      loader | train_loader | data   its training batches
+      model                          a torch.nn.Module, a LightningModule, a
+                                     compiled Keras model or a transformers.Trainer
+      loader | train_loader | data   its training batches (not for a Trainer)
       optimizer, criterion | loss, val_loader, batch_size   (optional)
     or a step function instead of a model:
       step(lr) -> loss, and optionally snapshot() -> state and restore(state).

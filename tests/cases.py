@@ -62,6 +62,9 @@ class Setup:
     first_loss: Callable[[], float]  # loss of the first batch at the current state, computed apart
     drawn: Callable[[], int]  # batches drawn from ``data`` so far (not undone by the restore)
     kwargs: dict[str, Any] = field(default_factory=dict)
+    # batches the data source reads ahead of the one a step uses (accelerate's loaders read one to
+    # know the end): a failing batch surfaces that many steps early, and that many more are drawn
+    lookahead: int = 0
     backend: str | None = None  # the lrfinder backend module that trains it
     val_data: Any = None  # a few validation batches, a form the backend takes as val_loader
     # val_loss(n): mean loss over the first n (None: all) validation batches at the current state,
@@ -143,7 +146,7 @@ def numpy_case(n_batches: int = 8, fail_at: int | None = None,
 #: name -> builder(n_batches, fail_at, fail_with); torch and keras cases register here too.
 CASES: dict[str, Callable[..., Setup]] = {"numpy": numpy_case}
 #: The cases an lrfinder backend trains (they fill in Setup's data and validation fields).
-FRAMEWORK_CASES = ("keras", "torch")
+FRAMEWORK_CASES = ("keras", "lightning", "torch")
 
 
 def _framework_case(framework: str, module: str) -> Callable[..., Setup]:
@@ -158,3 +161,5 @@ def _framework_case(framework: str, module: str) -> Callable[..., Setup]:
 
 CASES["torch"] = _framework_case("torch", "tests.cases_torch")
 CASES["keras"] = _framework_case("keras", "tests.cases_keras")
+CASES["lightning"] = _framework_case("lightning.pytorch", "tests.cases_lightning")
+CASES["transformers"] = _framework_case("transformers", "tests.cases_hf")

@@ -22,7 +22,8 @@ FAST = {"num_iter": 20, "start_lr": 1e-4, "end_lr": 1e-1, "progress": False}
 
 #: The options find_lr hands to a trainer, each with a value a backend that takes it would accept.
 TRAINER_OPTIONS = {
-    "optimizer": None, "criterion": None, "val_loader": None, "val_batches": 1,  # set per case
+    "optimizer": None, "val_loader": None, "val_batches": 1,  # set per case
+    "criterion": lambda predictions, targets: predictions.sum(),  # refused where the loss is the model's
     "accumulation_steps": 2, "amp": "bf16", "grad_clip": 1.0, "device": "cpu",
     "batch_fn": lambda batch: batch, "batch_size": 4, "snapshot_dir": ".",
     "snapshot": lambda: None, "restore": lambda state: None,
@@ -63,7 +64,7 @@ def test_state_restored_after_keyboard_interrupt(build):
         find_lr(setup.model, setup.data, **setup.kwargs, **FAST)
     result = info.value.result
     assert result.stop_reason == "interrupted"
-    assert result.num_steps == 7
+    assert result.num_steps == 7 - setup.lookahead
     assert_same(before, setup.state())
 
 
@@ -89,7 +90,8 @@ def test_short_data_is_cycled(build):
     result = find_lr(setup.model, setup.data, **setup.kwargs, **FAST)
     assert result.num_steps == FAST["num_iter"]
     assert np.all(np.isfinite(result.losses))
-    assert setup.drawn() == FAST["num_iter"]  # one batch a step, passes over the 3 started afresh
+    # one batch a step, passes over the 3 started afresh
+    assert setup.drawn() == FAST["num_iter"] + setup.lookahead
 
 
 # -- framework backends: data, validation, options --------------------------------------------
@@ -155,7 +157,8 @@ def test_options_the_backend_does_not_take_are_refused_by_name(build_framework):
 def test_the_options_find_lr_hands_on_are_those_the_contract_knows():
     keywords = set(inspect.signature(find_lr).parameters) - {"model", "data"}
     sweep = set(SweepSettings.__dataclass_fields__) | {"rule", "progress", "callback"}
-    assert keywords - sweep - {"loss"} == set(TRAINER_OPTIONS)  # loss is criterion's other name
+    # loss is criterion's other name; set_lr acts on the result, after the trainer is done
+    assert keywords - sweep - {"loss", "set_lr"} == set(TRAINER_OPTIONS)
 
 
 @pytest.mark.parametrize(("framework", "module_name"), BACKENDS)

@@ -16,8 +16,16 @@ from tests.cases import require
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
-#: Framework -> the backend name a result records.
-FRAMEWORKS = {"torch": "torch", "keras": "keras"}
+#: Framework -> (the backend name a result records, lrfinder's trainer module), most specific first:
+#: a Lightning or Hugging Face example imports torch too, and its result names the former.
+FRAMEWORKS = {
+    "lightning": ("lightning", "lightning_trainer"),
+    "transformers": ("transformers", "hf_trainer"),
+    "keras": ("keras", "keras_trainer"),
+    "torch": ("torch", "torch_trainer"),
+}
+#: What step-function examples import; needed to run them, no trainer of lrfinder's involved.
+OTHERS = {"sklearn", "jax", "optax"}
 
 
 def frameworks_used(path: Path) -> list[str]:
@@ -27,17 +35,20 @@ def frameworks_used(path: Path) -> list[str]:
             roots.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             roots.add(node.module.split(".")[0])
-    return sorted(roots & {*FRAMEWORKS, "sklearn"})
+    return sorted(roots & {*FRAMEWORKS, *OTHERS})
 
 
 def require_for(path: Path) -> list[str]:
-    """Skip (fail under LRFINDER_REQUIRE_BACKENDS=1) unless the example's frameworks and trainers exist."""
+    """Skip (fail under LRFINDER_REQUIRE_BACKENDS=1) unless the example's frameworks and trainers exist.
+
+    Returns the frameworks with a trainer that the example uses, most specific first.
+    """
     used = frameworks_used(path)
     for name in used:
         require(name)
         if name in FRAMEWORKS:
-            require(f"lrfinder.trainers.{name}_trainer")
-    return [name for name in used if name in FRAMEWORKS]
+            require(f"lrfinder.trainers.{FRAMEWORKS[name][1]}")
+    return [name for name in FRAMEWORKS if name in used]
 
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -50,7 +61,8 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def test_there_are_examples_for_each_framework_and_a_notebook():
     names = {path.stem for path in EXAMPLES}
-    assert {"torch_digits", "keras_digits", "notebook", "step_function"} <= names
+    assert {"torch_digits", "keras_digits", "notebook", "step_function", "lightning_digits", "hf_text",
+            "sklearn_partial_fit", "jax_optax"} <= names
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
@@ -58,7 +70,7 @@ def test_lrfinder_find_on_the_example(path, tmp_path):
     used = require_for(path)
     proc = run(["-m", "lrfinder", "find", str(path), "--plot", "lr.png", "--json", "lr.json"], tmp_path)
     result = LRFinderResult.from_json(tmp_path / "lr.json")
-    assert result.backend == (FRAMEWORKS[used[0]] if used else "callable")
+    assert result.backend == (FRAMEWORKS[used[0]][0] if used else "callable")
     assert result.suggestion is not None, result.suggestion_reason
     assert f"suggested lr:  {result.suggestion:.3g}" in proc.stdout
     assert (tmp_path / "lr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

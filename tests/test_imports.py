@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("torch", "tensorflow", "keras", "matplotlib", "jax")
+HEAVY = ("torch", "tensorflow", "keras", "matplotlib", "jax", "lightning", "pytorch_lightning",
+         "transformers", "accelerate", "optax")
 
 
 def loaded_after(code: str) -> list[str]:

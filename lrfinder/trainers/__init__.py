@@ -18,16 +18,20 @@ __all__ = ["StepFunctionTrainer", "Trainer", "TrainerBackend", "TrainerBase", "l
 
 #: (framework module that must already be imported, lrfinder module that is its
 #: :class:`~lrfinder.trainers.base.TrainerBackend`). Keras comes first: on Keras's torch backend a
-#: keras.Model is also a torch.nn.Module.
+#: keras.Model is also a torch.nn.Module; so are a LightningModule (swept through its training_step)
+#: and a Hugging Face Trainer's model, whose rows come before torch's too.
 BACKENDS: tuple[tuple[str, str], ...] = (
     ("keras", "lrfinder.trainers.keras_trainer"),
+    ("lightning", "lrfinder.trainers.lightning_trainer"),
+    ("pytorch_lightning", "lrfinder.trainers.lightning_trainer"),
+    ("transformers", "lrfinder.trainers.hf_trainer"),
     ("torch", "lrfinder.trainers.torch_trainer"),
 )
 
 if TYPE_CHECKING:  # mypy checks that every backend module follows the protocol
-    from lrfinder.trainers import keras_trainer, torch_trainer
+    from lrfinder.trainers import hf_trainer, keras_trainer, lightning_trainer, torch_trainer
 
-    _CHECKED: tuple[TrainerBackend, ...] = (keras_trainer, torch_trainer)
+    _CHECKED: tuple[TrainerBackend, ...] = (keras_trainer, lightning_trainer, hf_trainer, torch_trainer)
 
 
 def load_backend(module_name: str) -> TrainerBackend:
@@ -74,5 +78,6 @@ def make_trainer(model: Any, data: Any = None, **options: Any) -> Trainer:
         return StepFunctionTrainer(model, **options)
     raise TypeError(
         f"find_lr cannot train a {type(model).__module__}.{type(model).__qualname__}; it takes a "
-        "torch.nn.Module, a Keras 3 model, a step(lr) -> loss callable, or a Trainer"
+        "torch.nn.Module, a LightningModule, a transformers.Trainer, a Keras 3 model, a step(lr) -> loss "
+        "callable, or an lrfinder Trainer"
     )

@@ -13,6 +13,9 @@ import torch
 
 #: Key of the targets in a dict batch, as Hugging Face models and collators name it.
 LABELS = "labels"
+#: The ``datasets`` library's name for the same column; read as :data:`LABELS` when that is absent,
+#: as Hugging Face's default data collator does.
+LABEL = "label"
 
 #: Where the loss comes from: the model's output, the user's criterion, or an inferred one.
 OUTPUT, CRITERION, CROSS_ENTROPY, MSE = "output", "criterion", "cross_entropy", "mse"
@@ -38,6 +41,8 @@ def split_batch(batch: Any, batch_fn: Callable[[Any], Any] | None, has_criterion
             raise TypeError(f"batch_fn must return (inputs, targets), got {describe(parts)}")
         return parts[0], parts[1]
     if isinstance(batch, Mapping):
+        if LABELS not in batch and LABEL in batch:
+            batch = {LABELS if key == LABEL else key: value for key, value in batch.items()}
         if has_criterion:
             if LABELS not in batch:
                 raise TypeError(
@@ -77,7 +82,7 @@ def choose_loss(output: Any, targets: Any, has_criterion: bool) -> tuple[str, st
     if has_criterion:
         return CRITERION, None
     if own_loss(output) is not None:
-        return OUTPUT, "the model's own loss (output.loss / output['loss'])"
+        return OUTPUT, "the model's own loss (output.loss / output['loss'] / output[0])"
     if targets is None:
         raise TypeError(
             "cannot infer the loss: the model's output carries none (no .loss or ['loss']) "
@@ -154,7 +159,17 @@ def call_model(model: torch.nn.Module, inputs: Any) -> Any:
 
 
 def own_loss(output: Any) -> torch.Tensor | None:
-    """The loss a model put in its output (Hugging Face style), or None."""
+    """The loss a model put in its output (Hugging Face style), or None.
+
+    That is ``output.loss`` or ``output["loss"]``; or, in a tuple (a Hugging Face model called with
+    ``return_dict=False`` and labels), a first element that is a 0-d floating-point tensor:
+    predictions have a batch dimension.
+    """
+    if isinstance(output, tuple) and not hasattr(output, "_fields") and output:
+        first = output[0]
+        if isinstance(first, torch.Tensor) and first.is_floating_point() and first.ndim == 0:
+            return first
+        return None
     loss = output.get("loss") if isinstance(output, Mapping) else getattr(output, "loss", None)
     return loss if isinstance(loss, torch.Tensor) else None
 
