@@ -5,16 +5,20 @@ running ``--steps`` training steps of batch ``--batch-size`` are timed, each fro
 and compiled model (so each pays its own tracing, as a range test run once does):
 
 * ``find_lr``: ``lrfinder.find_lr`` over the whole ladder (snapshot, LR per step, losses read
-  back every step, restore), with divergence stopping turned off so it runs every step;
+  back once per block of steps, restore), with divergence stopping turned off so it runs every
+  step, and ``shuffle=False`` so that it reads the batches the others read;
 * ``loop``: a hand-written loop of the same train step at a constant LR, reading nothing back until
   the end: a ``tf.function`` (GradientTape, optimizer.apply) on TensorFlow, eager steps written as
-  Keras's own torch ``train_step`` on torch;
+  Keras's own torch ``train_step`` on torch, a ``jax.jit`` stateless step (``stateless_call``,
+  ``optimizer.stateless_apply``, the state written back to the variables at the end) on JAX;
 * ``fit``: ``model.fit`` on the arrays for one epoch, no shuffling.
 
 All three get the same arrays, digits repeated to exactly ``--steps`` full batches.
 
 Two times are taken per run: the whole call (cold: tracing, snapshot and restore included) and the
 steady state per step, from the end of step ``WARMUP`` (its loss read back) to the end of the run.
+``WARMUP`` is one block of find_lr's steps, so that its clock starts where a block's losses have
+just been read back.
 The methods run interleaved (one of each per round), so that load on the machine hits them alike;
 the tables give the medians of ``--repeats`` rounds and the ratios of the medians.
 
@@ -22,6 +26,9 @@ Run by hand (not part of the tests)::
 
     python benchmarks/bench_keras.py --steps 100 --repeats 7
     KERAS_BACKEND=torch python benchmarks/bench_keras.py --steps 100 --repeats 7
+    KERAS_BACKEND=jax python benchmarks/bench_keras.py --steps 100 --repeats 7
+
+``--methods find_lr loop`` leaves ``fit`` out (more rounds in the same time on a busy machine).
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# JAX's CPU threads can only be set before it is imported: one, as --threads defaults to.
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's lrfinder
 
 import keras
@@ -43,6 +52,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 
 import lrfinder
+from lrfinder.trainers.keras_trainer import BLOCK_STEPS
 
 
 def build(kind: str) -> keras.Model:
@@ -71,8 +81,8 @@ def data(kind: str, steps: int, batch_size: int) -> tuple[np.ndarray, np.ndarray
     return x[repeat], digits.target.astype("int64")[repeat]
 
 
-#: Steps run before the steady-state clock starts (tracing happens in the first).
-WARMUP = 5
+#: Steps run before the steady-state clock starts (tracing happens in the first): one block.
+WARMUP = BLOCK_STEPS
 
 
 def run_find_lr(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, batch_size: int) -> float:
@@ -84,7 +94,7 @@ def run_find_lr(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, ba
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        lrfinder.find_lr(model, (x, y), batch_size=batch_size, num_iter=steps, start_lr=1e-5,
+        lrfinder.find_lr(model, (x, y), batch_size=batch_size, shuffle=False, num_iter=steps, start_lr=1e-5,
                          end_lr=1.0, diverge_threshold=None, progress=False, callback=after)
     return mark[0]
 
@@ -92,6 +102,8 @@ def run_find_lr(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, ba
 def run_loop(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, batch_size: int) -> float:
     if keras.backend.backend() == "torch":
         return run_torch_loop(model, x, y, steps, batch_size)
+    if keras.backend.backend() == "jax":
+        return run_jax_loop(model, x, y, steps, batch_size)
     import tensorflow as tf
 
     optimizer, variables = model.optimizer, model.trainable_variables
@@ -137,6 +149,41 @@ def run_torch_loop(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int,
     return mark
 
 
+def run_jax_loop(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, batch_size: int) -> float:
+    import jax
+
+    optimizer, loss_fn = model.optimizer, model.loss
+    optimizer.build(model.trainable_variables)
+
+    def compute_loss(trainable: list, non_trainable: list, xb: jax.Array, yb: jax.Array) -> tuple:
+        y_pred, non_trainable = model.stateless_call(trainable, non_trainable, xb, training=True)
+        return loss_fn(yb, y_pred), non_trainable
+
+    gradient = jax.value_and_grad(compute_loss, has_aux=True)
+
+    @jax.jit
+    def train_step(state: tuple, xb: jax.Array, yb: jax.Array) -> tuple:
+        trainable, non_trainable, optimizer_variables = state
+        (loss, non_trainable), grads = gradient(trainable, non_trainable, xb, yb)
+        trainable, optimizer_variables = optimizer.stateless_apply(optimizer_variables, grads, trainable)
+        return loss, (trainable, non_trainable, optimizer_variables)
+
+    variables = (model.trainable_variables, model.non_trainable_variables, optimizer.variables)
+    state = tuple([v.value for v in group] for group in variables)
+    batches = -(-len(x) // batch_size)
+    for step in range(steps):
+        start = (step % batches) * batch_size
+        loss, state = train_step(state, x[start:start + batch_size], y[start:start + batch_size])
+        if step == WARMUP - 1:
+            float(loss)
+            mark = time.perf_counter()
+    float(loss)
+    for group, values in zip(variables, state, strict=True):
+        for variable, value in zip(group, values, strict=True):
+            variable.assign(value)
+    return mark
+
+
 def run_fit(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, batch_size: int) -> float:
     mark = []
 
@@ -154,6 +201,8 @@ def set_threads(threads: int) -> None:
         import torch
 
         torch.set_num_threads(threads)
+    elif keras.backend.backend() == "jax":
+        pass  # XLA's CPU threads are set by the environment (see main)
     else:
         import tensorflow as tf
 
@@ -169,10 +218,13 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads for the framework (1: steadier timings on a shared machine)")
+    parser.add_argument("--methods", nargs="+", default=["find_lr", "loop", "fit"],
+                        choices=["find_lr", "loop", "fit"], help="find_lr and the baselines to time")
     args = parser.parse_args()
     set_threads(args.threads)
 
-    methods: dict[str, Callable[..., float]] = {"find_lr": run_find_lr, "loop": run_loop, "fit": run_fit}
+    every: dict[str, Callable[..., float]] = {"find_lr": run_find_lr, "loop": run_loop, "fit": run_fit}
+    methods = {name: every[name] for name in ["find_lr", *args.methods] if name in every}
     others = [name for name in methods if name != "find_lr"]
     print(f"keras {keras.__version__} on {keras.backend.backend()}, {args.steps} steps of batch "
           f"{args.batch_size}, {args.threads} CPU thread(s), medians of {args.repeats} interleaved "

@@ -74,20 +74,24 @@ class Job:
     restore: Any = None
 
 
-def load_job(path: Path, data_path: str | None, seed: int | None) -> Job:
+def load_job(path: Path, data_path: str | None, seed: int | None, optimizer: str | None = None,
+             loss: str | None = None) -> Job:
     """Run the script (or load the saved Keras model) and find what to sweep.
 
     Args:
         path: A checked ``.py`` script, or a ``.keras`` model.
         data_path: The ``.npz`` arrays of a ``.keras`` model; None for a script.
         seed: Seed Python, NumPy and the frameworks the script uses before it runs; None: don't.
+        optimizer: ``--optimizer``, a Keras optimizer name for a ``.keras`` model; None: its own.
+        loss: ``--loss``, a Keras loss name for a ``.keras`` model; None: its own.
 
     Raises:
         ScriptError: The script failed, or does not define what the command reads.
-        ScriptUsageError: ``data_path`` holds no ``x`` and ``y`` arrays.
+        ScriptUsageError: ``data_path`` holds no ``x`` and ``y`` arrays, an uncompiled ``.keras``
+            model lacks ``--optimizer``/``--loss``, or one of them names nothing Keras knows.
     """
     if path.suffix == ".keras":
-        return _load_keras(path, Path(data_path or ""), seed)
+        return _load_keras(path, Path(data_path or ""), seed, optimizer, loss)
     if seed is not None:
         _seed(seed, _frameworks_imported_by(path))
     module = _import_script(path)
@@ -311,7 +315,8 @@ def _what_failed(error: BaseException, script: Path) -> str:
     return describe(error, script)
 
 
-def _load_keras(path: Path, data_path: Path, seed: int | None) -> Job:
+def _load_keras(path: Path, data_path: Path, seed: int | None, optimizer: str | None,
+                loss: str | None) -> Job:
     import numpy as np
 
     # the arrays first: a wrong --data is reported before Keras (and its start-up logs) loads
@@ -335,12 +340,29 @@ def _load_keras(path: Path, data_path: Path, seed: int | None) -> Job:
                               "pip install 'lrfinder[keras]'", error) from error
         if seed is not None:
             _seed(seed, ["keras"])
+        for option, name, lookup, examples in (
+            ("--optimizer", optimizer, keras.optimizers.get, "adam, adamw, sgd, rmsprop"),
+            ("--loss", loss, keras.losses.get,
+             "sparse_categorical_crossentropy, categorical_crossentropy, mse"),
+        ):
+            if name is not None:
+                try:
+                    lookup(name)
+                except (ValueError, TypeError):
+                    raise ScriptUsageError(f"{option} {name!r} is not a name Keras knows; give one such as "
+                                           f"{examples}") from None
         try:
             model = keras.saving.load_model(path)
         except Exception as error:
             raise ScriptError(f"cannot load the Keras model {path}: {describe(error, path)}",
                               error) from error
-    return Job(source=str(path), script=path, model=model, data=(x, y))
+    if not model.compiled and (optimizer is None or loss is None):
+        needed = " and ".join(flag for flag, value in (("--optimizer NAME", optimizer),
+                                                       ("--loss NAME", loss)) if value is None)
+        raise ScriptUsageError(f"{path} holds a Keras model that was saved uncompiled: give {needed} "
+                               "(Keras names, e.g. --optimizer adam --loss "
+                               "sparse_categorical_crossentropy), or compile it before model.save()")
+    return Job(source=str(path), script=path, model=model, data=(x, y), optimizer=optimizer, criterion=loss)
 
 
 #: Lines TensorFlow's C++ runtime writes to file descriptor 2 while it loads, whatever

@@ -42,6 +42,7 @@ def find_lr(
     device: Any = None,
     batch_fn: Callable[[Any], Any] | None = None,
     batch_size: int | None = None,
+    shuffle: bool | None = None,
     snapshot_dir: str | os.PathLike[str] | None = None,
     snapshot: Callable[[], Any] | None = None,
     restore: Callable[[Any], None] | None = None,
@@ -61,8 +62,8 @@ def find_lr(
       (the module's ``train_dataloader()``);
     * a Hugging Face ``transformers.Trainer`` (no ``data``), with its model, training
       DataLoader, optimizer, ``compute_loss``, accumulation, precision and clipping;
-    * a compiled Keras 3 model with ``data`` a ``tf.data.Dataset``, ``(x, y)`` arrays with
-      ``batch_size``, or a ``keras.utils.PyDataset``;
+    * a compiled Keras 3 model (TensorFlow, torch or JAX backend) with ``data`` a
+      ``tf.data.Dataset``, ``(x, y)`` arrays with ``batch_size``, or a ``keras.utils.PyDataset``;
     * a callable ``step(lr) -> loss`` that runs one training step at ``lr`` and returns the
       batch's loss (any framework), with optional ``snapshot() -> state`` and ``restore(state)``;
     * an object following :class:`lrfinder.trainers.Trainer`.
@@ -92,6 +93,9 @@ def find_lr(
         device: Device to run on; default: where the model's parameters are (PyTorch).
         batch_fn: ``batch_fn(batch) -> (inputs, targets)`` for batches of another shape (PyTorch).
         batch_size: Batch size when ``data`` is ``(x, y)`` arrays (Keras).
+        shuffle: Whether ``(x, y)`` arrays are read in a new random order each pass, as ``fit``
+            does (Keras; default True, drawn from a copy of NumPy's global random state, which is
+            left as it was); False reads them in order.
         snapshot_dir: Keep the state snapshot in a temporary file in this folder instead of in
             memory, for models larger than RAM (PyTorch).
         snapshot: ``snapshot() -> state`` for a step function.
@@ -134,6 +138,7 @@ def find_lr(
         "device": device,
         "batch_fn": batch_fn,
         "batch_size": batch_size,
+        "shuffle": shuffle,
         "snapshot_dir": snapshot_dir,
         "snapshot": snapshot,
         "restore": restore,

@@ -182,6 +182,10 @@ class _Threshold(click.ParamType):
               "runs (0 to 2**32 - 1).")
 @click.option("--device", help="Device to run on, e.g. cpu or cuda:0 (PyTorch).")
 @click.option("--batch-size", type=int, help="Batch size when the data are (x, y) arrays (Keras).")
+@click.option("--optimizer", metavar="NAME", help="Keras optimizer to sweep for a saved .keras model "
+              "(e.g. adam); needed when it was saved uncompiled.")
+@click.option("--loss", metavar="NAME", help="Keras loss for a saved .keras model (e.g. "
+              "sparse_categorical_crossentropy); needed when it was saved uncompiled.")
 @click.option("--plot", "plot_path", metavar="PATH", default="lr_finder.png", show_default=True,
               help="Where to write the PNG plot.")
 @click.option("--no-plot", is_flag=True, help="Write no plot.")
@@ -191,8 +195,8 @@ class _Threshold(click.ParamType):
 @_debug_option
 def find(script: str, data_path: str | None, start_lr: float, end_lr: float, num_iter: int,
          mode: str, smooth: float, diverge_threshold: float | None, rule: str, seed: int | None,
-         device: str | None, batch_size: int | None, plot_path: str, no_plot: bool,
-         json_path: str | None, quiet: bool) -> None:
+         device: str | None, batch_size: int | None, optimizer: str | None, loss: str | None,
+         plot_path: str, no_plot: bool, json_path: str | None, quiet: bool) -> None:
     """Run the LR range test on the model that SCRIPT defines.
 
     \b
@@ -205,7 +209,8 @@ def find(script: str, data_path: str | None, start_lr: float, end_lr: float, num
       optimizer, criterion | loss, val_loader, batch_size   (optional)
     or a step function instead of a model:
       step(lr) -> loss, and optionally snapshot() -> state and restore(state).
-    SCRIPT may also be a saved Keras model (.keras) with --data ARRAYS.npz.
+    SCRIPT may also be a saved Keras model (.keras) with --data ARRAYS.npz, and
+    --optimizer NAME --loss NAME when it was saved uncompiled.
 
     Prints the suggested learning rate and writes a PNG plot (and JSON with --json).
     """
@@ -222,8 +227,14 @@ def find(script: str, data_path: str | None, start_lr: float, end_lr: float, num
     if batch_size is not None and batch_size < 1:
         raise CommandLineError(f"--batch-size must be a positive integer, got {batch_size}")
 
+    if path.suffix != ".keras" and (optimizer is not None or loss is not None):
+        given_names = " and ".join(name for name, value in (("--optimizer", optimizer), ("--loss", loss))
+                                   if value is not None)
+        verb = "are" if optimizer is not None and loss is not None else "is"
+        raise CommandLineError(f"{given_names} {verb} for a saved .keras model; a script defines its "
+                               "own optimizer and criterion (or loss)")
     with _script_errors():
-        job = load_job(path, data_path, seed)
+        job = load_job(path, data_path, seed, optimizer, loss)
     given = [name for name, value in (("--device", device), ("--batch-size", batch_size)) if value]
     if job.step is not None and given:
         one = len(given) == 1

@@ -312,6 +312,47 @@ def test_a_saved_keras_model_with_npz_data(tmp_path):
     assert code == 2 and err.startswith("Error: --data 'bad.npz' holds arrays ['inputs'] but no x or y")
 
 
+def test_an_uncompiled_keras_model_takes_optimizer_and_loss_options_or_says_to_give_them(tmp_path):
+    keras = require("keras")
+    require("lrfinder.trainers.keras_trainer")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(2)])
+    model.save(tmp_path / "raw.keras")  # never compiled
+    saved = (tmp_path / "raw.keras").read_bytes()
+    x = np.random.default_rng(0).normal(size=(256, 4)).astype("float32")
+    np.savez(tmp_path / "xy.npz", x=x, y=(x.sum(axis=1) > 0).astype("int64"))
+    base = ["find", "raw.keras", "--data", "xy.npz", "--no-plot"]
+
+    code, _, err = run(base, tmp_path)
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("Error: raw.keras holds a Keras model that was saved uncompiled: give "
+                          "--optimizer NAME and --loss NAME")
+    code, _, err = run([*base, "--optimizer", "adam"], tmp_path)
+    assert code == 2 and "give --loss NAME (Keras names" in err and "--optimizer NAME" not in err
+    code, _, err = run([*base, "--optimizer", "adamm", "--loss", "mse"], tmp_path)
+    assert code == 2 and err.startswith("Error: --optimizer 'adamm' is not a name Keras knows; give one "
+                                        "such as adam")
+    code, _, err = run([*base, "--optimizer", "adam", "--loss", "nonsense"], tmp_path)
+    assert code == 2 and err.startswith("Error: --loss 'nonsense' is not a name Keras knows")
+
+    code, _, err = run([*base, "--optimizer", "adam", "--loss", "sparse_categorical_crossentropy",
+                        *FAST, "--json", "r.json"], tmp_path)
+    assert code == 0, err
+    result = LRFinderResult.from_json(tmp_path / "r.json")
+    assert result.info["optimizer"] == "Adam" and result.info["loss"] == "sparse_categorical_crossentropy"
+    assert result.num_steps > 5
+    assert (tmp_path / "raw.keras").read_bytes() == saved  # the file is only read
+
+
+def test_optimizer_and_loss_options_are_for_saved_keras_models_only(tmp_path):
+    (tmp_path / "quad.py").write_text("def step(lr):\n    return 1.0\n")
+    code, _, err = run(["find", "quad.py", "--optimizer", "adam"], tmp_path)
+    assert code == 2 and err == ("Error: --optimizer is for a saved .keras model; a script defines its own "
+                                 "optimizer and criterion (or loss)\n")
+    code, _, err = run(["find", "quad.py", "--optimizer", "adam", "--loss", "mse"], tmp_path)
+    assert code == 2 and err.startswith("Error: --optimizer and --loss are for a saved .keras model")
+
+
 # -- find: every error is one line, with its exit code, and writes nothing ---------------------
 
 ERROR_SCRIPTS = {

@@ -25,7 +25,7 @@ TRAINER_OPTIONS = {
     "optimizer": None, "val_loader": None, "val_batches": 1,  # set per case
     "criterion": lambda predictions, targets: predictions.sum(),  # refused where the loss is the model's
     "accumulation_steps": 2, "amp": "bf16", "grad_clip": 1.0, "device": "cpu",
-    "batch_fn": lambda batch: batch, "batch_size": 4, "snapshot_dir": ".",
+    "batch_fn": lambda batch: batch, "batch_size": 4, "shuffle": False, "snapshot_dir": ".",
     "snapshot": lambda: None, "restore": lambda state: None,
 }
 

@@ -77,16 +77,18 @@ def test_every_kind_of_state_changes_during_the_sweep_and_comes_back_bit_for_bit
         if step == 5:
             during.update(setup.state())
 
-    kwargs = {"num_iter": 12, "start_lr": 1e-3, "end_lr": 1e-1, "callback": look, **QUIET}
+    # Blocks of 3 steps: two blocks have run (and been recorded) when the data fails at step 7.
+    trainer = keras_trainer.KerasTrainer(setup.model, setup.data, block_steps=3)
+    settings = SweepSettings(num_iter=12, start_lr=1e-3, end_lr=1e-1)
     if ending == "exception":
         with pytest.raises(Boom):
-            find_lr(setup.model, setup.data, **kwargs)
+            run_sweep(trainer, settings, callback=look, **QUIET)
     elif ending == "interrupt":
         with pytest.raises(RangeTestInterrupted) as info:
-            find_lr(setup.model, setup.data, **kwargs)
-        assert info.value.result.num_steps == 7
+            run_sweep(trainer, settings, callback=look, **QUIET)
+        assert len(info.value.outcome.losses) == 7
     else:
-        assert find_lr(setup.model, setup.data, **kwargs).num_steps == 12
+        assert len(run_sweep(trainer, settings, callback=look, **QUIET).losses) == 12
     # The test can fail: each kind of state really moved during the sweep...
     changed = set(changed_keys(before, during))
     for part in ("kernel", "moving_mean", "moving_variance", "seed_generator_state", "iteration",
@@ -145,12 +147,81 @@ def test_each_recorded_loss_is_its_own_batch_loss_before_the_update_not_a_runnin
 def test_the_lr_is_set_on_the_optimizer_for_every_batch():
     setup = case()
     seen = []
-    find_lr(setup.model, setup.data, num_iter=8, start_lr=1e-4, end_lr=1e-2,
-            callback=lambda step, lr, loss, smoothed: seen.append((lr, current_lr(setup.model.optimizer))),
-            **QUIET)
+    trainer = keras_trainer.KerasTrainer(setup.model, setup.data, block_steps=1)  # read after each step
+    run_sweep(trainer, SweepSettings(num_iter=8, start_lr=1e-4, end_lr=1e-2),
+              callback=lambda step, lr, loss, smoothed: seen.append((lr, current_lr(setup.model.optimizer))),
+              **QUIET)
     lrs, on_optimizer = zip(*seen, strict=True)
     np.testing.assert_allclose(on_optimizer, lrs, rtol=1e-6)
     assert setup.model.optimizer.learning_rate.numpy() == np.float32(1e-3)  # restored
+
+
+def blocks_against_steps(make_data, block_steps: int, **settings):
+    """The same sweep in blocks and one step per call, from the same state: (blocked, stepped)."""
+    setup = case(dropout=0.3)
+    outcomes = []
+    for steps in (block_steps, 1):
+        trainer = keras_trainer.KerasTrainer(setup.model, make_data(), block_steps=steps)
+        outcomes.append(run_sweep(trainer, SweepSettings(**settings), progress=False))
+    return outcomes
+
+
+@pytest.mark.parametrize(("form", "block_steps"), [("arrays", 16), ("arrays", 5), ("PyDataset", 7)])
+def test_blocks_of_steps_record_what_single_steps_record_and_stop_at_the_same_step(form, block_steps):
+    # 50 samples in batches of 16: every pass ends in a batch of 2, which runs apart from the block.
+    x, y = arrays_of(make_batches(4))
+    make_data = {"arrays": lambda: (x[:50], y[:50]),
+                 "PyDataset": lambda: Batches(make_batches(5, size=12))}[form]
+    blocked, stepped = blocks_against_steps(make_data, block_steps, start_lr=1e-3, end_lr=1e4,
+                                            num_iter=120)
+    assert stepped.stop_reason in ("diverged", "non_finite") and len(stepped.losses) < 120
+    assert blocked.stop_reason == stepped.stop_reason
+    assert len(blocked.losses) == len(stepped.losses)  # steps run past the stop are not recorded
+    np.testing.assert_allclose(blocked.lrs, stepped.lrs, rtol=0)
+    # Each step's LR and batch as in single steps; the losses agree to float32 rounding (they grow
+    # by orders of magnitude near the stop, where rounding differences grow with them).
+    np.testing.assert_allclose(blocked.losses, stepped.losses, rtol=1e-4)
+
+
+def test_ctrl_c_inside_a_block_restores_and_keeps_the_blocks_read_before_it():
+    setup = case(dropout=0.3)
+    before = setup.state()
+    trainer = keras_trainer.KerasTrainer(setup.model, setup.data, block_steps=4)
+    snapshot, blocks = trainer.snapshot, []
+
+    def snapshot_then_interrupt_the_second_block():
+        snapshot()
+        queue = trainer._steps._queue
+        run = queue._run
+
+        def run_or_interrupt(batches, lrs):
+            if blocks:
+                raise KeyboardInterrupt
+            blocks.append(len(batches))
+            return run(batches, lrs)
+
+        queue._run = run_or_interrupt
+
+    trainer.snapshot = snapshot_then_interrupt_the_second_block
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        outcome = run_sweep(trainer, SweepSettings(num_iter=12, start_lr=1e-3, end_lr=1e-1), progress=False)
+    assert outcome.stop_reason == "interrupted" and blocks == [4]
+    assert len(outcome.losses) == 4 and np.all(np.isfinite(outcome.losses))
+    assert_same(before, setup.state())
+
+
+def test_the_engine_reads_losses_back_once_per_block():
+    setup = case()
+    trainer = keras_trainer.make(setup.model, setup.data)
+    reads = []
+    fetch = trainer.fetch_losses
+    trainer.fetch_losses = lambda losses: reads.append(len(losses)) or fetch(losses)
+    traces = []
+    run_sweep(trainer, SweepSettings(num_iter=40, diverge_threshold=None), progress=False,
+              callback=lambda *_: traces.append(trainer.traces))
+    assert trainer.sync_every == keras_trainer.BLOCK_STEPS == 16
+    assert reads == [16, 16, 8]
+    assert traces == [1] * 40  # the short last block ran in the same trace
 
 
 def test_the_training_step_is_traced_once_for_all_learning_rates_and_batch_sizes():
@@ -179,9 +250,13 @@ def test_a_schedule_is_set_aside_and_the_same_object_put_back(kind):
     lr_before = current_lr(optimizer)
     before = state_of(model)
     seen = []
-    result = find_lr(model, Batches(batches), num_iter=6, start_lr=1e-5, end_lr=1e-2,
-                     callback=lambda step, lr, *_: seen.append((lr, current_lr(optimizer))), **QUIET)
+    trainer = keras_trainer.KerasTrainer(model, Batches(batches), block_steps=1)
+    stepped = run_sweep(trainer, SweepSettings(num_iter=6, start_lr=1e-5, end_lr=1e-2),
+                        callback=lambda step, lr, *_: seen.append((lr, current_lr(optimizer))), **QUIET)
     np.testing.assert_allclose([s[1] for s in seen], [s[0] for s in seen], rtol=1e-6)  # the ramp ruled
+    assert optimizer._learning_rate is schedule
+    result = find_lr(model, Batches(batches), num_iter=6, start_lr=1e-5, end_lr=1e-2, **QUIET)
+    np.testing.assert_allclose(result.losses, stepped.losses, rtol=1e-5)  # in one block, the same ramp
     assert optimizer._learning_rate is schedule
     if kind == "schedule":
         assert schedule.get_config() == config
@@ -218,7 +293,7 @@ def test_every_data_form_is_read_in_order_and_cycled(form):
     batches[-1] = (batches[-1][0][:5], batches[-1][1][:5])  # a short last batch, as arrays give
     x, y = arrays_of(batches)
     data, kwargs = {
-        "arrays": ((x, y), {"batch_size": 10}),
+        "arrays": ((x, y), {"batch_size": 10, "shuffle": False}),
         "tf.data": (tf.data.Dataset.from_tensor_slices((x, y)).batch(10), {}),
         "PyDataset": (Batches(batches), {}),
         "list": (batches, {}),
@@ -230,6 +305,41 @@ def test_every_data_form_is_read_in_order_and_cycled(form):
     np.testing.assert_allclose(result.losses, expected, rtol=1e-5)
     assert result.info["data"] == {"tf.data": "tf.data.Dataset"}.get(form, form)
     assert_same(before, setup.state())
+
+
+def test_arrays_are_shuffled_each_pass_as_fit_does_from_numpys_seed_which_is_left_as_it_was():
+    setup = case()
+    model = setup.model
+    x, y = arrays_of(make_batches(3, size=10))
+    np.random.seed(11)
+    state = np.random.get_state()
+    copy = np.random.RandomState()
+    copy.set_state(state)
+    orders = [copy.permutation(30), copy.permutation(30)]
+    expected = [batch_loss(keras, model, x[order[k * 10:(k + 1) * 10]], y[order[k * 10:(k + 1) * 10]])
+                for order in orders for k in range(3)]
+    in_order = [batch_loss(keras, model, x[k * 10:(k + 1) * 10], y[k * 10:(k + 1) * 10]) for k in range(3)]
+    result = find_lr(model, (x, y), batch_size=10, start_lr=1e-10, end_lr=1e-9, num_iter=6, **QUIET)
+    np.testing.assert_allclose(result.losses, expected, rtol=1e-5)
+    assert not np.array_equal(orders[0], orders[1])  # a new order each pass
+    assert not np.allclose(result.losses[:3], in_order, rtol=1e-3)
+    after = np.random.get_state()
+    assert after[0] == state[0] and np.array_equal(after[1], state[1]) and after[2:] == state[2:]
+    assert result.info["shuffle"] is True
+    again = find_lr(model, (x, y), batch_size=10, start_lr=1e-10, end_lr=1e-9, num_iter=6, **QUIET)
+    np.testing.assert_array_equal(again.losses, result.losses)  # the same seed, the same order
+    unshuffled = find_lr(model, (x, y), batch_size=10, shuffle=False, start_lr=1e-10, end_lr=1e-9,
+                         num_iter=3, **QUIET)
+    np.testing.assert_allclose(unshuffled.losses, in_order, rtol=1e-5)
+    assert unshuffled.info["shuffle"] is False
+
+
+def test_shuffle_is_for_arrays_only():
+    setup = case()
+    with pytest.raises(TypeError, match="shuffle= applies to"):
+        find_lr(setup.model, setup.data, shuffle=False, **QUIET)
+    with pytest.raises(TypeError, match="shuffle must be True or False"):
+        find_lr(setup.model, arrays_of(make_batches(2)), shuffle="yes", **QUIET)
 
 
 def test_sample_weights_in_arrays_weight_the_loss():
@@ -386,7 +496,8 @@ before = state_of(model)
 # Each replica normalises its own half of the batch: the batch loss is the mean over the halves.
 x0, y0 = batches[0]
 expected = np.mean([batch_loss(keras, model, x0[:16], y0[:16]), batch_loss(keras, model, x0[16:], y0[16:])])
-result = find_lr(model, (x, y), batch_size=32, num_iter=12, start_lr=1e-4, end_lr=1e-1, progress=False)
+result = find_lr(model, (x, y), batch_size=32, shuffle=False, num_iter=12, start_lr=1e-4, end_lr=1e-1,
+                 progress=False)
 after = state_of(model)
 val = find_lr(model, (x, y), batch_size=32, val_loader=(x[:64], y[:64]), num_iter=4, progress=False)
 print(json.dumps({
@@ -479,3 +590,121 @@ def test_keras_on_the_torch_backend_sweeps_and_restores():
     for recorded, evaluated in out["evaluated"]:
         assert recorded == pytest.approx(evaluated, rel=1e-5)
     assert math.isfinite(out["first"])
+
+
+JAX = """
+import json, sys
+import numpy as np
+import keras
+from lrfinder import SweepSettings, find_lr, run_sweep
+from lrfinder.trainers import keras_trainer
+
+# First, before anything else can load TensorFlow (keras.utils.set_random_seed does): a sweep.
+plain = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+plain.compile(optimizer="adam", loss="mse")
+find_lr(plain, (np.ones((32, 6), "float32"), np.ones((32, 3), "float32")), num_iter=5, progress=False)
+tensorflow_loaded = "tensorflow" in sys.modules
+
+from tests.cases_keras import case, make_batches, state_of
+
+setup = case(n_batches=4)
+expected = setup.first_loss()
+before = setup.state()
+result = find_lr(setup.model, setup.data, num_iter=20, start_lr=1e-4, end_lr=1e-1, progress=False)
+after_success = setup.state()
+x = np.concatenate([b[0] for b in make_batches(4)]); y = np.concatenate([b[1] for b in make_batches(4)])
+dropout = case(dropout=0.3)  # its seed state moves too
+dropout_before = dropout.state()
+outcomes = []
+for block_steps in (16, 1):  # 50 samples in batches of 32: each pass ends in a batch of 18
+    trainer = keras_trainer.KerasTrainer(dropout.model, (x[:50], y[:50]), block_steps=block_steps)
+    outcomes.append(run_sweep(trainer, SweepSettings(start_lr=1e-3, end_lr=1e4, num_iter=120),
+                              progress=False))
+after_blocks = dropout.state()
+
+model = setup.model
+schedule = keras.optimizers.schedules.ExponentialDecay(1e-3, 10, 0.5)
+model.compile(optimizer=keras.optimizers.Adam(schedule),
+              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+model.train_on_batch(x[:16], y[:16])
+schedule_before = state_of(model)
+seen = []
+trainer = keras_trainer.KerasTrainer(model, (x, y), block_steps=1)
+stepped = run_sweep(trainer, SweepSettings(num_iter=6, start_lr=1e-5, end_lr=1e-1), progress=False,
+                    callback=lambda step, lr, *_: seen.append((lr, float(model.optimizer.learning_rate))))
+blocked = find_lr(model, (x, y), num_iter=6, start_lr=1e-5, end_lr=1e-1, progress=False)
+evaluated = []
+def look(step, lr, loss, smoothed):
+    if step < 2:
+        evaluated.append((loss, float(model.evaluate(x[:30], y[:30], batch_size=10, verbose=0))))
+val = find_lr(model, (x, y), batch_size=10, val_loader=(x[:30], y[:30]), num_iter=4, callback=look,
+              progress=False)
+
+eager = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)])
+eager_weights = [np.array(v.numpy()) for v in eager.variables]
+uncompiled = find_lr(eager, (x, y), optimizer="sgd",
+                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), num_iter=8,
+                     progress=False)
+left_uncompiled = not eager.compiled
+eager.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+              jit_compile=False)
+eager_result = find_lr(eager, (x, y), shuffle=False, num_iter=8, progress=False)
+jitted = keras_trainer.KerasTrainer(eager, (x, y), shuffle=False)
+jitted.jit_compile = True
+jitted_result = run_sweep(jitted, SweepSettings(num_iter=8), progress=False)
+print(json.dumps({
+    "backend": result.info["keras_backend"],
+    "tensorflow_loaded": tensorflow_loaded,
+    "first": float(result.losses[0]), "expected": expected,
+    "restored": [k for k in before if before[k].tobytes() != after_success[k].tobytes()],
+    "blocks": [[o.stop_reason, len(o.losses)] for o in outcomes],
+    "blocks_error": float(np.max(np.abs(outcomes[0].losses / outcomes[1].losses - 1))),
+    "restored_after_blocks": [k for k in dropout_before
+                              if dropout_before[k].tobytes() != after_blocks[k].tobytes()],
+    "schedule_back": model.optimizer._learning_rate is schedule,
+    "schedule_state": [k for k in schedule_before
+                       if schedule_before[k].tobytes() != state_of(model)[k].tobytes()],
+    "seen": seen, "stepped": stepped.losses.tolist(), "blocked": blocked.losses.tolist(),
+    "evaluated": evaluated,
+    "uncompiled": [left_uncompiled, uncompiled.info["optimizer"], uncompiled.num_steps],
+    "eager": [eager_result.info["jit_compile"], eager_result.losses.tolist(), jitted_result.losses.tolist()],
+    "eager_weights_back": all(np.array_equal(a, v.numpy()) for a, v in zip(eager_weights, eager.variables)),
+}))
+"""
+
+
+def test_keras_on_the_jax_backend_sweeps_in_jitted_blocks_and_restores():
+    require("jax")
+    out = run_in_subprocess(JAX, env={"KERAS_BACKEND": "jax"})
+    assert out["backend"] == "jax"
+    assert not out["tensorflow_loaded"], "the Keras trainer must not import TensorFlow on JAX"
+    assert out["first"] == pytest.approx(out["expected"], rel=1e-5)
+    assert out["restored"] == [] and out["restored_after_blocks"] == []
+    (blocked_reason, blocked_steps), (stepped_reason, stepped_steps) = out["blocks"]
+    assert blocked_reason == stepped_reason != "finished" and blocked_steps == stepped_steps < 120
+    assert out["blocks_error"] < 1e-4
+    assert out["schedule_back"] and out["schedule_state"] == []
+    lrs, on_optimizer = zip(*out["seen"], strict=True)
+    np.testing.assert_allclose(on_optimizer, lrs, rtol=1e-6)  # the ramp, not the schedule, ruled
+    np.testing.assert_allclose(out["blocked"], out["stepped"], rtol=1e-5)
+    for recorded, evaluated in out["evaluated"]:
+        assert recorded == pytest.approx(evaluated, rel=1e-5)
+    assert out["uncompiled"] == [True, "SGD", 8]
+    jit_compile, eager, jitted = out["eager"]
+    assert jit_compile is False
+    np.testing.assert_allclose(eager, jitted, rtol=1e-5)  # the eager steps compute what jit does
+    assert out["eager_weights_back"]
+
+
+CONTRACT = [sys.executable, "-m", "pytest", "tests/test_contract.py", "-q", "-p", "no:cacheprovider",
+            "-k", "keras"]
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_the_contract_suite_holds_for_keras_on_another_backend(backend):
+    require(backend)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": backend,
+           "LRFINDER_REQUIRE_BACKENDS": "1"}
+    done = subprocess.run(CONTRACT, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and "skipped" not in done.stdout, done.stdout[-2000:]

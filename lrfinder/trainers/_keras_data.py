@@ -1,9 +1,10 @@
 """Batches for the Keras trainer: ``(x, y)`` arrays, a ``keras.utils.PyDataset``, a ``tf.data.Dataset``
 or any other re-iterable of batches.
 
-Every source hands out batches as ``(x, y, sample_weight)`` (``y`` and ``sample_weight`` may be None),
-in a fixed order: arrays are sliced in order without shuffling, a PyDataset is indexed 0, 1, 2...,
-an iterable is iterated. Training cycles: a source that runs out starts again from its first batch.
+Every source hands out batches as ``(x, y, sample_weight)`` (``y`` and ``sample_weight`` may be None):
+arrays are sliced in a new random order each pass, as ``fit`` does (or in order when not shuffled),
+a PyDataset is indexed 0, 1, 2..., an iterable is iterated. Training cycles: a source that runs out
+starts again from its first batch.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import keras
+import numpy as np
 
 #: Keras's own default when ``fit`` gets arrays without a batch size.
 DEFAULT_BATCH_SIZE = 32
@@ -50,6 +52,10 @@ class BatchSource:
     def __init__(self) -> None:
         self._position = 0
 
+    def start(self) -> None:
+        """Begin the sweep's reading at the first batch of a pass."""
+        self._position = 0
+
     def batch(self, index: int) -> Batch:
         """Batch ``index`` of a pass (sources that can index)."""
         raise NotImplementedError
@@ -72,15 +78,21 @@ class BatchSource:
 
 
 class ArrayBatches(BatchSource):
-    """Consecutive slices of ``(x, y)`` or ``(x, y, sample_weight)`` arrays, no shuffling.
+    """Batches of ``(x, y)`` or ``(x, y, sample_weight)`` arrays, shuffled each pass or in order.
 
     ``x`` may be one array or a list/dict of arrays (several inputs), as for ``Model.fit``; the last
     batch of a pass is smaller when the number of samples is not a multiple of ``batch_size``.
+
+    Shuffled, each pass draws a permutation of the samples, as ``fit(shuffle=True)`` does, from a
+    copy of NumPy's global random state taken by :meth:`start`: the order follows the user's seed
+    (``keras.utils.set_random_seed``, ``np.random.seed``) and the global state is left untouched.
+    Training batches only; :meth:`batch` (validation, peeking) always reads in order.
     """
 
     kind = "arrays"
 
-    def __init__(self, arrays: tuple[Any, ...], batch_size: int, name: str = "data") -> None:
+    def __init__(self, arrays: tuple[Any, ...], batch_size: int, name: str = "data",
+                 shuffle: bool = False) -> None:
         super().__init__()
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -98,14 +110,41 @@ class ArrayBatches(BatchSource):
         self.arrays = arrays
         self.batch_size = batch_size
         self.length = math.ceil(self.samples / batch_size)
+        self.shuffle = shuffle
+        self._flat = all(a is None or hasattr(a, "shape") for a in arrays)
+        self._random: np.random.RandomState | None = None
+        self._order: np.ndarray | None = None
+
+    def start(self) -> None:
+        super().start()
+        if self.shuffle:
+            self._random = np.random.RandomState()
+            self._random.set_state(np.random.get_state())  # a copy: the global state does not move
+
+    def _take(self, rows: Any) -> Batch:
+        if self._flat:  # plain arrays: skip the tree walk, a sizeable part of a small model's step
+            parts = tuple(None if a is None else a[rows] for a in self.arrays)
+            return parts + (None,) * (3 - len(parts))  # type: ignore[return-value]
+        parts = keras.tree.map_structure(lambda a: None if a is None else a[rows], self.arrays)
+        return keras.utils.unpack_x_y_sample_weight(parts)
 
     def batch(self, index: int) -> Batch:
         start = index * self.batch_size
-        stop = min(start + self.batch_size, self.samples)
-        parts = keras.tree.map_structure(
-            lambda a: None if a is None else a[start:stop], self.arrays
-        )
-        return keras.utils.unpack_x_y_sample_weight(parts)
+        return self._take(slice(start, min(start + self.batch_size, self.samples)))
+
+    def next_batch(self) -> Batch:
+        if not self.shuffle:
+            return super().next_batch()
+        assert self.length is not None
+        index = self._position % self.length
+        if index == 0 or self._order is None:
+            if self._random is None:
+                self.start()
+            assert self._random is not None
+            self._order = self._random.permutation(self.samples)
+        self._position += 1
+        start = index * self.batch_size
+        return self._take(self._order[start:start + self.batch_size])
 
 
 class PyDatasetBatches(BatchSource):
@@ -209,8 +248,8 @@ def is_arrays(data: Any) -> bool:
     return bool(leaves) and all(_has_shape(leaf) for leaf in leaves)
 
 
-def make_source(data: Any, batch_size: int | None, name: str = "data") -> BatchSource:
-    """The :class:`BatchSource` for ``data``.
+def make_source(data: Any, batch_size: int | None, name: str = "data", shuffle: bool = False) -> BatchSource:
+    """The :class:`BatchSource` for ``data``; ``shuffle`` applies to arrays only.
 
     Raises:
         TypeError: ``data`` is of no supported kind, or ``batch_size`` is given for data that is
@@ -223,7 +262,7 @@ def make_source(data: Any, batch_size: int | None, name: str = "data") -> BatchS
             "keras.utils.PyDataset"
         )
     if is_arrays(data):
-        return ArrayBatches(data, DEFAULT_BATCH_SIZE if batch_size is None else batch_size, name)
+        return ArrayBatches(data, DEFAULT_BATCH_SIZE if batch_size is None else batch_size, name, shuffle)
     if batch_size is not None:
         raise TypeError(
             f"batch_size= applies to (x, y) arrays only; {name} is a {_describe(data)}, which "

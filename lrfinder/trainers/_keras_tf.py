@@ -1,9 +1,12 @@
 """The Keras trainer's steps on the TensorFlow backend: one ``tf.function`` per kind of step.
 
-Imported only when Keras runs on TensorFlow. The training step is traced once (the learning rate is
-a tensor argument assigned to a variable inside it, so a new LR never retraces), XLA-compiled when
-the model's ``jit_compile`` says so, and run with ``strategy.run`` inside a ``tf.distribute``
-strategy.
+Imported only when Keras runs on TensorFlow. Training runs in blocks (see
+:mod:`lrfinder.trainers._keras_blocks`): one ``tf.function`` runs up to ``block_steps`` steps in a
+``tf.while_loop``, each step assigning its own learning rate (read from the block's vector of LRs)
+to the optimizer's LR variable on the device, and returns the block's losses as one vector. It is
+traced once for any LRs, batch sizes and block lengths, and XLA-compiled when the model's
+``jit_compile`` says so. Inside a ``tf.distribute`` strategy each step runs on its own with
+``strategy.run``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from lrfinder.trainers._keras_blocks import BlockQueue, stack_batches
 from lrfinder.trainers._keras_data import Batch
+
+#: The steps follow the model's ``jit_compile`` (XLA).
+HONOURS_JIT_COMPILE = True
 
 LossFn = Callable[[Any, Any, Any, Any, bool], Any]
 
@@ -30,20 +37,34 @@ def _host_length(x: Any) -> int:
     return int(first.shape[0])
 
 
-def _relaxed_specs(batch: Batch) -> tuple[Any, ...] | None:
-    """TensorSpecs of ``batch`` with the batch dimension left open (None when a leaf has no shape)."""
+def _relaxed_specs(batch: Batch, kept: int = 0) -> tuple[Any, ...] | None:
+    """TensorSpecs of ``batch`` with the batch dimension left open (None when a leaf has no shape).
+
+    ``kept`` leading dimensions (the block axis of stacked batches) keep their size; the one after
+    them is the batch dimension.
+    """
     leaves = [leaf for part in batch if part is not None for leaf in keras.tree.flatten(part)]
-    if not all(hasattr(leaf, "shape") and hasattr(leaf, "dtype") and len(leaf.shape) >= 1 for leaf in leaves):
+    if not all(hasattr(leaf, "shape") and hasattr(leaf, "dtype") and len(leaf.shape) > kept
+               for leaf in leaves):
         return None
     return tuple(
         None if part is None else keras.tree.map_structure(
-            lambda a: tf.TensorSpec((None, *a.shape[1:]), tf.as_dtype(a.dtype)), part)
+            lambda a: tf.TensorSpec((*a.shape[:kept], None, *a.shape[kept + 1:]), tf.as_dtype(a.dtype)),
+            part)
         for part in batch
     )
 
 
-def uses_accelerator() -> bool:
-    """Whether TensorFlow sees a GPU or another non-CPU device."""
+def _stack(leaves: list[Any]) -> Any:
+    """Leaves of equal shape stacked on a new first axis: NumPy for host arrays, else TensorFlow."""
+    if all(isinstance(leaf, np.ndarray) for leaf in leaves):
+        return np.stack(leaves)
+    return tf.stack(leaves)
+
+
+def uses_accelerator(model: Any) -> bool:
+    """Whether TensorFlow sees a GPU or another non-CPU device (where it places ``model``)."""
+    del model
     return any(device.device_type != "CPU" for device in tf.config.list_logical_devices())
 
 
@@ -62,13 +83,15 @@ class TFSteps:
         optimizer: A built Keras optimizer whose learning rate reads ``lr_variable``.
         lr_variable: The variable the learning rate of each step is assigned to.
         jit_compile: XLA-compile the steps (ignored inside a distribution strategy, as Keras does).
+        block_steps: Steps per compiled call (1 inside a distribution strategy, whatever is asked).
     """
 
     def __init__(self, model: Any, compute_loss: LossFn, optimizer: Any, lr_variable: Any,
-                 jit_compile: bool) -> None:
+                 jit_compile: bool, block_steps: int = 1) -> None:
         self.strategy = model.distribute_strategy
         self.distributed = is_distributed(model)
         self.replicas = int(self.strategy.num_replicas_in_sync)
+        self.block_steps = 1 if self.distributed else int(block_steps)
         jit_compile = bool(jit_compile) and not self.distributed
         trainable = list(model.trainable_variables)
         lr_dtype = lr_variable.dtype
@@ -101,16 +124,32 @@ class TFSteps:
         def total(per_replica: Any) -> Any:
             return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
-        # x, y, sample_weight and lr as flat arguments: cheaper to dispatch than one nested tuple.
-        @tf.function(jit_compile=jit_compile, reduce_retracing=True)
-        def train(x: Any, y: Any, sample_weight: Any, lr: Any) -> Any:
+        def entry(part: Any, index: Any) -> Any:
+            return None if part is None else tf.nest.map_structure(lambda a: a[index], part)
+
+        # Stacked batches, the block's LRs and how many of its steps are real, as flat arguments
+        # (cheaper to dispatch than one nested tuple). The losses of steps not run stay 0. No
+        # autograph, as in fit's own train function: the loop is written out, and converting the
+        # model's code costs tracing time.
+        @tf.function(jit_compile=jit_compile, reduce_retracing=True, autograph=False)
+        def train_block(xs: Any, ys: Any, sample_weights: Any, lrs: Any, count: Any) -> Any:
+            def body(index: Any, losses: Any) -> Any:
+                lr_variable.assign(tf.cast(lrs[index], lr_dtype))
+                loss = train_replica(entry(xs, index), entry(ys, index), entry(sample_weights, index))
+                return index + 1, tf.tensor_scatter_nd_update(losses, [[index]], [loss])
+
+            _, losses = tf.while_loop(lambda index, _: index < count, body,
+                                      (tf.constant(0), tf.zeros(tf.shape(lrs), tf.float32)))
+            return losses
+
+        # One step under a strategy: the per-replica results cannot be carried through a loop.
+        @tf.function(reduce_retracing=True)
+        def train_distributed(x: Any, y: Any, sample_weight: Any, lr: Any) -> Any:
             lr_variable.assign(tf.cast(lr, lr_dtype))
-            if not self.distributed:
-                return train_replica(x, y, sample_weight)
             # Weighted by each replica's share of the batch, so that the result is the loss of the
             # whole batch even when it does not split evenly (a MEAN of the replicas' means would not).
             loss_sum, count = self.strategy.run(train_replica, args=(x, y, sample_weight))
-            return total(loss_sum) / total(count)
+            return tf.reshape(total(loss_sum) / total(count), [1])
 
         @tf.function(jit_compile=jit_compile, reduce_retracing=True)
         def evaluate(x: Any, y: Any, sample_weight: Any) -> Any:
@@ -119,14 +158,15 @@ class TFSteps:
             loss_sum, count = self.strategy.run(eval_replica, args=(x, y, sample_weight))
             return total(loss_sum), total(count)
 
-        self._train = train
+        self._train_block = train_block
+        self._train_distributed = train_distributed
         self._evaluate = evaluate
         self._lr_dtype = np.dtype(lr_dtype)
-        self._lr_spec = tf.TensorSpec((), lr_dtype)
         self._relaxed: set[str] = set()
+        self._queue = BlockQueue(self.block_steps, self._run, lambda losses: losses.numpy())
 
-    def _relax(self, kind: str, batch: Batch) -> None:
-        """Trace ``kind``'s step once for any batch size, before its first call.
+    def _relax(self, kind: str, batch: Batch, kept: int = 0) -> None:
+        """Trace ``kind``'s function once for any batch size, before its first call.
 
         Without it the short last batch of a pass costs a second trace (a few hundred ms, several
         times the step itself on a small model).
@@ -134,18 +174,20 @@ class TFSteps:
         if kind in self._relaxed:
             return
         self._relaxed.add(kind)
-        specs = None if self.distributed else _relaxed_specs(batch)
+        specs = None if self.distributed else _relaxed_specs(batch, kept)
         if specs is None:  # per-replica values, or leaves without a shape: trace on the first call
             return
         if kind == "train":
-            self._train.get_concrete_function(*specs, self._lr_spec)
+            self._train_block.get_concrete_function(
+                *specs, tf.TensorSpec((self.block_steps,), self._lr_dtype), tf.TensorSpec((), tf.int32))
         else:
             self._evaluate.get_concrete_function(*specs)
 
     @property
     def traces(self) -> int:
-        """How many times the training step was traced (1 after any number of steps)."""
-        return int(self._train.experimental_get_tracing_count())
+        """How many times the training function was traced (1 after any number of steps)."""
+        function = self._train_distributed if self.distributed else self._train_block
+        return int(function.experimental_get_tracing_count())
 
     def _place(self, batch: Batch) -> Any:
         """The batch as it enters the step: split across replicas under a strategy."""
@@ -168,10 +210,25 @@ class TFSteps:
         values = iter(self.strategy.experimental_distribute_values_from_function(replica_slice))
         return tuple(next(values) if here else None for here in present)
 
+    def _run(self, batches: list[Batch], lrs: list[float]) -> Any:
+        """Run consecutive steps on batches of one shape; their losses as one lazy vector."""
+        if self.distributed:
+            (batch,), (lr,) = batches, lrs
+            return self._train_distributed(*self._place(batch), np.asarray(lr, dtype=self._lr_dtype))
+        size = self.block_steps
+        stacked = stack_batches(batches, size, _stack)
+        self._relax("train", stacked, kept=1)
+        rates = np.zeros(size, dtype=self._lr_dtype)
+        rates[:len(lrs)] = lrs
+        return self._train_block(*stacked, rates, np.int32(len(lrs)))
+
     def train(self, batch: Batch, lr: float) -> Any:
-        """One optimisation step at ``lr``; returns this batch's loss (a lazy tensor)."""
-        self._relax("train", batch)
-        return self._train(*self._place(batch), np.asarray(lr, dtype=self._lr_dtype))
+        """Queue one optimisation step at ``lr`` (see :class:`~lrfinder.trainers.base.KerasSteps`)."""
+        return self._queue.add(batch, lr)
+
+    def losses(self, handles: Any) -> list[float]:
+        """The batch losses of ``handles``, running what is still queued."""
+        return self._queue.read(handles)
 
     def evaluate(self, batches: Iterable[Batch]) -> Any:
         """Mean loss over ``batches`` in inference mode, weighted by batch size (as ``evaluate``)."""
@@ -186,7 +243,8 @@ class TFSteps:
         return loss_sum / count
 
     def release(self) -> None:
-        """Nothing to free: TensorFlow keeps no gradients on the variables."""
+        """Drop steps never run; TensorFlow keeps no gradients on the variables."""
+        self._queue.clear()
 
 
 def build_model(model: Any, x: Any) -> None:
@@ -200,5 +258,7 @@ def scope(model: Any) -> Any:
     return model.distribute_strategy.scope()
 
 
-#: The steps class keras_trainer uses on this backend.
-Steps = TFSteps
+def make_steps(model: Any, compute_loss: LossFn, optimizer: Any, lr_variable: Any, jit_compile: bool,
+               block_steps: int) -> TFSteps:
+    """The steps for one sweep (see :class:`~lrfinder.trainers.base.KerasStepModule`)."""
+    return TFSteps(model, compute_loss, optimizer, lr_variable, jit_compile, block_steps)

@@ -1,8 +1,8 @@
 """The Keras trainer's steps on the torch backend, written as Keras's own torch ``train_step`` is.
 
 Imported only when Keras runs on torch. Steps run eagerly, as ``fit`` does on this backend unless
-the model was compiled with ``jit_compile=True``; the loss stays a device tensor until the engine
-reads it.
+the model was compiled with ``jit_compile=True``, each as soon as it is given; the losses stay
+device tensors until the engine reads them back, all the losses of a block at once.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from lrfinder.trainers._keras_data import Batch
 
 LossFn = Callable[[Any, Any, Any, Any, bool], Any]
 
+#: Steps always run eagerly: torch.compile costs more than a range test's few hundred steps save.
+HONOURS_JIT_COMPILE = False
+
 
 def _tensor(value: Any) -> Any:
     if value is None or isinstance(value, torch.Tensor):
@@ -28,6 +31,9 @@ def _tensor(value: Any) -> Any:
 
 
 def _to_tensors(batch: Batch) -> Batch:
+    x, y, sample_weight = batch
+    if all(part is None or hasattr(part, "shape") for part in batch):  # no nesting: skip the tree walk
+        return _tensor(x), _tensor(y), _tensor(sample_weight)
     return keras.tree.map_structure(_tensor, batch)
 
 
@@ -41,12 +47,23 @@ def uses_accelerator(model: Any) -> bool:
     return bool(variables) and variables[0].value.device.type != "cpu"
 
 
+def is_distributed(model: Any) -> bool:
+    """Keras on torch has no distribution strategy of its own."""
+    del model
+    return False
+
+
 class TorchSteps:
-    """Training and evaluation steps for a Keras model on torch (see :class:`_keras_tf.TFSteps`)."""
+    """Training and evaluation steps for a Keras model on torch (see :class:`_keras_tf.TFSteps`).
+
+    ``block_steps`` only sets how many losses the engine reads back at once: each step runs when
+    it is given, so an error surfaces in the step that raised it.
+    """
 
     def __init__(self, model: Any, compute_loss: LossFn, optimizer: Any, lr_variable: Any,
-                 jit_compile: bool) -> None:
-        del jit_compile  # torch.compile costs more than a range test's few hundred steps save
+                 jit_compile: bool, block_steps: int = 1) -> None:
+        del jit_compile  # see HONOURS_JIT_COMPILE
+        self.block_steps = int(block_steps)
         self.model = model
         self.compute_loss = compute_loss
         self.optimizer = optimizer
@@ -56,7 +73,8 @@ class TorchSteps:
 
     def train(self, batch: Batch, lr: float) -> Any:
         """One optimisation step at ``lr``; returns this batch's loss (a device tensor)."""
-        self.lr_variable.assign(lr)
+        with torch.no_grad():  # the LR variable's tensor, set in place (Variable.assign costs more)
+            self.lr_variable.value.fill_(lr)
         x, y, sample_weight = _to_tensors(batch)
         y_pred = self.model(x, training=True)
         self.model.zero_grad()
@@ -66,6 +84,12 @@ class TorchSteps:
         with torch.no_grad():
             self.optimizer.apply(gradients, self.trainable)
         return loss.detach()
+
+    def losses(self, handles: Any) -> list[float]:
+        """The losses returned by :meth:`train`, read back in one transfer."""
+        if not handles:
+            return []
+        return [float(value) for value in torch.stack([loss.float() for loss in handles]).tolist()]
 
     def evaluate(self, batches: Iterable[Batch]) -> Any:
         """Mean loss over ``batches`` in inference mode, weighted by batch size (as ``evaluate``)."""
@@ -91,7 +115,7 @@ class TorchSteps:
 def build_model(model: Any, x: Any) -> None:
     """Create the weights of a model that was never called (inference mode: no state changes)."""
     with torch.no_grad():
-        model(_to_tensors((x,))[0], training=False)
+        model(_to_tensors((x, None, None))[0], training=False)
 
 
 def scope(model: Any) -> Any:
@@ -100,5 +124,7 @@ def scope(model: Any) -> Any:
     return contextlib.nullcontext()
 
 
-#: The steps class keras_trainer uses on this backend.
-Steps = TorchSteps
+def make_steps(model: Any, compute_loss: LossFn, optimizer: Any, lr_variable: Any, jit_compile: bool,
+               block_steps: int) -> TorchSteps:
+    """The steps for one sweep (see :class:`~lrfinder.trainers.base.KerasStepModule`)."""
+    return TorchSteps(model, compute_loss, optimizer, lr_variable, jit_compile, block_steps)

@@ -21,6 +21,7 @@ OPTIONS = frozenset({
 #: Why an option find_lr knows does not apply here (for the error message).
 NOT_HERE = {
     "batch_size": "the DataLoader sets the batch size",
+    "shuffle": "give the DataLoader shuffle=True instead",
     "snapshot": "it is for step functions; the model's state is saved automatically",
     "restore": "it is for step functions; the model's state is restored automatically",
 }

@@ -12,6 +12,7 @@ accepts the model, and the first that does makes the trainer.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["Trainer", "TrainerBackend", "TrainerBase", "check_options"]
@@ -116,3 +117,79 @@ def check_options(
             f"option(s) {', '.join(unknown)} do not apply to {kind} ({reasons}); "
             f"it takes {', '.join(sorted(accepted)) or 'none'}"
         )
+
+
+@runtime_checkable
+class KerasSteps(Protocol):
+    """The training and evaluation steps a Keras step module builds for one sweep.
+
+    Steps may run ahead of the host in blocks: :meth:`train` queues a step and returns a handle,
+    a full block (``block_steps`` queued steps) runs in one compiled call, and :meth:`losses` runs
+    what is still queued and reads the losses back, once per block.
+
+    Attributes:
+        block_steps: Steps given before the losses are read back together; a backend that
+            compiles may run them as one call (1: each step runs and is read on its own).
+    """
+
+    block_steps: int
+
+    @property
+    def traces(self) -> int:
+        """Times the compiled training function was traced so far."""
+
+    def train(self, batch: Any, lr: float) -> Any:
+        """Queue one optimisation step on ``batch`` at ``lr``; a handle for :meth:`losses`.
+
+        The step, and the steps queued before it, run when the block is full or when
+        :meth:`losses` asks for them.
+        """
+
+    def losses(self, handles: Sequence[Any]) -> list[float]:
+        """Each handle's batch loss (before its update), as floats, in order."""
+
+    def evaluate(self, batches: Any) -> Any:
+        """Mean loss over ``batches`` in inference mode, weighted by batch size; read with float()."""
+
+    def release(self) -> None:
+        """Free what the steps hold (gradients, compiled functions) after the sweep."""
+
+
+@runtime_checkable
+class KerasStepModule(Protocol):
+    """What a Keras backend module (``lrfinder.trainers._keras_<backend>``) provides.
+
+    The Keras trainer imports the module named for ``keras.backend.backend()`` and uses only
+    these names, so adding a backend means writing one module that satisfies this protocol.
+
+    Attributes:
+        HONOURS_JIT_COMPILE: Whether the steps follow the model's ``jit_compile`` (XLA on
+            TensorFlow, ``jax.jit`` on JAX); False where steps always run eagerly (torch).
+    """
+
+    HONOURS_JIT_COMPILE: bool
+
+    def uses_accelerator(self, model: Any) -> bool:
+        """Whether the model runs on a GPU or another non-CPU device."""
+
+    def is_distributed(self, model: Any) -> bool:
+        """Whether the model runs under a distribution strategy other than the default one."""
+
+    def scope(self, model: Any) -> AbstractContextManager[Any]:
+        """The context in which optimizer copies and new variables for ``model`` are created."""
+
+    def build_model(self, model: Any, x: Any) -> None:
+        """Create the weights of a model never called, from inputs ``x`` (no state changes)."""
+
+    def make_steps(self, model: Any, compute_loss: Any, optimizer: Any, lr_variable: Any,
+                   jit_compile: bool, block_steps: int) -> KerasSteps:
+        """The steps for one sweep.
+
+        Args:
+            model: The Keras model; its variables are trained in place.
+            compute_loss: ``compute_loss(x, y, y_pred, sample_weight, training)``, the loss.
+            optimizer: A built Keras optimizer whose learning rate reads ``lr_variable``.
+            lr_variable: The Keras variable the optimizer reads its learning rate from.
+            jit_compile: Compile the steps (where the module honours it).
+            block_steps: Steps to run in one call (1: one step per call).
+        """

@@ -1,13 +1,15 @@
-"""The Keras 3 trainer: ``find_lr(model, data)`` for a Keras model, on TensorFlow or torch.
+"""The Keras 3 trainer: ``find_lr(model, data)`` for a Keras model, on TensorFlow, torch or JAX.
 
 Each step runs a training step of lrfinder's own, written as Keras's ``train_step`` is (forward pass
 in training mode, ``model.compute_loss``, gradients, ``optimizer.apply``) and compiled as ``fit``
 would compile it, and returns that batch's own loss. Keras's ``logs["loss"]`` is not used: during
 ``fit`` it is the running mean over the epoch, and finders that record it suggest LRs that are too
-high.
+high. On TensorFlow and JAX the steps run in blocks of :data:`BLOCK_STEPS` inside one compiled call
+(see :mod:`lrfinder.trainers._keras_blocks`); the engine reads the losses back once per block.
 
-This module is imported only when ``keras`` is already imported; it imports TensorFlow only when
-Keras runs on TensorFlow (see :mod:`lrfinder.trainers._keras_tf` and ``_keras_torch``).
+This module is imported only when ``keras`` is already imported; it imports the backend's step
+module only (``_keras_tf``, ``_keras_torch`` or ``_keras_jax``, each a
+:class:`~lrfinder.trainers.base.KerasStepModule`), so TensorFlow is never loaded on torch or JAX.
 """
 
 from __future__ import annotations
@@ -16,24 +18,38 @@ import importlib
 import inspect
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 
 from lrfinder.trainers._keras_data import BatchSource, is_arrays, make_source
-from lrfinder.trainers.base import TrainerBase, check_options
+from lrfinder.trainers.base import KerasStepModule, KerasSteps, TrainerBase, check_options
 
 __all__ = ["OPTIONS", "KerasTrainer", "accepts", "make"]
 
 #: Keras backends this trainer has steps for, and the lrfinder module holding them.
-STEP_MODULES = {"tensorflow": "lrfinder.trainers._keras_tf", "torch": "lrfinder.trainers._keras_torch"}
+STEP_MODULES = {
+    "tensorflow": "lrfinder.trainers._keras_tf",
+    "torch": "lrfinder.trainers._keras_torch",
+    "jax": "lrfinder.trainers._keras_jax",
+}
 
-#: Steps run ahead of the host on an accelerator before losses are read back (1 on CPU).
+if TYPE_CHECKING:  # mypy checks that every Keras step module follows the protocol
+    from lrfinder.trainers import _keras_jax, _keras_tf, _keras_torch
+
+    _CHECKED: tuple[KerasStepModule, ...] = (_keras_tf, _keras_torch, _keras_jax)
+
+#: Training steps run together (one compiled call on TensorFlow and JAX) and read back at once.
+#: The sweep may then stop up to a block after the step that diverged; the steps past it are
+#: not recorded and the state is restored anyway.
+BLOCK_STEPS = 16
+
+#: Steps run ahead of the host on an accelerator before validation losses are read back (1 on CPU).
 ACCELERATOR_SYNC_EVERY = 8
 
 #: Options make() takes; everything else find_lr passes is rejected with a TypeError.
-OPTIONS = frozenset({"optimizer", "criterion", "val_loader", "val_batches", "batch_size"})
+OPTIONS = frozenset({"optimizer", "criterion", "val_loader", "val_batches", "batch_size", "shuffle"})
 
 #: find_lr options that have no meaning for a Keras model, with what to do instead.
 NOT_FOR_KERAS = {
@@ -133,8 +149,9 @@ class KerasTrainer(TrainerBase):
     Args:
         model: A Keras 3 model; compiled, or uncompiled with ``optimizer`` and ``criterion`` given.
         data: Training batches: a ``tf.data.Dataset``, ``(x, y)`` or ``(x, y, sample_weight)``
-            arrays (with ``batch_size``; sliced in order, never shuffled), a
-            ``keras.utils.PyDataset``, or any re-iterable of such batches. Cycled when it runs out.
+            arrays (with ``batch_size``; shuffled each pass as ``fit`` does, see ``shuffle``), a
+            ``keras.utils.PyDataset``, or any re-iterable of such batches, read in the order they
+            come. Cycled when it runs out.
         optimizer: Sweep this optimizer (a Keras optimizer or its name) instead of the compiled one.
         criterion: Sweep with this loss (what ``compile(loss=...)`` takes) instead of the compiled
             one. An uncompiled model is never compiled: the loss is compiled on a wrapper that shares
@@ -145,6 +162,13 @@ class KerasTrainer(TrainerBase):
         val_batches: Validation batches per step; default: the whole validation data, when its
             length is known.
         batch_size: Batch size for arrays (default 32, as ``fit``).
+        shuffle: For arrays: draw the samples of each pass in a new random order (True, the
+            default, as ``fit``) or read them in order (False). The order comes from a copy of
+            NumPy's global random state (so ``keras.utils.set_random_seed`` fixes it), and that
+            state is left as it was.
+        block_steps: Training steps run per compiled call and read back together (default
+            :data:`BLOCK_STEPS`; 1 runs and reads back every step on its own). Validation and
+            ``tf.distribute`` strategies always run one step per call.
 
     State: every model variable (weights, BatchNormalization moving statistics, dropout seed
     states), the model's metric variables, and, when the swept optimizer is already built, all its
@@ -166,16 +190,18 @@ class KerasTrainer(TrainerBase):
         val_loader: Any = None,
         val_batches: int | None = None,
         batch_size: int | None = None,
+        shuffle: bool | None = None,
+        block_steps: int = BLOCK_STEPS,
     ) -> None:
         super().__init__()
         backend_name = keras.backend.backend()
         if backend_name not in STEP_MODULES:
             raise TypeError(
-                f"lrfinder's Keras trainer runs on the TensorFlow and torch backends, and this Keras "
-                f"runs on {backend_name!r}: set KERAS_BACKEND=tensorflow or torch, or call "
+                f"lrfinder's Keras trainer runs on the TensorFlow, torch and JAX backends, and this "
+                f"Keras runs on {backend_name!r}: set KERAS_BACKEND=tensorflow, torch or jax, or call "
                 "find_lr(step) with a step(lr) -> loss function of your own"
             )
-        self._ops = importlib.import_module(STEP_MODULES[backend_name])
+        self._ops: KerasStepModule = importlib.import_module(STEP_MODULES[backend_name])
         if not model.compiled and (optimizer is None or criterion is None):
             missing = " and ".join(name for name, value in (("optimizer=", optimizer), ("loss=", criterion))
                                    if value is None)
@@ -191,7 +217,17 @@ class KerasTrainer(TrainerBase):
                 "batch_size= applies to (x, y) arrays only; a tf.data.Dataset or PyDataset already "
                 "yields batches"
             )
-        self.source: BatchSource = make_source(data, batch_size if is_arrays(data) else None, "data")
+        if shuffle is not None and not isinstance(shuffle, bool):
+            raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+        if shuffle is not None and not is_arrays(data):
+            raise TypeError(
+                "shuffle= applies to (x, y) arrays only, as in fit: a tf.data.Dataset, PyDataset or "
+                "list of batches is read in the order it yields batches (shuffle it in the pipeline)"
+            )
+        if isinstance(block_steps, bool) or not isinstance(block_steps, int) or block_steps < 1:
+            raise ValueError(f"block_steps must be a positive integer, got {block_steps!r}")
+        self.source: BatchSource = make_source(data, batch_size if is_arrays(data) else None, "data",
+                                               shuffle=shuffle is not False)
         self.val_source: BatchSource | None = None
         self.val_batches: int | None = None
         self._set_up_validation(val_loader, val_batches, batch_size)
@@ -210,16 +246,19 @@ class KerasTrainer(TrainerBase):
                 stacklevel=5,  # the find_lr call (through make_trainer and make)
             )
 
-        on_accelerator = (self._ops.uses_accelerator() if backend_name == "tensorflow"
-                          else keras.ops.convert_to_tensor(0.0).device.type != "cpu")
-        self.sync_every = ACCELERATOR_SYNC_EVERY if on_accelerator else 1
-        # XLA as fit would use it: the user's choice for a compiled model, Keras's "auto" rule (on a
-        # GPU, off under tf.distribute) for an uncompiled one, resolved on the wrapper so that
-        # reading it leaves the user's model untouched.
+        # XLA (jax.jit on JAX) as fit would use it: the user's choice for a compiled model, Keras's
+        # "auto" rule (on a GPU, off under tf.distribute) for an uncompiled one, resolved on the
+        # wrapper so that reading it leaves the user's model untouched.
         self.jit_compile = bool((model if model.compiled else self.loss_model).jit_compile)
-        distributed = backend_name == "tensorflow" and self._ops.is_distributed(model)
+        distributed = self._ops.is_distributed(model)
+        if self.val_source is not None or distributed:
+            # Validation reads the model after every step; a strategy runs steps one by one.
+            self.block_steps = 1
+            self.sync_every = ACCELERATOR_SYNC_EVERY if self._ops.uses_accelerator(model) else 1
+        else:
+            self.block_steps = self.sync_every = block_steps
 
-        self._steps: Any = None
+        self._steps: KerasSteps | None = None
         self._variables: list[Any] = []
         self._saved: list[np.ndarray] = []
         self._set_aside: Any = _NOTHING
@@ -233,11 +272,13 @@ class KerasTrainer(TrainerBase):
             "loss": _loss_name(loss),
             "strategy": type(model.distribute_strategy).__name__ if distributed else "none",
             "schedule_set_aside": False,
-            "jit_compile": self.jit_compile and backend_name == "tensorflow" and not distributed,
+            "jit_compile": self.jit_compile and self._ops.HONOURS_JIT_COMPILE and not distributed,
             "data": self.source.kind,
+            "block_steps": self.block_steps,
         })
         if is_arrays(data):
             self.info["batch_size"] = self.source.batch_size  # type: ignore[attr-defined]
+            self.info["shuffle"] = shuffle is not False
         if self.val_source is not None:
             self.info["val_batches"] = self.val_batches
 
@@ -322,8 +363,9 @@ class KerasTrainer(TrainerBase):
             else:
                 lr_variable = keras.Variable(0.0, dtype=keras.backend.floatx(), trainable=False,
                                              name="lrfinder_learning_rate")
-            self._steps = self._ops.Steps(model, self._compute_loss, self.optimizer, lr_variable,
-                                          self.jit_compile)
+            self.source.start()  # a fresh pass (and, for shuffled arrays, a fresh order)
+            self._steps = self._ops.make_steps(model, self._compute_loss, self.optimizer, lr_variable,
+                                               self.jit_compile, self.block_steps)
             if lr_variable is not current:
                 # Last, so that a failure above leaves nothing to undo. The public setter takes a
                 # callable; the same schedule object goes back in restore().
@@ -333,16 +375,27 @@ class KerasTrainer(TrainerBase):
                 self.info["schedule"] = type(current).__name__
 
     def step(self, lr: float) -> Any:
+        """Queue (or run) one training step at ``lr``; in validation mode, run it and evaluate."""
         if self._steps is None:
             raise RuntimeError("KerasTrainer.step() before snapshot()")
-        loss = self._steps.train(self.source.next_batch(), lr)
-        if self.val_source is not None:
-            assert self.val_batches is not None
-            return self._steps.evaluate(self.val_source.first_batches(self.val_batches))
-        return loss
+        handle = self._steps.train(self.source.next_batch(), lr)
+        if self.val_source is not None:  # block_steps is 1: the update has run
+            return self.validation_loss()
+        return handle
+
+    def validation_loss(self) -> Any:
+        """The loss over the validation batches at the model's current state (a lazy scalar)."""
+        if self._steps is None or self.val_source is None or self.val_batches is None:
+            raise RuntimeError("KerasTrainer.validation_loss() needs val_loader= and snapshot()")
+        return self._steps.evaluate(self.val_source.first_batches(self.val_batches))
 
     def fetch_losses(self, losses: Sequence[Any]) -> list[float]:
-        return [float(keras.ops.convert_to_numpy(loss)) for loss in losses]
+        """Read back the values :meth:`step` returned: batch losses, once per block."""
+        if self.val_source is not None:
+            return [float(keras.ops.convert_to_numpy(loss)) for loss in losses]
+        if self._steps is None:
+            raise RuntimeError("KerasTrainer.fetch_losses() after restore()")
+        return self._steps.losses(losses)
 
     def restore(self) -> None:
         """Put the schedule and every saved value back, and drop the compiled steps."""
@@ -360,5 +413,5 @@ class KerasTrainer(TrainerBase):
 
     @property
     def traces(self) -> int:
-        """Times the training step was traced so far (TensorFlow; 0 on torch, which runs eagerly)."""
+        """Times the training function was traced so far (TensorFlow, JAX; 0 on torch, which runs eagerly)."""
         return 0 if self._steps is None else self._steps.traces
