@@ -203,8 +203,9 @@ def test_ctrl_c_inside_a_block_restores_and_keeps_the_blocks_read_before_it():
         queue._run = run_or_interrupt
 
     trainer.snapshot = snapshot_then_interrupt_the_second_block
-    with pytest.warns(RuntimeWarning, match="interrupted"):
-        outcome = run_sweep(trainer, SweepSettings(num_iter=12, start_lr=1e-3, end_lr=1e-1), progress=False)
+    with pytest.raises(RangeTestInterrupted) as info:
+        run_sweep(trainer, SweepSettings(num_iter=12, start_lr=1e-3, end_lr=1e-1), progress=False)
+    outcome = info.value.outcome
     assert outcome.stop_reason == "interrupted" and blocks == [4]
     assert len(outcome.losses) == 4 and np.all(np.isfinite(outcome.losses))
     assert_same(before, setup.state())
