@@ -10,15 +10,20 @@ given, and matplotlib when a plot is asked for.
 
 from lrfinder._version import __version__
 from lrfinder.api import find_lr, run_range_test
+from lrfinder.confirm import Confirmation, ConfirmSettings
 from lrfinder.errors import OtherRankFailed, RangeTestInterrupted
+from lrfinder.plan import Plan
 from lrfinder.result import LRFinderResult
 from lrfinder.suggest import RULES, Suggestion
 from lrfinder.sweep import SweepSettings, run_sweep
 
 __all__ = [
     "RULES",
+    "ConfirmSettings",
+    "Confirmation",
     "LRFinderResult",
     "OtherRankFailed",
+    "Plan",
     "RangeTestInterrupted",
     "Suggestion",
     "SweepSettings",

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 from lrfinder.sweep import SweepSettings
 
 if TYPE_CHECKING:
+    from lrfinder.confirm import ProbePlan
+    from lrfinder.plan import Plan
     from lrfinder.result import LRFinderResult
 
 #: The function a script may define instead of top-level objects; it returns a dict of them.
@@ -35,7 +37,7 @@ SETUP_FUNCTION = "lrfinder_setup"
 LOADER_NAMES = ("loader", "train_loader", "data")
 #: Every name (top-level) or key (``lrfinder_setup()``'s dict) the command reads.
 CONTRACT_NAMES = ("model", *LOADER_NAMES, "optimizer", "criterion", "loss", "val_loader",
-                  "batch_size", "step", "snapshot", "restore")
+                  "batch_size", "step", "snapshot", "restore", "confirm_data")
 #: Frameworks that ``--seed`` seeds when the script imports them.
 SEEDED_FRAMEWORKS = ("torch", "keras", "tensorflow")
 
@@ -72,6 +74,7 @@ class Job:
     step: Any = None
     snapshot: Any = None
     restore: Any = None
+    confirm_data: Any = None  # held-out data for --confirm (default val_loader)
 
 
 def load_job(path: Path, data_path: str | None, seed: int | None, optimizer: str | None = None,
@@ -149,6 +152,7 @@ def _job_from(names: dict[str, Any], source: str, script: Path, *, top_level: bo
     model, step = names.get("model"), names.get("step")
     if model is None and callable(step):
         job.step, job.snapshot, job.restore = step, names.get("snapshot"), names.get("restore")
+        job.confirm_data = names.get("confirm_data")
         return job
     if model is None:
         raise ScriptError(f"{source} defines no model: {_missing_hint(names, 'model', top_level)}")
@@ -169,6 +173,7 @@ def _job_from(names: dict[str, Any], source: str, script: Path, *, top_level: bo
     job.optimizer = names.get("optimizer")
     job.criterion = next(iter(losses.values()), None)
     job.val_loader = names.get("val_loader")
+    job.confirm_data = names.get("confirm_data")
     size = names.get("batch_size")
     if isinstance(size, int) and not isinstance(size, bool) and isinstance(job.data, (tuple, list)):
         job.batch_size = size  # (x, y) arrays need one; a loader already has its own
@@ -406,7 +411,8 @@ def without_framework_logs() -> Iterator[None]:
 
 
 def run_job(job: Job, settings: SweepSettings, *, rule: str, device: str | None,
-            progress: bool | None) -> tuple[LRFinderResult, list[str]]:
+            progress: bool | None, plan: Plan | None = None,
+            probes: ProbePlan | None = None) -> tuple[LRFinderResult, list[str]]:
     """Build the trainer and run the range test on what the script defines.
 
     Args:
@@ -415,15 +421,20 @@ def run_job(job: Job, settings: SweepSettings, *, rule: str, device: str | None,
         rule: The suggestion rule's name.
         device: ``--device`` (PyTorch), or None.
         progress: As :func:`lrfinder.api.run_range_test` takes it.
+        plan: The training plan (``--schedule``, ``--train-steps``), or None.
+        probes: The confirm mode's probe plan (``--confirm``), or None; its held-out data is the
+            script's ``confirm_data``, else its ``val_loader``.
 
     Returns:
         The result, and the library's warnings that its diagnostics do not already say (the
         script's and the frameworks' own warnings are shown as Python shows them).
 
     Raises:
-        ScriptError: No trainer fits what the script defines, or the sweep failed.
+        ScriptError: No trainer fits what the script defines, confirm mode has no held-out data,
+            or the sweep failed.
     """
     from lrfinder.api import run_range_test
+    from lrfinder.confirm import ConfirmRun, default_confirm_data, probe_options
     from lrfinder.trainers import make_trainer
 
     with warnings.catch_warnings(record=True) as caught:
@@ -435,16 +446,30 @@ def run_job(job: Job, settings: SweepSettings, *, rule: str, device: str | None,
             options = {"optimizer": job.optimizer, "criterion": job.criterion,
                        "val_loader": job.val_loader, "device": device, "batch_size": job.batch_size}
             model = job.model
+        given = {k: v for k, v in options.items() if v is not None}
+        data = None if job.step is not None else job.data
+        confirm = None
         try:
-            trainer = make_trainer(model, None if job.step is not None else job.data,
-                                   **{k: v for k, v in options.items() if v is not None})
-        except KeyboardInterrupt:
+            trainer = make_trainer(model, data, **given)
+            if probes is not None:
+                try:
+                    held_out = default_confirm_data(job.confirm_data, job.val_loader)
+                except TypeError:
+                    raise ScriptError(
+                        f"--confirm scores its probes on held-out data, and {job.source} defines no "
+                        "confirm_data and no val_loader: define one (validation batches; for a step "
+                        "function, confirm_data = a function evaluate() -> loss)") from None
+                twin = (make_trainer(model, data, **probe_options(given))
+                        if job.val_loader is not None and job.step is None else None)
+                confirm = ConfirmRun(probes, held_out, trainer=twin)
+        except (ScriptError, KeyboardInterrupt):
             raise
         except BaseException as error:
             raise ScriptError(f"cannot run a range test on what {job.source} defines: "
                               f"{_what_failed(error, job.script)}", error) from error
         try:
-            result = run_range_test(trainer, settings, rule=rule, progress=progress)
+            result = run_range_test(trainer, settings, rule=rule, progress=progress, plan=plan,
+                                    confirm=confirm)
         except KeyboardInterrupt:  # RangeTestInterrupted: the command reports it (exit 130)
             raise
         except BaseException as error:

@@ -42,11 +42,18 @@ def summary_lines(result: LRFinderResult, path: Path, written: list[tuple[str, P
     others = [f"{name} {format_lr(s.lr)}" for name, s in result.suggestions.items() if name != result.rule]
     span = result.lr_range
     rungs = result.candidates()
+    plan = result.plan
+    for_plan = "" if plan is None else f" for {plan.schedule}" + (
+        "" if plan.train_steps is None else f" over {plan.train_steps} steps")
     lines = [
         f"lrfinder {__version__}: range test of {path} ({result.backend}), "
         f"{result.num_steps} steps in {result.elapsed:.2f} s",
-        f"suggested lr:  {format_lr(best.lr)} ({best.rule})"
+        f"suggested lr:  {format_lr(best.lr)} ({best.rule}{for_plan})"
         + (f": {best.reason}" if best.lr is None else ""),
+    ]
+    if result.confirmation is not None:
+        lines.append(f"{'confirmed:':<15}{result.confirmation.detail()}")
+    lines += [
         f"other rules:   {', '.join(others)}",
         f"useful range:  {format_lr(span[0])} to {format_lr(span[1])}" if span else
         "useful range:  none (the loss never falls)",
@@ -54,6 +61,10 @@ def summary_lines(result: LRFinderResult, path: Path, written: list[tuple[str, P
         "to compare:    none (no suggestion)",
         f"stopped:       {stop}",
     ]
+    if result.confirmation is not None:
+        probes = result.confirmation.probe_steps
+        lines.append(f"{'trained:':<15}{result.num_steps + probes} steps (range test {result.num_steps}, "
+                     f"probes {probes}; budget {result.confirmation.plan.budget})")
     lines += [f"{'wrote ' + kind + ':':<15}{target}" for kind, target in written]
     return lines
 

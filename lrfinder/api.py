@@ -3,16 +3,20 @@ the outcome in a result."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Callable
 from typing import Any
 
+from lrfinder import confirm as confirming
+from lrfinder.confirm import ConfirmRun, ConfirmSettings
 from lrfinder.errors import RangeTestInterrupted
+from lrfinder.plan import Plan, make_plan
 from lrfinder.result import LRFinderResult
-from lrfinder.suggest import DEFAULT_RULE, get_rule
-from lrfinder.sweep import StepCallback, SweepOutcome, SweepSettings, run_sweep
-from lrfinder.trainers import Trainer, make_trainer
+from lrfinder.suggest import DEFAULT_RULE, for_plan, get_rule
+from lrfinder.sweep import INTERRUPTED, StepCallback, SweepOutcome, SweepSettings, run_sweep
+from lrfinder.trainers import Trainer, is_trainer, make_trainer
 
 _DEFAULTS = SweepSettings  # find_lr's sweep defaults are SweepSettings' own
 
@@ -25,7 +29,7 @@ def find_lr(
     *,
     start_lr: float = _DEFAULTS.start_lr,
     end_lr: float = _DEFAULTS.end_lr,
-    num_iter: int = _DEFAULTS.num_iter,
+    num_iter: int | None = None,
     mode: str = _DEFAULTS.mode,
     smooth: float = _DEFAULTS.smooth,
     diverge_threshold: float | None = _DEFAULTS.diverge_threshold,
@@ -46,6 +50,11 @@ def find_lr(
     snapshot_dir: str | os.PathLike[str] | None = None,
     snapshot: Callable[[], Any] | None = None,
     restore: Callable[[Any], None] | None = None,
+    schedule: str | None = None,
+    train_steps: int | None = None,
+    confirm: bool | int = False,
+    confirm_data: Any = None,
+    confirm_settings: ConfirmSettings | None = None,
     set_lr: bool = False,
 ) -> LRFinderResult:
     """Run the learning-rate range test and return its result.
@@ -75,7 +84,8 @@ def find_lr(
         criterion: Loss function (framework trainers); inferred when None where possible.
         start_lr: First LR of the ladder.
         end_lr: Last LR of the ladder.
-        num_iter: Steps from ``start_lr`` to ``end_lr``.
+        num_iter: Steps from ``start_lr`` to ``end_lr`` (default 100; in confirm mode a default
+            range test is shortened when it would take more than ``range_share`` of the budget).
         mode: ``"exp"`` (geometric ladder) or ``"linear"``.
         smooth: Weight of the past in the bias-corrected moving average, in [0, 1); 0 turns it off.
         diverge_threshold: Stop when the smoothed loss passes this many times its best; None
@@ -100,11 +110,29 @@ def find_lr(
             memory, for models larger than RAM (PyTorch).
         snapshot: ``snapshot() -> state`` for a step function.
         restore: ``restore(state)`` for a step function.
+        schedule: How you will train: ``"constant"``, ``"onecycle"`` or ``"cosine"`` (see
+            :mod:`lrfinder.plan`); the suggestion is then the LR for that plan (the peak LR for
+            one-cycle and cosine). None (the default) with no ``train_steps``: no plan, the plain
+            rule's suggestion as before. ``"constant"`` when only ``train_steps`` is given.
+        train_steps: Optimizer steps you will train for (needed by confirm mode).
+        confirm: Check the suggestion by training short probes at a few LRs around it, under the
+            plan's schedule, from the untouched starting state, and keep the LR whose probe scores
+            lowest on ``confirm_data`` (see :mod:`lrfinder.confirm`). True: a budget of
+            ``2 * train_steps`` training steps for the range test and the probes together; an
+            integer: that budget. Needs ``train_steps``.
+        confirm_data: What the probes are scored on: for PyTorch and Keras, validation batches
+            (same forms as ``val_loader``; default ``val_loader``); for a step function, a callable
+            ``evaluate() -> loss`` giving the mean held-out loss at the current state (the step
+            function then needs ``snapshot=`` and ``restore=``). Never training batches: a probe
+            scored on what it trained on rewards the LR that overfits fastest.
+        confirm_settings: The confirm mode's knobs (:class:`~lrfinder.confirm.ConfirmSettings`).
         set_lr: Write the suggestion back where training reads its LR: ``trainer.args.learning_rate``
             of a Hugging Face Trainer (left unchanged when there is no suggestion).
 
     Returns:
-        An :class:`~lrfinder.result.LRFinderResult`; ``result.suggestion`` is the suggested LR.
+        An :class:`~lrfinder.result.LRFinderResult`; ``result.suggestion`` is the suggested LR
+        (the confirmed one in confirm mode, with the range test's in ``result.range_suggestion``
+        and every probe in ``result.confirmation``).
 
     Raises:
         RangeTestInterrupted: Ctrl-C (or a ``KeyboardInterrupt`` raised by ``callback``) stopped
@@ -115,10 +143,19 @@ def find_lr(
         TypeError: ``model`` is of no supported kind, or an option does not apply to it.
         ValueError: A setting is out of range (each message says which and why).
     """
+    confirming.check_confirm(confirm)
+    plan = make_plan(schedule, train_steps)
+    probes = None
+    if confirm is not False:
+        probes = confirming.probe_plan_for(plan, confirm, num_iter, confirm_settings)
+        num_iter = probes.range_steps
+        confirm_data = confirming.default_confirm_data(confirm_data, val_loader)
+    elif confirm_data is not None or confirm_settings is not None:
+        raise TypeError("confirm_data= and confirm_settings= only apply with confirm=True (or confirm=N)")
     settings = SweepSettings(
         start_lr=start_lr,
         end_lr=end_lr,
-        num_iter=num_iter,
+        num_iter=_DEFAULTS.num_iter if num_iter is None else num_iter,
         mode=mode,
         smooth=smooth,
         diverge_threshold=diverge_threshold,
@@ -143,14 +180,21 @@ def find_lr(
         "snapshot": snapshot,
         "restore": restore,
     }
-    trainer = make_trainer(model, data, **{k: v for k, v in options.items() if v is not None})
+    given = {k: v for k, v in options.items() if v is not None}
+    trainer = make_trainer(model, data, **given)
     if set_lr and not callable(getattr(trainer, "apply_lr", None)):
         raise TypeError(
             f"set_lr=True applies to a Hugging Face Trainer (it sets trainer.args.learning_rate); a "
             f"{trainer.backend} model has no such setting: read result.suggestion and give it to your "
             "optimizer"
         )
-    result = _run(trainer, settings, rule, progress, callback, stacklevel=3)
+    run = None
+    if probes is not None:
+        probe_trainer = None
+        if val_loader is not None and not is_trainer(model):
+            probe_trainer = make_trainer(model, data, **confirming.probe_options(given))
+        run = ConfirmRun(probes, confirm_data, confirm_settings or ConfirmSettings(), probe_trainer)
+    result = _run(trainer, settings, rule, progress, callback, plan, run, stacklevel=3)
     if set_lr:
         _apply(trainer, result)
     return result
@@ -163,12 +207,15 @@ def run_range_test(
     rule: str = DEFAULT_RULE,
     progress: bool | None = None,
     callback: StepCallback | None = None,
+    plan: Plan | None = None,
+    confirm: ConfirmRun | None = None,
 ) -> LRFinderResult:
     """Run the range test with a ready trainer and return its result.
 
     What :func:`find_lr` does once it has chosen the trainer: sweep (the trainer's state is
-    restored after), wrap the outcome in a result, and warn (``RuntimeWarning``, from the main
-    process only) about each of its diagnostics.
+    restored after), confirm the suggestion by probes when ``confirm`` is given, wrap the outcome
+    in a result, and warn (``RuntimeWarning``, from the main process only) about each of its
+    diagnostics.
 
     Args:
         trainer: Any :class:`~lrfinder.trainers.Trainer` (see :func:`lrfinder.trainers.make_trainer`).
@@ -176,6 +223,9 @@ def run_range_test(
         rule: Suggestion rule behind ``result.suggestion`` (see :mod:`lrfinder.suggest`).
         progress: Progress bar; None shows one only on a terminal or in a notebook.
         callback: ``callback(step, lr, loss, smoothed)`` after every recorded step.
+        plan: The user's training plan (see :func:`lrfinder.plan.make_plan`), or None.
+        confirm: What confirm mode needs (see :class:`lrfinder.confirm.ConfirmRun`); its
+            probe plan's ``range_steps`` must equal ``settings.num_iter``. Needs ``plan``.
 
     Returns:
         An :class:`~lrfinder.result.LRFinderResult`.
@@ -183,33 +233,54 @@ def run_range_test(
     Raises:
         RangeTestInterrupted: The sweep was interrupted; the state was restored first, and the
             partial result is in the exception's ``result`` attribute.
-        TypeError: ``settings`` is not a :class:`~lrfinder.sweep.SweepSettings`.
-        ValueError: ``rule`` names no rule.
+        TypeError: ``settings`` is not a :class:`~lrfinder.sweep.SweepSettings`, or the trainer
+            cannot confirm.
+        ValueError: ``rule`` names no rule, or ``confirm`` does not fit ``plan`` and ``settings``.
     """
     if not isinstance(settings, SweepSettings):
         raise TypeError(f"settings must be a SweepSettings (lrfinder.SweepSettings(start_lr=..., ...)), "
                         f"got {type(settings).__qualname__}")
     get_rule(rule)
-    return _run(trainer, settings, rule, progress, callback, stacklevel=3)
+    return _run(trainer, settings, rule, progress, callback, plan, confirm, stacklevel=3)
 
 
 def _run(trainer: Trainer, settings: SweepSettings, rule: str, progress: bool | None,
-         callback: StepCallback | None, *, stacklevel: int) -> LRFinderResult:
-    """Sweep, build the result, warn about its diagnostics at ``stacklevel`` (the user's call)."""
+         callback: StepCallback | None, plan: Plan | None, confirm: ConfirmRun | None, *,
+         stacklevel: int) -> LRFinderResult:
+    """Sweep, confirm, build the result, warn about its diagnostics at ``stacklevel`` (the user's call)."""
+    if confirm is not None:
+        confirming.check_run(confirm, plan, settings.num_iter)
+        confirming.check_evaluates(confirm.trainer or trainer)
+        assert plan is not None and plan.train_steps is not None
+        # a trainer that reads batches ahead (Hugging Face's loader reads one) draws more than it steps
+        ahead = max(int(getattr(t, "lookahead", 0)) for t in (trainer, confirm.trainer or trainer))
+        probes = confirming.fit_lookahead(confirm.probes, ahead, confirm.settings, plan.train_steps)
+        confirm = dataclasses.replace(confirm, probes=probes)
     try:
         outcome = run_sweep(trainer, settings, progress=progress, callback=callback)
-    except RangeTestInterrupted as stop:
+    except RangeTestInterrupted as stop:  # Ctrl-C means stop, not go on to the probes
         if stop.outcome is not None:
-            stop.result = _result(stop.outcome, settings, trainer, rule)
+            stop.result = _result(stop.outcome, settings, trainer, rule, plan, None)
         raise
-    result = _result(outcome, settings, trainer, rule)
+    confirmation = None
+    if confirm is not None:
+        assert plan is not None
+        if outcome.stop_reason == INTERRUPTED:  # (a trainer's own outcome may still say so)
+            confirmation = confirming.no_confirmation(confirm.probes, "the range test was interrupted",
+                                                      schedule=plan.schedule, settings=confirm.settings)
+        else:
+            center = for_plan(outcome.lrs, outcome.smoothed, outcome.losses, plan, rule=rule).lr
+            confirmation = confirming.confirm(confirm.trainer or trainer, confirm.probes, center, plan,
+                                              confirm.data, settings=confirm.settings, progress=progress)
+    result = _result(outcome, settings, trainer, rule, plan, confirmation)
     if trainer.is_main_process:
         for diagnostic in result.diagnostics:
             warnings.warn(f"lrfinder: {diagnostic.message}", RuntimeWarning, stacklevel=stacklevel)
     return result
 
 
-def _result(outcome: SweepOutcome, settings: SweepSettings, trainer: Trainer, rule: str) -> LRFinderResult:
+def _result(outcome: SweepOutcome, settings: SweepSettings, trainer: Trainer, rule: str,
+            plan: Plan | None, confirmation: Any) -> LRFinderResult:
     return LRFinderResult(
         lrs=outcome.lrs,
         losses=outcome.losses,
@@ -221,6 +292,8 @@ def _result(outcome: SweepOutcome, settings: SweepSettings, trainer: Trainer, ru
         rule=rule,
         info=dict(trainer.info),
         is_main_process=trainer.is_main_process,
+        plan=plan,
+        confirmation=confirmation,
     )
 
 

@@ -25,10 +25,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from lrfinder._version import __version__
+from lrfinder.plan import SCHEDULES
 from lrfinder.suggest import DEFAULT_RULE, RULES
 from lrfinder.sweep import SweepSettings
 
 if TYPE_CHECKING:
+    from lrfinder.confirm import ProbePlan
+    from lrfinder.plan import Plan
     from lrfinder.result import LRFinderResult
 
 _DEFAULTS = SweepSettings()
@@ -166,8 +169,9 @@ class _Threshold(click.ParamType):
               help="First learning rate.")
 @click.option("--end-lr", type=float, default=_DEFAULTS.end_lr, show_default=True,
               help="Last learning rate.")
-@click.option("--num-iter", type=int, default=_DEFAULTS.num_iter, show_default=True,
-              help="Steps (mini-batches) from --start-lr to --end-lr.")
+@click.option("--num-iter", type=int, default=None,
+              help="Steps (mini-batches) from --start-lr to --end-lr; with --confirm, shortened to "
+              f"half the budget when it does not fit, unless given.  [default: {_DEFAULTS.num_iter}]")
 @click.option("--mode", type=click.Choice(["exp", "linear"]), default=_DEFAULTS.mode, show_default=True,
               help="Shape of the LR ladder.")
 @click.option("--smooth", type=float, default=_DEFAULTS.smooth, show_default=True,
@@ -177,6 +181,18 @@ class _Threshold(click.ParamType):
               help="Stop once the loss passes this many times its best; 'none' never.")
 @click.option("--suggest", "rule", type=click.Choice(sorted(RULES)), default=DEFAULT_RULE,
               show_default=True, help="Rule behind the suggested LR (all rules are printed).")
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=None,
+              help="How you will train: the suggestion is then the LR (the peak LR) for it.  "
+              "[default: constant with --train-steps]")
+@click.option("--train-steps", type=int, metavar="N",
+              help="Optimizer steps you will train for (needed by --confirm).")
+@click.option("--confirm", is_flag=True,
+              help="Check the suggestion by short training probes around it, scored on the script's "
+              "confirm_data or val_loader; range test and probes train on at most 2 x --train-steps "
+              "batches.")
+@click.option("--confirm-budget", type=int, metavar="N",
+              help="Training batches (optimizer steps) for the range test and the probes together; "
+              "implies --confirm.  [default: 2 x --train-steps]")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1),
               help="Seed Python, NumPy, and PyTorch/Keras when the script uses them, before the script "
               "runs (0 to 2**32 - 1).")
@@ -193,8 +209,9 @@ class _Threshold(click.ParamType):
 @click.option("-q", "--quiet", is_flag=True,
               help="Print only the suggested LR (or 'none') on stdout; no progress bar.")
 @_debug_option
-def find(script: str, data_path: str | None, start_lr: float, end_lr: float, num_iter: int,
-         mode: str, smooth: float, diverge_threshold: float | None, rule: str, seed: int | None,
+def find(script: str, data_path: str | None, start_lr: float, end_lr: float, num_iter: int | None,
+         mode: str, smooth: float, diverge_threshold: float | None, rule: str, schedule: str | None,
+         train_steps: int | None, confirm: bool, confirm_budget: int | None, seed: int | None,
          device: str | None, batch_size: int | None, optimizer: str | None, loss: str | None,
          plot_path: str, no_plot: bool, json_path: str | None, quiet: bool) -> None:
     """Run the LR range test on the model that SCRIPT defines.
@@ -207,8 +224,10 @@ def find(script: str, data_path: str | None, start_lr: float, end_lr: float, num
                                      compiled Keras model or a transformers.Trainer
       loader | train_loader | data   its training batches (not for a Trainer)
       optimizer, criterion | loss, val_loader, batch_size   (optional)
+      confirm_data                   held-out batches for --confirm (default val_loader)
     or a step function instead of a model:
-      step(lr) -> loss, and optionally snapshot() -> state and restore(state).
+      step(lr) -> loss, and optionally snapshot() -> state and restore(state)
+      (and confirm_data, a function evaluate() -> held-out loss, for --confirm).
     SCRIPT may also be a saved Keras model (.keras) with --data ARRAYS.npz, and
     --optimizer NAME --loss NAME when it was saved uncompiled.
 
@@ -221,7 +240,11 @@ def find(script: str, data_path: str | None, start_lr: float, end_lr: float, num
     # fewer TensorFlow C++ log lines around the summary (the user's own setting wins); the ones
     # absl writes regardless while a .keras model loads are filtered by the script loader
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    settings = _check_settings(start_lr, end_lr, num_iter, mode, smooth, diverge_threshold)
+    plan, probes = _check_plan(schedule, train_steps, confirm, confirm_budget, num_iter)
+    if probes is not None:
+        num_iter = probes.range_steps
+    settings = _check_settings(start_lr, end_lr, _DEFAULTS.num_iter if num_iter is None else num_iter,
+                               mode, smooth, diverge_threshold)
     path = _check_script(script, data_path)
     outputs = _check_outputs(None if no_plot else plot_path, json_path)
     if batch_size is not None and batch_size < 1:
@@ -249,7 +272,7 @@ def find(script: str, data_path: str | None, start_lr: float, end_lr: float, num
     try:
         with _script_errors():
             result, notes = run_job(job, settings, rule=rule, device=device,
-                                    progress=False if quiet else None)
+                                    progress=False if quiet else None, plan=plan, probes=probes)
     except RangeTestInterrupted as stop:
         partial = stop.result
         if partial is not None and not quiet and partial.is_main_process:
@@ -292,6 +315,24 @@ def _write(result: LRFinderResult, outputs: dict[str, Path]) -> list[tuple[str, 
         raise RunError(f"cannot write {error.filename or 'the output'}: {error.strerror or error}",
                        error) from error
     return written
+
+
+def _check_plan(schedule: str | None, train_steps: int | None, confirm: bool, budget: int | None,
+                num_iter: int | None) -> tuple[Plan | None, ProbePlan | None]:
+    """The plan and confirm mode's probe plan, or the library's message with option names."""
+    from lrfinder.confirm import probe_plan_for
+    from lrfinder.plan import make_plan
+
+    names = {"train_steps=N": "--train-steps N", "train_steps": "--train-steps", "num_iter": "--num-iter",
+             "confirm=N steps": "--confirm-budget N", "confirm budget": "--confirm-budget"}
+    try:
+        plan = make_plan(schedule, train_steps)
+        if not confirm and budget is None:
+            return plan, None
+        return plan, probe_plan_for(plan, True if budget is None else budget, num_iter)
+    except (TypeError, ValueError) as error:
+        message = re.sub("|".join(map(re.escape, names)), lambda m: names[m[0]], str(error))
+        raise CommandLineError(message) from None
 
 
 def _check_settings(start_lr: float, end_lr: float, num_iter: int, mode: str, smooth: float,

@@ -66,6 +66,18 @@ def check_train_steps(train_steps: int | None, *, required: bool = False, what: 
     return int(train_steps)
 
 
+def make_plan(schedule: str | None, train_steps: int | None) -> Plan | None:
+    """The plan ``find_lr`` gets: None when neither is given, else a :class:`Plan` (constant when
+    only ``train_steps`` is given).
+
+    >>> make_plan(None, None) is None, make_plan(None, 300)
+    (True, Plan(schedule='constant', train_steps=300))
+    """
+    if schedule is None and train_steps is None:
+        return None
+    return Plan(CONSTANT if schedule is None else schedule, train_steps)
+
+
 def cosine_warmup_steps(total: int) -> int:
     """Warm-up steps of the ``"cosine"`` plan: ``ceil(0.05 * total)``.
 

@@ -34,6 +34,7 @@ def plot_result(
     show_raw: bool = True,
     show_suggestions: bool | Sequence[str] = True,
     show_range: bool = True,
+    show_probes: bool = True,
     title: str | None = None,
 ) -> Axes:
     """Draw ``result`` on ``ax`` and return the Axes.
@@ -46,19 +47,22 @@ def plot_result(
     Args:
         result: The result to draw.
         ax: Axes to draw on; None makes a new figure through pyplot.
-        label: Legend label of the smoothed curve (default "smoothed loss").
+        label: Legend label of the smoothed curve, followed by the result's suggestion (for
+            overlays, where the suggestions are not listed apart); default "smoothed loss".
         color: Colour of the curves (default: the Axes' next colour).
         show_raw: Draw the raw per-batch losses.
         show_suggestions: True for every rule, False for none, or the rule names to mark.
         show_range: Shade the result's ``lr_range`` (skipped when overlaying several results).
-        title: Axes title; None writes one naming the backend and the rule.
+        show_probes: Draw confirm mode's probes, when there are any: each probe's score at its LR
+            on a second y-axis (later rounds larger), the chosen one as a star.
+        title: Axes title; None writes one naming the backend, the rule and the plan.
     """
     if ax is None:
         import matplotlib.pyplot as plt
 
         _, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
     lrs, smoothed = result.lrs, result.smoothed
-    line_label = label or "smoothed loss"
+    line_label = "smoothed loss" if not label else f"{label} — {_suggestion_text(result)}"
     drawn = thin_indices(smoothed, MAX_DRAWN_POINTS)
     (line,) = ax.plot(lrs[drawn], smoothed[drawn], color=color, linewidth=2.0, label=line_label)
     shade = line.get_color()  # the Axes' pick when color is None
@@ -94,15 +98,42 @@ def plot_result(
     _set_ylim(ax, result)
     ax.set_xlabel("learning rate" + (" (log scale)" if ax.get_xscale() == "log" else ""))
     ax.set_ylabel("loss")
+    if show_probes and not label and result.confirmation is not None and result.confirmation.probes:
+        _draw_probes(ax, result)
     if title is None:
         best = result.best
         verdict = f"{best.lr:.2e}" if best.lr is not None else "none"
         title = f"LR range test ({result.backend}) — suggestion by {result.rule}: {verdict}"
+        if result.plan is not None:
+            steps = "" if result.plan.train_steps is None else f", {result.plan.train_steps} steps"
+            title += f"\nplan: {result.plan.schedule}{steps}"
+        if result.confirmation is not None:
+            title += ("\n" if result.plan is None else "; ") + result.confirmation.summary()
     if title:
         ax.set_title(title, fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     return ax
+
+
+def _draw_probes(ax: Axes, result: LRFinderResult) -> None:
+    """Each probe's score at its LR on a twin y-axis; the chosen probe as a star."""
+    confirmation = result.confirmation
+    assert confirmation is not None
+    twin = ax.twinx()
+    twin.set_ylabel("probe score (held-out loss)")
+    rounds = max(p.round for p in confirmation.probes) + 1
+    for index in range(rounds):
+        probes = [p for p in confirmation.probes if p.round == index and np.isfinite(p.score)]
+        if probes:
+            twin.plot([p.lr for p in probes], [p.score for p in probes], linestyle="none", marker="o",
+                      markersize=5 + 2 * index, color="tab:purple", alpha=0.5 + 0.5 * (index + 1) / rounds,
+                      label=f"probes, round {index + 1} ({probes[0].steps} steps)")
+    best = confirmation.best
+    if best is not None:
+        twin.plot([best.lr], [best.score], linestyle="none", marker="*", markersize=16, color="tab:red",
+                  label=f"confirmed: {best.lr:.2e}", zorder=4)
+    twin.legend(fontsize=8, loc="upper center")
 
 
 def plot_results(
@@ -173,6 +204,12 @@ def thin_indices(values: np.ndarray, max_points: int) -> np.ndarray:
     starts = np.arange(rows) * size
     keep = np.concatenate((starts + low, starts + high, [n - 1]))
     return np.unique(keep[keep < n])
+
+
+def _suggestion_text(result: LRFinderResult) -> str:
+    """``"valley: 3.16e-03"``: the result's rule and suggested LR, or that it has none."""
+    lr = result.suggestion
+    return f"{result.rule}: {lr:.2e}" if lr is not None else f"{result.rule}: no suggestion"
 
 
 def _chosen_rules(result: LRFinderResult, show: bool | Sequence[str]) -> list[str]:

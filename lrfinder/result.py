@@ -20,6 +20,8 @@ import numpy as np
 from lrfinder import diagnose as checks
 from lrfinder import suggest as rules
 from lrfinder._io import atomic_write_bytes
+from lrfinder.confirm import Confirmation
+from lrfinder.plan import Plan
 from lrfinder.suggest import Suggestion
 from lrfinder.sweep import STOP_REASONS
 
@@ -27,7 +29,9 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 FORMAT = "lrfinder.result"
-FORMAT_VERSION = 1
+#: Version 2 adds ``plan``, ``confirmation`` and ``range_suggestion``; version 1 files still load.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclass(eq=False)
@@ -47,6 +51,9 @@ class LRFinderResult:
         info: Facts the trainer recorded (optimizer used, loss inferred, ...).
         is_main_process: False on all but the first rank of a distributed run: there,
             :meth:`save_plot` and :meth:`to_json` write nothing, so ranks never race on a file.
+        plan: The user's training plan (schedule and ``train_steps``), or None: then the
+            suggestion is the plain rule's, as without a plan.
+        confirmation: What confirm mode trained and chose, or None when it did not run.
     """
 
     lrs: np.ndarray
@@ -59,6 +66,8 @@ class LRFinderResult:
     rule: str = rules.DEFAULT_RULE
     info: dict[str, Any] = field(default_factory=dict)
     is_main_process: bool = True
+    plan: Plan | None = None
+    confirmation: Confirmation | None = None
 
     def __post_init__(self) -> None:
         self.lrs = np.asarray(self.lrs, dtype=np.float64)
@@ -79,20 +88,33 @@ class LRFinderResult:
         rules in :data:`lrfinder.suggest.RAW_RULES`."""
         return rules.suggest_all(self.lrs, self.smoothed, self.losses)
 
-    @property
+    @cached_property
     def best(self) -> Suggestion:
-        """The suggestion of :attr:`rule`, with its index and, when there is none, its reason."""
-        return self.suggestions[self.rule]
+        """The range test's suggestion for :attr:`plan` (rule :attr:`rule`, see
+        :func:`lrfinder.suggest.for_plan`), with its index and, when there is none, its reason.
+        Without a plan it is ``suggestions[rule]``."""
+        if self.plan is None:
+            return self.suggestions[self.rule]
+        return rules.for_plan(self.lrs, self.smoothed, self.losses, self.plan, rule=self.rule)
+
+    @property
+    def range_suggestion(self) -> float | None:
+        """The range test's suggested LR for :attr:`plan`, before any confirmation."""
+        return self.best.lr
 
     @property
     def suggestion(self) -> float | None:
-        """The suggested learning rate (rule :attr:`rule`), or None; see :attr:`suggestion_reason`."""
+        """The LR to use: the one confirm mode chose when it chose one, else the range test's for
+        :attr:`plan` (:attr:`range_suggestion`); None when there is neither (see
+        :attr:`suggestion_reason`). For a one-cycle or cosine plan it is the peak LR."""
+        if self.confirmation is not None and self.confirmation.lr is not None:
+            return self.confirmation.lr
         return self.best.lr
 
     @property
     def suggestion_reason(self) -> str | None:
         """Why there is no suggestion, or None when there is one."""
-        return self.best.reason
+        return None if self.suggestion is not None else self.best.reason
 
     def suggest(self, rule: str | None = None, **options: Any) -> Suggestion:
         """Apply a rule (default :attr:`rule`) with its own options, e.g. ``skip_start=5``.
@@ -140,6 +162,37 @@ class LRFinderResult:
         lr = self.suggestion
         return [] if lr is None else [float(x) for x in rules.ladder(lr, up=up, down=down, step=step)]
 
+    # -- schedules ------------------------------------------------------------------------------
+
+    def scheduler(self, optimizer: Any, total_steps: int | None = None, schedule: str | None = None,
+                  **options: Any) -> Any:
+        """A torch LR scheduler for ``optimizer`` over ``total_steps`` steps, peaking at the suggestion.
+
+        ``schedule``: ``"constant"``, ``"onecycle"``, ``"cosine"`` (warm-up, then cosine decay) or
+        ``"cyclical"`` (between the bounds of :attr:`lr_range`); default the plan the range test was
+        told, else ``"constant"``. Call its ``step()`` after each ``optimizer.step()``. See
+        :func:`lrfinder.schedule_objects.torch_scheduler` (``options``: ``cycles``).
+
+        Raises:
+            ValueError: No suggestion (the message says why), or no ``total_steps``.
+        """
+        from lrfinder.schedule_objects import torch_scheduler
+
+        return torch_scheduler(self, optimizer, total_steps, schedule, **options)
+
+    def keras_schedule(self, total_steps: int | None = None, schedule: str | None = None,
+                       **options: Any) -> Any:
+        """A Keras ``LearningRateSchedule`` over ``total_steps`` steps, as :meth:`scheduler` builds for
+        torch; pass it as the optimizer's ``learning_rate``. See
+        :func:`lrfinder.schedule_objects.keras_schedule`.
+
+        Raises:
+            ValueError: No suggestion (the message says why), or no ``total_steps``.
+        """
+        from lrfinder.schedule_objects import keras_schedule
+
+        return keras_schedule(self, total_steps, schedule, **options)
+
     @property
     def num_steps(self) -> int:
         return int(self.lrs.shape[0])
@@ -170,9 +223,11 @@ class LRFinderResult:
 
     def __repr__(self) -> str:
         lr = "none" if self.suggestion is None else f"{self.suggestion:.3g}"
+        how = "confirmed" if self.confirmation is not None and self.confirmation.lr is not None else self.rule
+        plan = "" if self.plan is None else f", plan={self.plan.schedule}/{self.plan.train_steps}"
         return (
             f"LRFinderResult(backend={self.backend!r}, steps={self.num_steps}, "
-            f"stop_reason={self.stop_reason!r}, suggestion={lr} ({self.rule}))"
+            f"stop_reason={self.stop_reason!r}, suggestion={lr} ({how}){plan})"
         )
 
     # -- JSON ---------------------------------------------------------------------------------
@@ -187,6 +242,9 @@ class LRFinderResult:
             "elapsed": self.elapsed,
             "rule": self.rule,
             "suggestion": self.suggestion,
+            "range_suggestion": self.range_suggestion,
+            "plan": None if self.plan is None else self.plan.to_dict(),
+            "confirmation": None if self.confirmation is None else _encode(self.confirmation.to_dict()),
             "suggestions": {
                 name: {"lr": s.lr, "index": s.index, "reason": s.reason}
                 for name, s in self.suggestions.items()
@@ -224,10 +282,10 @@ class LRFinderResult:
         """
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError("not an lrfinder result (the 'format' field is missing or different)")
-        if data.get("version") != FORMAT_VERSION:
+        if data.get("version") not in READABLE_VERSIONS:
             raise ValueError(
                 f"lrfinder result format version {data.get('version')!r} is not supported "
-                f"(this lrfinder reads version {FORMAT_VERSION})"
+                f"(this lrfinder reads versions {', '.join(map(str, READABLE_VERSIONS))})"
             )
         missing = [key for key in ("lrs", "losses", "smoothed", "stop_reason") if key not in data]
         if missing:
@@ -247,6 +305,7 @@ class LRFinderResult:
         if isinstance(elapsed, bool) or not isinstance(elapsed, (int, float)) or not math.isfinite(elapsed):
             raise ValueError(f"elapsed must be a finite number of seconds, got {elapsed!r}")
         _check_curve(curves["lrs"], curves["losses"], curves["smoothed"])
+        plan, confirmation = data.get("plan"), data.get("confirmation")
         return cls(
             lrs=curves["lrs"],
             losses=curves["losses"],
@@ -257,6 +316,8 @@ class LRFinderResult:
             elapsed=float(elapsed),
             rule=rule,
             info=info,
+            plan=None if plan is None else Plan(plan["schedule"], plan.get("train_steps")),
+            confirmation=None if confirmation is None else Confirmation.from_dict(confirmation),
         )
 
     @classmethod

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lrfinder.plan import SCHEDULES, Plan
+
 #: Fewest finite points a rule will read.
 MIN_POINTS = 5
 #: A curve whose best drop is below this fraction of its starting loss is called flat.
@@ -492,12 +494,64 @@ def suggest(
 def suggest_all(
     lrs: np.ndarray, smoothed: np.ndarray, raw: np.ndarray | None = None
 ) -> dict[str, Suggestion]:
-    """Every rule's suggestion, by rule name; rules in :data:`RAW_RULES` read ``raw`` when given.
+    """Every rule's suggestion, by rule name; rules in :data:`RAW_RULES` read ``raw`` when given."""
+    return {name: suggest(lrs, smoothed, name, raw) for name in RULES}
 
-    A flat curve (see :func:`flat_reason`) gives no suggestion for any rule.
+
+#: Offset (decades) of the plan's suggestion from the rule's, per schedule, at
+#: :data:`PLAN_REFERENCE_STEPS` training steps (or when ``train_steps`` is not given). 0.0 keeps
+#: the plain rule; ``benchmarks/suggestion_quality.md`` holds the evidence behind the values.
+PLAN_OFFSETS: dict[str, float] = {schedule: 0.0 for schedule in SCHEDULES}
+#: Change of the offset (decades) per decade of ``train_steps`` above :data:`PLAN_REFERENCE_STEPS`.
+PLAN_STEPS_SLOPES: dict[str, float] = {schedule: 0.0 for schedule in SCHEDULES}
+#: The training length at which :data:`PLAN_OFFSETS` apply as they are.
+PLAN_REFERENCE_STEPS = 1000
+
+
+def plan_offset(plan: Plan) -> float:
+    """Decades between the plain rule's LR and the LR for ``plan``.
+
+    ``PLAN_OFFSETS[schedule] + PLAN_STEPS_SLOPES[schedule] * log10(train_steps / PLAN_REFERENCE_STEPS)``;
+    without ``train_steps`` the second term is 0.
+
+    >>> plan_offset(Plan("onecycle", 1000))
+    0.0
     """
-    flat = flat_reason(lrs, raw if raw is not None else smoothed)
-    if flat is not None:
-        return {name: _none(name, flat) for name in RULES}
-    return {name: RULES[name](lrs, raw if raw is not None and name in RAW_RULES else smoothed)
-            for name in RULES}
+    offset = PLAN_OFFSETS[plan.schedule]
+    if plan.train_steps is not None:
+        offset += PLAN_STEPS_SLOPES[plan.schedule] * math.log10(plan.train_steps / PLAN_REFERENCE_STEPS)
+    return float(offset)
+
+
+def for_plan(
+    lrs: np.ndarray,
+    smoothed: np.ndarray,
+    raw: np.ndarray | None,
+    plan: Plan | None,
+    *,
+    rule: str = DEFAULT_RULE,
+) -> Suggestion:
+    """The LR to use under ``plan`` (for ``"onecycle"`` and ``"cosine"``, the peak LR).
+
+    The rule called ``rule`` (default :data:`DEFAULT_RULE`) is applied to the curve as
+    :func:`suggest` does (``raw`` for the rules in :data:`RAW_RULES`, ``smoothed`` otherwise), and
+    its LR is multiplied by ``10 ** plan_offset(plan)`` (see :func:`plan_offset`). ``index`` is
+    the curve point nearest below the result (0 when it lies below the whole curve). Without a plan
+    (None) the rule's own suggestion comes back unchanged; a rule that gives no suggestion gives
+    none here either, with its reason.
+
+    >>> lrs = np.geomspace(1e-4, 1.0, 50)
+    >>> curve = 1.0 + (np.log10(lrs) + 1.0) ** 2  # lowest at 0.1
+    >>> for_plan(lrs, curve, None, None).lr == suggest(lrs, curve).lr
+    True
+    """
+    base = suggest(lrs, smoothed, rule, raw)
+    if plan is None or base.lr is None:
+        return base
+    offset = plan_offset(plan)
+    if offset == 0.0:
+        return base
+    lr = float(base.lr * 10.0**offset)
+    curve_lrs = np.asarray(lrs, dtype=np.float64)
+    index = max(0, int(np.searchsorted(curve_lrs, lr, side="right")) - 1)
+    return Suggestion(base.rule, lr, index)

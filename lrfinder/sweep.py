@@ -274,7 +274,7 @@ def run_sweep(
         finally:
             if bar is not None:
                 with contextlib.suppress(Exception):
-                    bar.close()
+                    _close_bar(bar, stop_reason)
     outcome = SweepOutcome(
         lrs=np.asarray(lrs, dtype=np.float64),
         losses=np.asarray(losses, dtype=np.float64),
@@ -331,7 +331,21 @@ def _in_notebook() -> bool:
     return ipython is not None and "IPKernelApp" in getattr(ipython, "config", {})
 
 
-def _progress_bar(progress: bool | None, trainer: Trainer, total: int) -> Any:
+def _close_bar(bar: Any, stop_reason: str) -> None:
+    """Close the progress bar; one that stopped on divergence ends full, as a finished sweep's does.
+
+    ``tqdm.notebook`` paints a bar closed short of its total red, as for an error, and its text reads
+    the share of the ladder run; a divergence stop is a range test's normal end, so the total becomes
+    the steps run (``reset`` also resizes the notebook's widget).
+    """
+    if stop_reason in (DIVERGED, NON_FINITE) and bar.total and bar.n < bar.total:
+        steps = bar.n
+        bar.reset(total=steps)
+        bar.update(steps)
+    bar.close()
+
+
+def _progress_bar(progress: bool | None, trainer: Trainer, total: int, desc: str = "LR range test") -> Any:
     if not getattr(trainer, "is_main_process", True):
         return None
     if progress is None:
@@ -343,4 +357,4 @@ def _progress_bar(progress: bool | None, trainer: Trainer, total: int) -> Any:
     else:  # tqdm.auto would warn in a notebook without widgets
         from tqdm.std import tqdm
 
-    return tqdm(total=total, desc="LR range test", unit="step", leave=False)
+    return tqdm(total=total, desc=desc, unit="step", leave=False)

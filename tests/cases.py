@@ -106,7 +106,7 @@ class LinearRegressionTrainer(TrainerBase):
 
     def step(self, lr: float) -> float:
         x, y = self.batches[self.steps_taken % len(self.batches)]  # cycles short data
-        if self.fail_at is not None and self.steps_taken == self.fail_at:
+        if self.fail_at is not None and self.draws == self.fail_at:  # in any sweep or confirm probe
             if not isinstance(self.fail_with, float):
                 raise self.fail_with("data source failed on purpose")
             x = x * self.fail_with  # a poisoned batch: NaN or Inf in the inputs
@@ -117,6 +117,9 @@ class LinearRegressionTrainer(TrainerBase):
         self.w = self.w - lr * self.velocity
         self.steps_taken += 1
         return loss
+
+    def evaluate(self, data: list[tuple[np.ndarray, np.ndarray]]) -> float:
+        return float(np.mean([self.batch_loss(self.w, x, y) for x, y in data]))
 
     def restore(self) -> None:
         assert self._saved is not None
@@ -129,9 +132,10 @@ def numpy_case(n_batches: int = 8, fail_at: int | None = None,
     rng = np.random.default_rng(1)
     true_w = rng.normal(size=5)
     batches = []
-    for _ in range(n_batches):
+    for _ in range(n_batches + 2):
         x = rng.normal(size=(16, 5))
         batches.append((x, x @ true_w + 0.1 * rng.normal(size=16)))
+    batches, held_out = batches[:n_batches], batches[n_batches:]
     trainer = LinearRegressionTrainer(batches, fail_at, fail_with)
     return Setup(
         model=trainer,
@@ -140,6 +144,7 @@ def numpy_case(n_batches: int = 8, fail_at: int | None = None,
                        "steps": np.array(trainer.steps_taken)},
         first_loss=lambda: trainer.batch_loss(trainer.w, *batches[0]),
         drawn=lambda: trainer.draws,
+        val_data=held_out,  # what trainer.evaluate scores a confirm probe on
     )
 
 

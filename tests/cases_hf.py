@@ -49,6 +49,7 @@ def case(n_batches: int = 8, fail_at: int | None = None, fail_with: type[BaseExc
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     cases_torch.warm_up(model.net, optimizer, x[: cases_torch.BATCH], y[: cases_torch.BATCH])
     rows = Rows(x, y, fail_at=fail_at, fail_with=fail_with)
+    xv, yv = cases_torch.classification_data(2 * cases_torch.BATCH, seed=5)
     args = transformers.TrainingArguments(
         output_dir=_OUTPUT.name,
         per_device_train_batch_size=cases_torch.BATCH,
@@ -73,4 +74,7 @@ def case(n_batches: int = 8, fail_at: int | None = None, fail_with: type[BaseExc
         drawn=lambda: rows.draws // cases_torch.BATCH,
         lookahead=1,  # the Trainer's loader is accelerate's DataLoaderShard, which reads one batch ahead
         backend="lrfinder.trainers.hf_trainer",
+        # collated held-out batches, as a confirm probe's score reads them
+        val_data=[{"x": xv[i : i + cases_torch.BATCH], "labels": yv[i : i + cases_torch.BATCH]}
+                  for i in range(0, len(xv), cases_torch.BATCH)],
     )

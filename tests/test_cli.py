@@ -507,6 +507,33 @@ def test_plot_overlays_two_results(tmp_path):
     assert _labels([Path("a/run.json"), Path("b/run.json")]) == ["a/run", "b/run"]
 
 
+def test_plot_of_several_files_labels_each_curve_with_its_suggestion(tmp_path, monkeypatch):
+    import lrfinder.plot
+    from lrfinder import LRFinderResult
+
+    write(tmp_path, "quad.py", QUADRATIC)
+    for name, end in (("narrow", "1"), ("wide", "100")):
+        args = ["find", "quad.py", "--end-lr", end, "--no-plot", "--json", f"{name}.json"]
+        assert run(args, tmp_path)[0] == 0
+    legends: list[list[str]] = []
+    draw = lrfinder.plot.plot_results
+
+    def spy(*args, **kwargs):
+        ax = draw(*args, **kwargs)
+        legends.append([text.get_text() for text in ax.get_legend().get_texts()])
+        return ax
+
+    monkeypatch.setattr(lrfinder.plot, "plot_results", spy)
+    code, _, err = run(["plot", "narrow.json", "wide.json", "-o", "both.png"], tmp_path)
+    assert code == 0, err
+    expected = []
+    for name in ("narrow", "wide"):
+        result = LRFinderResult.from_json(tmp_path / f"{name}.json")
+        value = "no suggestion" if result.suggestion is None else f"{result.suggestion:.2e}"
+        expected.append(f"{name} — {result.rule}: {value}")
+    assert legends == [expected]
+
+
 def test_plot_errors(tmp_path):
     (tmp_path / "other.json").write_text(json.dumps({"hello": 1}))
     (tmp_path / "broken.json").write_text("{not json")

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from lrfinder import RangeTestInterrupted, SweepSettings, find_lr
+from lrfinder.confirm import ConfirmSettings
 from lrfinder.trainers import BACKENDS, TrainerBackend, load_backend
 from tests.cases import CASES, FRAMEWORK_CASES, Boom, assert_same, require
 
@@ -157,8 +158,55 @@ def test_options_the_backend_does_not_take_are_refused_by_name(build_framework):
 def test_the_options_find_lr_hands_on_are_those_the_contract_knows():
     keywords = set(inspect.signature(find_lr).parameters) - {"model", "data"}
     sweep = set(SweepSettings.__dataclass_fields__) | {"rule", "progress", "callback"}
+    plan = {"schedule", "train_steps", "confirm", "confirm_data", "confirm_settings"}  # not the trainer's
     # loss is criterion's other name; set_lr acts on the result, after the trainer is done
-    assert keywords - sweep - {"loss", "set_lr"} == set(TRAINER_OPTIONS)
+    assert keywords - sweep - plan - {"loss", "set_lr"} == set(TRAINER_OPTIONS)
+
+
+# -- confirm mode: three probes of 6 steps after a 20-step range test, within 2 * 20 batches -------
+
+CONFIRM = {**FAST, "train_steps": 20, "confirm": True,
+           "confirm_settings": ConfirmSettings(up=1, down=1, min_probe_steps=2)}
+PROBE_STEPS = 6  # 5 where the loader reads one batch ahead: (40 - 20 - 1) // 3 - 1
+FAIL_IN_SECOND_PROBE = FAST["num_iter"] + PROBE_STEPS + 2
+
+
+def test_confirm_restores_state_and_every_probe_starts_from_it(build):
+    setup = build()
+    before = setup.state()
+    expected_first = setup.first_loss()
+    result = find_lr(setup.model, setup.data, **setup.kwargs, confirm_data=setup.val_data, **CONFIRM)
+    assert_same(before, setup.state())
+    probes = result.confirmation.probes
+    steps = PROBE_STEPS if setup.lookahead == 0 else (40 - 20 - setup.lookahead) // 3 - setup.lookahead
+    assert [p.steps for p in probes] == [steps] * 3
+    assert [len(p.losses) for p in probes] == [steps] * 3
+    assert all(np.isfinite(p.score) for p in probes)
+    # the loss of a probe's first batch is taken before its first update: the same starting state
+    # and the same first batch give the same value whatever the probe's LR
+    for probe in probes:
+        assert probe.losses[0] == pytest.approx(expected_first, rel=1e-5)
+    assert result.suggestion == result.confirmation.lr
+    assert result.suggestion in [p.lr for p in probes]
+    assert result.range_suggestion == pytest.approx(probes[1].lr)
+    drawn = FAST["num_iter"] + 3 * steps + setup.lookahead * (1 + 3)
+    assert setup.drawn() == drawn <= 2 * CONFIRM["train_steps"]
+
+
+def test_confirm_restores_state_after_an_exception_in_a_probe(build):
+    setup = build(fail_at=FAIL_IN_SECOND_PROBE)
+    before = setup.state()
+    with pytest.raises(Boom):
+        find_lr(setup.model, setup.data, **setup.kwargs, confirm_data=setup.val_data, **CONFIRM)
+    assert_same(before, setup.state())
+
+
+def test_confirm_restores_state_and_reraises_keyboard_interrupt_in_a_probe(build):
+    setup = build(fail_at=FAIL_IN_SECOND_PROBE, fail_with=KeyboardInterrupt)
+    before = setup.state()
+    with pytest.raises(KeyboardInterrupt):
+        find_lr(setup.model, setup.data, **setup.kwargs, confirm_data=setup.val_data, **CONFIRM)
+    assert_same(before, setup.state())
 
 
 @pytest.mark.parametrize(("framework", "module_name"), BACKENDS)

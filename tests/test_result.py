@@ -149,9 +149,16 @@ def test_plot_draws_on_a_given_axes_and_overlays():
     ax = Figure().add_subplot()
     assert synthetic().plot(ax=ax) is ax
     ax2 = Figure().add_subplot()
-    plot_results([synthetic(seed=1), synthetic(seed=2)], ["a", "b"], ax=ax2)
+    results = [synthetic(seed=1), synthetic(seed=2)]
+    plot_results(results, ["a", "b"], ax=ax2)
     labels = [t.get_text() for t in ax2.get_legend().get_texts()]
-    assert "a" in labels and "b" in labels
+    # each curve's legend entry carries its own suggestion
+    expected = [f"{name} — {r.rule}: {r.suggestion:.2e}" for name, r in zip("ab", results, strict=True)]
+    assert labels[:2] == expected
+    flat = LRFinderResult(lrs=[1e-3, 1e-2], losses=[1.0, 2.0], smoothed=[1.0, 2.0], stop_reason="diverged")
+    ax3 = Figure().add_subplot()
+    plot_results([results[0], flat], ["a", "flat"], ax=ax3)
+    assert f"flat — {flat.rule}: no suggestion" in [t.get_text() for t in ax3.get_legend().get_texts()]
 
 
 def test_non_main_process_writes_nothing(tmp_path):

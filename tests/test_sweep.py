@@ -248,6 +248,57 @@ def test_unsupported_objects_and_options_get_clear_type_errors():
         find_lr(lambda lr: "x", progress=False)
 
 
+class RecordingBar:
+    """Wraps tqdm's terminal bar and records, at close, what ``tqdm.notebook`` reads there."""
+
+    @classmethod
+    def install(cls, monkeypatch) -> list[tuple[int, int, str]]:
+        import io
+
+        import tqdm.std
+
+        closed: list[tuple[int, int, str]] = []
+
+        class Bar(tqdm.std.tqdm):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, file=io.StringIO(), **kwargs)
+
+            def close(self):
+                # tqdm.notebook paints the bar red when it is closed with n < total
+                closed.append((self.n, self.total, str(self)))
+                super().close()
+
+        monkeypatch.setattr(tqdm.std, "tqdm", Bar)
+        return closed
+
+
+@pytest.mark.filterwarnings("ignore:lrfinder:RuntimeWarning")
+def test_progress_bar_ends_full_on_a_divergence_stop_and_short_only_on_an_error(monkeypatch):
+    closed = RecordingBar.install(monkeypatch)
+    settings = dict(start_lr=1e-3, end_lr=10.0, num_iter=100, progress=True)
+    result = find_lr(NoisyQuadratic(a=10.0).step, **settings)
+    assert result.stop_reason == "diverged" and result.num_steps < 100
+    steps, total, text = closed[-1]
+    assert steps == total == result.num_steps and "100%" in text
+
+    result = find_lr(lambda lr: math.nan if lr > 0.1 else 1.0, **settings)  # non-finite: a normal end
+    assert result.stop_reason == "non_finite"
+    assert closed[-1][0] == closed[-1][1] == result.num_steps
+
+    result = find_lr(NoisyQuadratic(a=1e-3).step, **settings)
+    assert result.stop_reason == "finished" and closed[-1][:2] == (100, 100)
+
+    def failing(lr: float) -> float:
+        if lr > 0.01:
+            raise RuntimeError("boom")
+        return 1.0
+
+    with pytest.raises(RuntimeError, match="boom"):
+        find_lr(failing, **settings)
+    steps, total, _ = closed[-1]
+    assert steps < total == 100  # an error keeps the short (red in a notebook) bar
+
+
 def test_run_range_test_with_a_ready_trainer_is_find_lr():
     settings = SweepSettings(start_lr=1e-3, end_lr=10.0, num_iter=60)
     problems = NoisyQuadratic(4.0, seed=3), NoisyQuadratic(4.0, seed=3)

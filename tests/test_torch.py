@@ -530,7 +530,7 @@ def test_a_cpu_model_swept_on_cuda_comes_back_to_the_cpu_unchanged():
     before = torch_state(model, optimizer)
     result = find_lr(model, DataLoader(TensorDataset(x, y), batch_size=BATCH), optimizer,
                      device="cuda", amp="fp16", **QUICK)
-    assert result.info["device"] == "cuda" and np.all(np.isfinite(result.losses))
+    assert result.info["device"] == "cuda:0" and np.all(np.isfinite(result.losses))
     assert all(p.device.type == "cpu" for p in model.parameters())
     assert_same(before, torch_state(model, optimizer))
 

@@ -79,6 +79,7 @@ class HFTrainer(TorchTrainer):
     """
 
     backend = "transformers"
+    lookahead = 1  # accelerate's DataLoaderShard reads one batch ahead to know when a pass ends
 
     def __init__(self, trainer: Any, **options: Any) -> None:
         self.hf = trainer

@@ -199,6 +199,11 @@ class IterableBatches(BatchSource):
     def _fresh(self) -> Iterator[Any]:
         return iter(self.data)
 
+    def start(self) -> None:
+        super().start()
+        if not self.one_shot:  # a fresh pass: each confirm probe sees the same batches
+            self._iterator = None
+
     def next_batch(self) -> Batch:
         if self._iterator is None:
             self._iterator = self._fresh()

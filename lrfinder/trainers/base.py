@@ -2,7 +2,8 @@
 
 A trainer owns everything framework-specific: the model, the optimizer, the data, devices, mixed
 precision, distributed reduction. The engine only asks it to save state, run one step at a given
-learning rate, read losses back as floats, and put the state back (:class:`Trainer`).
+learning rate, read losses back as floats, and put the state back (:class:`Trainer`). Confirm mode
+also asks it to score the state on held-out data (:meth:`Trainer.evaluate`).
 
 A backend is the module that makes trainers for one framework's models (:class:`TrainerBackend`):
 :func:`lrfinder.trainers.make_trainer` asks each backend whose framework is imported whether it
@@ -35,6 +36,9 @@ class Trainer(Protocol):
     ``finish()`` and ``abort(interrupted)`` so that every rank stops at the same step when one
     fails or is interrupted; see :func:`lrfinder.sweep.run_sweep` and
     ``lrfinder.trainers.torch_trainer``.
+
+    Optional: ``lookahead`` (int, default 0), the batches a trainer draws from its data ahead of
+    the steps it runs in each pass, which confirm mode counts against its budget.
     """
 
     backend: str
@@ -56,6 +60,15 @@ class Trainer(Protocol):
 
     def restore(self) -> None:
         """Put back the state saved by :meth:`snapshot` and free what the snapshot held."""
+
+    def evaluate(self, data: Any) -> float:
+        """The mean loss on ``data`` at the current state, without training (eval mode, no grad).
+
+        Used by confirm mode only (:mod:`lrfinder.confirm`), between :meth:`snapshot` and
+        :meth:`restore`, to score a probe; a trainer without it cannot confirm. What ``data``
+        is belongs to the trainer (validation batches for PyTorch and Keras, an
+        ``evaluate() -> loss`` callable for a step function).
+        """
 
 
 @runtime_checkable
@@ -91,6 +104,8 @@ class TrainerBase:
     backend: str = "custom"
     sync_every: int = 1
     is_main_process: bool = True
+    #: Batches drawn from the data ahead of the steps run, per pass (confirm mode budgets for them).
+    lookahead: int = 0
 
     def __init__(self) -> None:
         self.info: dict[str, Any] = {}

@@ -231,6 +231,8 @@ class KerasTrainer(TrainerBase):
         self.val_source: BatchSource | None = None
         self.val_batches: int | None = None
         self._set_up_validation(val_loader, val_batches, batch_size)
+        self._batch_size = batch_size
+        self._eval_source: tuple[int, BatchSource] | None = None
 
         with self._ops.scope(model):
             self.optimizer, self.restores_optimizer = self._sweep_optimizer(optimizer)
@@ -352,7 +354,8 @@ class KerasTrainer(TrainerBase):
                 raise ValueError(f"the model {model.name!r} has no trainable weights: nothing to sweep")
             if not self.optimizer.built:  # a fresh copy: not the user's object
                 self.optimizer.build(trainable)
-            optimizer_variables = list(self.optimizer.variables) if self.restores_optimizer else []
+            # a fresh copy is restored too: every confirm probe must start from the same moments
+            optimizer_variables = list(self.optimizer.variables)
             self._variables = _unique([*model.variables, *model.metrics_variables, *optimizer_variables])
             self._saved = [np.array(v.numpy(), copy=True) for v in self._variables]
 
@@ -396,6 +399,25 @@ class KerasTrainer(TrainerBase):
         if self._steps is None:
             raise RuntimeError("KerasTrainer.fetch_losses() after restore()")
         return self._steps.losses(losses)
+
+    def evaluate(self, data: Any) -> float:
+        """Mean loss over every batch of ``data`` (same forms as ``val_loader``), in inference mode,
+        weighted by batch size as ``Model.evaluate`` does. Between snapshot() and restore() only."""
+        if self._steps is None:
+            raise RuntimeError("KerasTrainer.evaluate() before snapshot()")
+        key = id(data)
+        if self._eval_source is None or self._eval_source[0] != key:
+            source = make_source(data, self._batch_size if is_arrays(data) else None, "confirm_data")
+            if getattr(source, "one_shot", False) or source.length is None:
+                raise TypeError(
+                    "confirm_data scores every probe on the same batches, so it must be re-iterable with "
+                    "a known length: a finite tf.data.Dataset, (x, y) arrays, a PyDataset or a list of "
+                    "batches"
+                )
+            self._eval_source = (key, source)
+        source = self._eval_source[1]
+        assert source.length is not None
+        return float(keras.ops.convert_to_numpy(self._steps.evaluate(source.first_batches(source.length))))
 
     def restore(self) -> None:
         """Put the schedule and every saved value back, and drop the compiled steps."""

@@ -65,6 +65,20 @@ class StepFunctionTrainer(TrainerBase):
                 ) from None
         return values
 
+    def evaluate(self, data: Any) -> float:
+        """Call ``data()``, the user's ``evaluate() -> loss`` (confirm mode's ``confirm_data``)."""
+        if not callable(data):
+            raise TypeError(
+                "with a step function, confirm_data must be a callable evaluate() -> loss that returns "
+                f"the mean loss on held-out data at the current state, got {type(data).__name__}"
+            )
+        value = data()
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"confirm_data() must return the loss as a number, got "
+                            f"{type(value).__name__}: {value!r}") from None
+
     def restore(self) -> None:
         if self._restore is not None and self._state is not _NOTHING:
             state, self._state = self._state, _NOTHING

@@ -30,6 +30,7 @@ from lrfinder.trainers._torch_options import (
     check_validation,
     default_optimizer,
     distributed_rank,
+    length,
     lr_ratios,
     name_of,
     positive_int,
@@ -175,7 +176,7 @@ class TorchTrainer(TrainerBase):
 
         self._snapshot = TorchSnapshot(
             [model] + ([criterion] if isinstance(criterion, torch.nn.Module) else []),
-            self.optimizer if self._user_optimizer else None,
+            self.optimizer,  # also one lrfinder built: every confirm probe starts from its state
             extra_params=self._clip_params,
             scaler=self.scaler if user_scaler else None,
             generators=loader_generators(self.data, self.val_loader),
@@ -324,7 +325,7 @@ class TorchTrainer(TrainerBase):
         else:
             optimizer.step()
         if self.val_loader is not None:
-            return self._validation_loss()
+            return self._validation_loss(self.val_loader, self.val_batches)
         return total
 
     def fetch_losses(self, losses: Sequence[Any]) -> list[float]:
@@ -334,6 +335,24 @@ class TorchTrainer(TrainerBase):
             return [float(loss) for loss in losses]
         # one device-to-host copy (one sync) for the whole block
         return torch.stack([loss.reshape(()).float() for loss in losses]).cpu().tolist()
+
+    def evaluate(self, data: Any) -> float:
+        """Mean loss over every batch of ``data`` in eval mode without gradients, averaged over the
+        ranks (confirm mode's probe score; same batch forms as ``val_loader``)."""
+        loader = check_loader(data, "confirm_data")
+        if length(loader) is None or hasattr(loader, "__next__"):  # iter() would start workers
+            raise TypeError(
+                "confirm_data scores every probe on the same batches, so it must be re-iterable with a "
+                "length: a DataLoader or a list of batches, not an iterator or generator"
+            )
+        if not self._started:
+            self._begin()
+        total = self._validation_loss(loader, None).detach().float()
+        if self.world_size > 1:
+            total = total.clone()
+            torch.distributed.all_reduce(total, op=torch.distributed.ReduceOp.SUM)
+            total = total / self.world_size
+        return float(total)
 
     def restore(self) -> None:
         self._iterator = None  # ends DataLoader workers before the RNG is put back
@@ -388,19 +407,21 @@ class TorchTrainer(TrainerBase):
                 "which lrfinder cycles, or a smaller num_iter"
             ) from None
 
-    def _validation_loss(self) -> torch.Tensor:
+    def _validation_loss(self, loader: Any, batches: int | None) -> torch.Tensor:
+        """Mean of the per-batch losses of the first ``batches`` of ``loader`` (all when None), in
+        eval mode without gradients; the model is left in train mode."""
         self.model.eval()
         total: torch.Tensor | None = None
         count = 0
         with torch.no_grad():
-            for batch in islice(iter(self.val_loader), self.val_batches):
+            for batch in islice(iter(loader), batches):
                 with self._autocast():
                     loss = self._batch_loss(batch).float()
                 total = loss if total is None else total + loss
                 count += 1
         self.model.train()
         if total is None:
-            raise ValueError("val_loader yielded no batches: give it at least one")
+            raise ValueError("the validation data yielded no batches: give it at least one")
         return total / count
 
     def _batch_loss(self, batch: Any) -> torch.Tensor:

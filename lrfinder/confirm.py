@@ -1,0 +1,772 @@
+"""Confirm mode: train short probes at a few LRs around the suggestion and keep the best.
+
+The range test reads one curve over about a hundred steps; it cannot see how the LR it suggests
+behaves over the user's whole run. Confirm mode checks: from the untouched starting state, it trains
+a probe at each of a few candidate LRs around the suggestion under the user's schedule compressed to
+the probe's length, scores each probe on held-out batches (the mean loss, eval mode, no gradients),
+puts the state back bit for bit, and keeps the LR whose probe scored lowest. With
+``ConfirmSettings.rounds > 1`` it runs successive halving: the best share of the candidates is
+probed again, from the start, for longer.
+
+Everything the search does is fixed in advance by a :class:`ProbePlan`, computed by the pure
+:func:`plan_probes` from the budget (training steps for the range test and the probes together),
+the range test's length and a :class:`ConfirmSettings`. :func:`run_plan` carries a plan out with
+any ``probe(lr, steps)`` function, so a benchmark can replay the search exactly from recorded
+training runs, without a trainer; :func:`confirm` carries it out with a
+:class:`~lrfinder.trainers.base.Trainer`. This module uses NumPy only.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from lrfinder.plan import Plan, check_train_steps, lr_curve
+from lrfinder.trainers.base import Trainer
+
+#: The range test's length when the user does not set ``num_iter`` (``SweepSettings.num_iter``).
+DEFAULT_RANGE_STEPS = 100
+
+
+@dataclass(frozen=True)
+class ConfirmSettings:
+    """Every knob of confirm mode, with its default.
+
+    Candidates: the LRs ``center * 10 ** (shift + k * spacing)`` for ``k = -down .. up``, where
+    ``center`` is the range test's suggestion for the plan.
+
+    Attributes:
+        up: Candidates above the centre (>= 0).
+        down: Candidates below the centre (>= 0); ``up + down + 1`` must be at least 2.
+        spacing: Decades between neighbouring candidates (> 0).
+        shift: Decades by which the candidates' centre lies above the suggestion (negative: below).
+        rounds: Rounds of successive halving; 1 probes every candidate once. Later rounds keep the
+            best ``keep`` share of the previous round's candidates (rounded up) and probe them from
+            the start again, longer. Fewer rounds run when a round would compare fewer than two
+            candidates or its probes would be shorter than ``min_probe_steps``.
+        keep: Share of a round's candidates that go on to the next round, in (0, 1).
+        budget_factor: Default budget, in training steps for the range test and the probes
+            together, as a multiple of ``train_steps``.
+        range_share: Most of the budget the range test may take when its length was not set by
+            the user: a longer default range test is shortened to this share, in (0, 1).
+        min_range_steps: Shortest range test a shortening may produce (>= 5).
+        min_probe_steps: Shortest probe worth running (>= 1); a budget that cannot give every
+            candidate this many steps is an error.
+        max_probe_fraction: Longest probe, as a share of ``train_steps`` (> 0): a probe longer
+            than the run it stands for would measure another run.
+    """
+
+    up: int = 2
+    down: int = 2
+    spacing: float = 0.5
+    shift: float = 0.0
+    rounds: int = 1
+    keep: float = 0.5
+    budget_factor: float = 2.0
+    range_share: float = 0.5
+    min_range_steps: int = 30
+    min_probe_steps: int = 5
+    max_probe_fraction: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("up", "down", "rounds", "min_range_steps", "min_probe_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"ConfirmSettings.{name} must be an integer >= 0, got {value!r}")
+        if self.up + self.down < 1:
+            raise ValueError("ConfirmSettings needs at least two candidates (up + down >= 1)")
+        if self.rounds < 1:
+            raise ValueError(f"ConfirmSettings.rounds must be >= 1, got {self.rounds}")
+        if self.min_probe_steps < 1:
+            raise ValueError(f"ConfirmSettings.min_probe_steps must be >= 1, got {self.min_probe_steps}")
+        if self.min_range_steps < 5:
+            raise ValueError(f"ConfirmSettings.min_range_steps must be >= 5, got {self.min_range_steps}")
+        for name, low, high in (("keep", 0.0, 1.0), ("range_share", 0.0, 1.0)):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and low < value < high):
+                raise ValueError(
+                    f"ConfirmSettings.{name} must lie strictly between {low} and {high}, got {value!r}"
+                )
+        for name in ("spacing", "budget_factor", "max_probe_fraction"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"ConfirmSettings.{name} must be a finite number > 0, got {value!r}")
+        if not (isinstance(self.shift, (int, float)) and math.isfinite(self.shift)):
+            raise ValueError(f"ConfirmSettings.shift must be a finite number of decades, got {self.shift!r}")
+
+    @property
+    def candidates(self) -> int:
+        """How many LRs the first round probes: ``up + down + 1``."""
+        return self.up + self.down + 1
+
+    def offsets(self) -> tuple[float, ...]:
+        """The candidates' offsets from the suggestion, in decades, increasing.
+
+        >>> ConfirmSettings(up=1, down=2, spacing=0.5, shift=0.25).offsets()
+        (-0.75, -0.25, 0.25, 0.75)
+        """
+        return tuple(float(self.shift + k * self.spacing) for k in range(-self.down, self.up + 1))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ProbeRound(NamedTuple):
+    """One round of the search: ``size`` probes of ``steps`` training steps each."""
+
+    size: int
+    steps: int
+
+
+@dataclass(frozen=True)
+class ProbePlan:
+    """What confirm mode will train, fixed before it starts.
+
+    Attributes:
+        budget: Training steps allowed for the range test and the probes together.
+        range_steps: Length of the range test (``num_iter``), possibly shortened to fit.
+        offsets: The first round's candidates, in decades from the suggestion.
+        rounds: The rounds, in order; the first one probes every candidate.
+        lookahead: Batches the trainer draws ahead of its steps in each pass over the data (the
+            range test's and every probe's), counted against the budget.
+    """
+
+    budget: int
+    range_steps: int
+    offsets: tuple[float, ...]
+    rounds: tuple[ProbeRound, ...]
+    lookahead: int = 0
+
+    @property
+    def probe_steps(self) -> int:
+        """Training steps of every probe together."""
+        return sum(r.size * r.steps for r in self.rounds)
+
+    @property
+    def total_steps(self) -> int:
+        """Training steps of the range test and the probes."""
+        return self.range_steps + self.probe_steps
+
+    @property
+    def batches(self) -> int:
+        """Training batches drawn at most: :attr:`total_steps` plus :attr:`lookahead` per pass over
+        the data; never more than :attr:`budget`."""
+        return self.total_steps + self.lookahead * (1 + sum(r.size for r in self.rounds))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "budget": self.budget,
+            "range_steps": self.range_steps,
+            "offsets": list(self.offsets),
+            "rounds": [list(r) for r in self.rounds],
+            "lookahead": self.lookahead,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProbePlan:
+        return cls(
+            budget=int(data["budget"]),
+            range_steps=int(data["range_steps"]),
+            offsets=tuple(float(x) for x in data["offsets"]),
+            rounds=tuple(ProbeRound(int(c), int(s)) for c, s in data["rounds"]),
+            lookahead=int(data.get("lookahead", 0)),
+        )
+
+
+def default_budget(train_steps: int, settings: ConfirmSettings | None = None) -> int:
+    """The budget when ``confirm=True``: ``floor(budget_factor * train_steps)`` training steps.
+
+    >>> default_budget(150)
+    300
+    """
+    settings = settings or ConfirmSettings()
+    return math.floor(settings.budget_factor * train_steps)
+
+
+def plan_probes(
+    budget: int,
+    range_steps: int,
+    settings: ConfirmSettings | None = None,
+    *,
+    train_steps: int | None = None,
+    shorten_range: bool = True,
+    lookahead: int = 0,
+) -> ProbePlan:
+    """Turn a budget into the rounds of probes confirm mode will train (a pure function).
+
+    1. The range test keeps ``range_steps`` when that is at most ``range_share * budget`` or when
+       ``shorten_range`` is False (the user set ``num_iter``); otherwise it is shortened to
+       ``max(min_range_steps, floor(range_share * budget))`` (never lengthened).
+    2. The rest of the budget goes to the probes, less ``lookahead`` for the range test's pass over
+       the data (each probe's pass costs its steps plus ``lookahead`` too). Round 1 probes every
+       candidate; each later round probes ``ceil(keep * count)`` of the previous round's ``count``
+       candidates, for as long as that leaves at least two and at most ``rounds`` rounds.
+    3. Every round gets an equal share of the probe budget, ``floor(probe budget / rounds)``, split
+       evenly among its probes (rounded down, less ``lookahead`` each), and no probe is longer than
+       ``floor(max_probe_fraction * train_steps)`` when ``train_steps`` is given. Rounds whose
+       probes would be shorter than ``min_probe_steps`` are dropped from the end.
+
+    So ``range_steps + sum(size * steps) + lookahead * (1 + sum(size)) <= budget`` always holds.
+
+    Args:
+        budget: Training steps for the range test and the probes together (>= 1).
+        range_steps: The range test's length as asked (``num_iter``; >= 2).
+        settings: The knobs (default :class:`ConfirmSettings`'s).
+        train_steps: The planned training run's length, which caps each probe.
+        shorten_range: Whether the range test may be shortened to fit.
+        lookahead: Batches the trainer draws ahead of its steps in each pass over the data (a
+            trainer's ``lookahead`` attribute; 0 for most).
+
+    Returns:
+        The :class:`ProbePlan`.
+
+    Raises:
+        ValueError: The budget cannot hold the range test and ``min_probe_steps`` for every
+            candidate (the message gives the numbers and what to change).
+
+    >>> plan = plan_probes(300, 100)
+    >>> plan.range_steps, plan.rounds
+    (100, (ProbeRound(size=5, steps=40),))
+    >>> plan_probes(100, 100).range_steps  # shortened to half the budget
+    50
+    >>> plan_probes(800, 100, ConfirmSettings(rounds=2), train_steps=400).rounds
+    (ProbeRound(size=5, steps=70), ProbeRound(size=3, steps=116))
+    """
+    settings = settings or ConfirmSettings()
+    budget = _positive(budget, "the confirm budget")
+    range_steps = _positive(range_steps, "the range test's num_iter")
+    train_steps = check_train_steps(train_steps)
+    if isinstance(lookahead, bool) or not isinstance(lookahead, int) or lookahead < 0:
+        raise ValueError(f"lookahead must be an integer >= 0, got {lookahead!r}")
+    n = settings.candidates
+    if shorten_range and range_steps > settings.range_share * budget:
+        shortest = max(settings.min_range_steps, math.floor(settings.range_share * budget))
+        range_steps = min(range_steps, shortest)
+    probe_budget = budget - range_steps - lookahead
+    if probe_budget < n * (settings.min_probe_steps + lookahead):
+        what = (
+            "num_iter (you set it; leave it out to let confirm mode shorten the range test)"
+            if not shorten_range
+            else f"the range test's {range_steps} steps"
+        )
+        needed = range_steps + lookahead + n * (settings.min_probe_steps + lookahead)
+        raise ValueError(
+            f"a confirm budget of {budget} training steps cannot hold {what} and {n} probes of at "
+            f"least {settings.min_probe_steps} steps each (needs {needed}); "
+            "give a larger budget (confirm=N steps, or a larger train_steps), fewer candidates "
+            "(ConfirmSettings up/down) or a shorter range test (num_iter)"
+        )
+    counts = [n]
+    while len(counts) < settings.rounds:
+        following = math.ceil(settings.keep * counts[-1])
+        if following < 2 or following >= counts[-1]:
+            break
+        counts.append(following)
+    cap = None if train_steps is None else max(1, math.floor(settings.max_probe_fraction * train_steps))
+    while True:
+        share = probe_budget // len(counts)
+        rounds = []
+        for count in counts:
+            steps = share // count - lookahead
+            rounds.append(ProbeRound(count, steps if cap is None else min(cap, steps)))
+        if len(counts) == 1 or all(r.steps >= settings.min_probe_steps for r in rounds):
+            break
+        counts.pop()
+    return ProbePlan(
+        budget=budget,
+        range_steps=range_steps,
+        offsets=settings.offsets(),
+        rounds=tuple(rounds),
+        lookahead=lookahead,
+    )
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One short training run of confirm mode.
+
+    Attributes:
+        lr: The schedule's peak LR (the LR throughout for a constant plan).
+        steps: Training steps planned; fewer ran (``len(losses)``) when the loss became non-finite.
+        round: Which round of the search it belongs to (0 for the first).
+        losses: The training loss of every step that ran.
+        score: Mean loss on the confirm data after the last step; ``inf`` when training blew up.
+    """
+
+    lr: float
+    steps: int
+    round: int
+    losses: tuple[float, ...]
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lr": self.lr,
+            "steps": self.steps,
+            "round": self.round,
+            "losses": list(self.losses),
+            "score": self.score,
+        }
+
+
+#: ``probe(lr, steps) -> (training losses, score)``: one probe, from the starting state.
+ProbeFunction = Callable[[float, int], tuple[Sequence[float], float]]
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What confirm mode trained and what it chose.
+
+    Attributes:
+        lr: The chosen LR (the best-scoring probe of the last round), or None (see ``reason``).
+        center: The range test's suggestion the candidates were placed around.
+        probes: Every probe, in the order they ran.
+        plan: The :class:`ProbePlan` that was carried out.
+        schedule: The plan's schedule the probes trained under.
+        reason: Why no LR was chosen (None when one was).
+        settings: The :class:`ConfirmSettings` used, as a dict.
+    """
+
+    lr: float | None
+    center: float | None
+    probes: tuple[Probe, ...]
+    plan: ProbePlan
+    schedule: str = "constant"
+    reason: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best(self) -> Probe | None:
+        """The chosen probe, or None."""
+        last = [p for p in self.probes if p.round == self.probes[-1].round] if self.probes else []
+        return _best(last) if self.lr is not None else None
+
+    @property
+    def probe_steps(self) -> int:
+        """Training steps every probe ran, together."""
+        return sum(len(p.losses) for p in self.probes)
+
+    @property
+    def steps_used(self) -> int:
+        """Training steps of the range test (as planned: ``num_iter``) and of every probe."""
+        return self.plan.range_steps + self.probe_steps
+
+    def summary(self) -> str:
+        """One line: ``confirmed: 0.031 (best of 4 probes, 150 steps each)``.
+
+        With several rounds it names them and the longest probe: ``(best of 5 probes, 2 rounds,
+        up to 120 steps)``.
+        """
+        return f"confirmed: {self.detail()}"
+
+    def detail(self) -> str:
+        """:meth:`summary` without its ``confirmed:`` label."""
+        if self.lr is None:
+            return f"none ({self.reason})"
+        firsts = [p for p in self.probes if p.round == 0]
+        rounds = max(p.round for p in self.probes) + 1
+        if rounds == 1:
+            detail = f"{len(firsts)} probes, {firsts[0].steps} steps each"
+        else:
+            detail = f"{len(firsts)} probes, {rounds} rounds, up to {max(p.steps for p in self.probes)} steps"
+        return f"{self.lr:.3g} (best of {detail})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lr": self.lr,
+            "center": self.center,
+            "schedule": self.schedule,
+            "reason": self.reason,
+            "plan": self.plan.to_dict(),
+            "settings": dict(self.settings),
+            "probes": [p.to_dict() for p in self.probes],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Confirmation:
+        """Read back :meth:`to_dict` (``None`` scores or losses, as JSON writes NaN, become NaN)."""
+        probes = tuple(
+            Probe(
+                lr=float(p["lr"]),
+                steps=int(p["steps"]),
+                round=int(p["round"]),
+                losses=tuple(_number(x) for x in p["losses"]),
+                score=_number(p["score"]),
+            )
+            for p in data.get("probes", [])
+        )
+        return cls(
+            lr=None if data.get("lr") is None else float(data["lr"]),
+            center=None if data.get("center") is None else float(data["center"]),
+            probes=probes,
+            plan=ProbePlan.from_dict(data["plan"]),
+            schedule=data.get("schedule", "constant"),
+            reason=data.get("reason"),
+            settings=dict(data.get("settings", {})),
+        )
+
+
+def run_plan(
+    plan: ProbePlan,
+    center: float,
+    probe: ProbeFunction,
+    *,
+    schedule: str = "constant",
+    settings: ConfirmSettings | None = None,
+) -> Confirmation:
+    """Carry out ``plan`` around ``center`` with ``probe(lr, steps) -> (losses, score)``.
+
+    Round 1 probes ``center * 10 ** offset`` for every offset of the plan; each later round probes
+    the best-scoring ``size`` candidates of the round before (lowest score first; a NaN score
+    counts as ``inf``; ties go to the lower LR, the safer side), leaving out any that blew up; when
+    fewer than two are left, the rounds end there. The chosen LR is the best of the last round run;
+    when every probe of it scored ``inf`` no LR is chosen.
+
+    Args:
+        plan: From :func:`plan_probes`.
+        center: The range test's suggestion (> 0).
+        probe: Trains one probe from the starting state and returns its per-step training losses
+            and its score (lower is better).
+        schedule: The plan's schedule, recorded in the result.
+        settings: The settings behind ``plan``, recorded in the result.
+
+    Returns:
+        The :class:`Confirmation`.
+    """
+    if not (math.isfinite(center) and center > 0):
+        raise ValueError(f"center must be a finite LR > 0, got {center}")
+    candidates = [float(center * 10.0**offset) for offset in plan.offsets]
+    probes: list[Probe] = []
+    last: list[Probe] = []
+    for index, round_ in enumerate(plan.rounds):
+        if index > 0:
+            ranked = [p for p in sorted(last, key=_rank)[: round_.size] if _rank(p)[0] < math.inf]
+            if len(ranked) < 2:  # nothing left to compare: the round before decides
+                break
+            candidates = sorted(p.lr for p in ranked)
+        last = []
+        for lr in candidates:
+            losses, score = probe(lr, round_.steps)
+            record = Probe(
+                lr=lr,
+                steps=round_.steps,
+                round=index,
+                losses=tuple(float(x) for x in losses),
+                score=float(score),
+            )
+            probes.append(record)
+            last.append(record)
+    chosen = _best(last)
+    settings_dict = (settings or ConfirmSettings()).to_dict()
+    if chosen is None:
+        return Confirmation(
+            lr=None,
+            center=center,
+            probes=tuple(probes),
+            plan=plan,
+            schedule=schedule,
+            reason="every probe of the last round blew up (non-finite loss)",
+            settings=settings_dict,
+        )
+    return Confirmation(
+        lr=chosen.lr,
+        center=center,
+        probes=tuple(probes),
+        plan=plan,
+        schedule=schedule,
+        settings=settings_dict,
+    )
+
+
+def no_confirmation(
+    plan: ProbePlan, reason: str, *, schedule: str = "constant", settings: ConfirmSettings | None = None
+) -> Confirmation:
+    """A confirmation that trained no probe, saying why (e.g. the range test suggested nothing)."""
+    return Confirmation(
+        lr=None,
+        center=None,
+        probes=(),
+        plan=plan,
+        schedule=schedule,
+        reason=reason,
+        settings=(settings or ConfirmSettings()).to_dict(),
+    )
+
+
+def _rank(probe: Probe) -> tuple[float, float]:
+    score = probe.score if math.isfinite(probe.score) or probe.score == -math.inf else math.inf
+    return (score, probe.lr)
+
+
+def _best(probes: Sequence[Probe]) -> Probe | None:
+    if not probes:
+        return None
+    best = min(probes, key=_rank)
+    return best if _rank(best)[0] < math.inf else None
+
+
+def _number(value: Any) -> float:
+    if value is None:
+        return math.nan
+    if value == "inf":
+        return math.inf
+    if value == "-inf":
+        return -math.inf
+    return float(value)
+
+
+def _positive(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{what} must be a whole number of training steps >= 1, got {value!r}")
+    return int(value)
+
+
+# -- with a trainer ------------------------------------------------------------------------------
+
+#: Options of a trainer that make its step record a validation loss; the probes' trainer is
+#: built without them (a probe trains on the training loss and is scored once, at its end).
+VALIDATION_OPTIONS = ("val_loader", "val_batches")
+
+
+@dataclass(frozen=True)
+class ConfirmRun:
+    """What :func:`lrfinder.api.run_range_test` needs to confirm its suggestion.
+
+    Attributes:
+        probes: The probe plan (:func:`probe_plan_for`).
+        data: What ``trainer.evaluate`` scores each probe on (``confirm_data``).
+        settings: The settings behind ``probes``, recorded in the result.
+        trainer: The trainer the probes train with; None: the range test's own. A trainer whose
+            step records a validation loss (``val_loader``) needs a twin built without it
+            (:func:`probe_options`).
+    """
+
+    probes: ProbePlan
+    data: Any
+    settings: ConfirmSettings = field(default_factory=ConfirmSettings)
+    trainer: Trainer | None = None
+
+
+def check_confirm(confirm: Any) -> None:
+    """Raise ``ValueError`` unless ``confirm`` is True, False or a budget (an integer >= 1)."""
+    if isinstance(confirm, bool):
+        return
+    if not isinstance(confirm, (int, np.integer)) or confirm < 1:
+        raise ValueError(f"confirm must be True, False or a budget in training steps >= 1, got {confirm!r}")
+
+
+def probe_plan_for(
+    plan: Plan | None, confirm: bool | int, num_iter: int | None, settings: ConfirmSettings | None = None
+) -> ProbePlan:
+    """The probe plan of ``find_lr(..., confirm=confirm, num_iter=num_iter)`` under ``plan``.
+
+    ``confirm=True`` gives the budget :func:`default_budget`, an integer is the budget itself;
+    ``num_iter=None`` lets :func:`plan_probes` shorten the default range test.
+
+    Raises:
+        ValueError: No ``train_steps`` in the plan, or the budget is too small.
+        TypeError: ``settings`` is not a :class:`ConfirmSettings`.
+    """
+    check_confirm(confirm)
+    if confirm is False:
+        raise ValueError("confirm is False: there is no probe plan")
+    train_steps = check_train_steps(
+        None if plan is None else plan.train_steps, required=True, what="confirm mode"
+    )
+    assert train_steps is not None
+    settings = ConfirmSettings() if settings is None else settings
+    if not isinstance(settings, ConfirmSettings):
+        raise TypeError(
+            f"confirm_settings must be a lrfinder.ConfirmSettings, got {type(settings).__qualname__}"
+        )
+    budget = default_budget(train_steps, settings) if confirm is True else int(confirm)
+    return plan_probes(
+        budget,
+        DEFAULT_RANGE_STEPS if num_iter is None else num_iter,
+        settings,
+        train_steps=train_steps,
+        shorten_range=num_iter is None,
+    )
+
+
+def default_confirm_data(confirm_data: Any, val_loader: Any) -> Any:
+    """``confirm_data``, else ``val_loader``; ``TypeError`` when there is neither.
+
+    Never training batches: a probe scored on the batches it trained on rewards the LR that
+    overfits fastest, and holding some out would change the data the user trains on.
+    """
+    if confirm_data is not None:
+        return confirm_data
+    if val_loader is not None:
+        return val_loader
+    raise TypeError(
+        "confirm mode scores its probes on held-out data: pass confirm_data= (validation batches; "
+        "for a step function, a callable evaluate() -> loss) or val_loader="
+    )
+
+
+def probe_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The trainer options for the probes' trainer: ``options`` without :data:`VALIDATION_OPTIONS`."""
+    return {key: value for key, value in options.items() if key not in VALIDATION_OPTIONS}
+
+
+def fit_lookahead(
+    probes: ProbePlan, lookahead: int, settings: ConfirmSettings, train_steps: int
+) -> ProbePlan:
+    """``probes`` planned again for a trainer that draws ``lookahead`` batches ahead in each pass
+    over the data (the range test's length unchanged), so that the batches drawn stay in budget."""
+    if lookahead == probes.lookahead:
+        return probes
+    return plan_probes(
+        probes.budget,
+        probes.range_steps,
+        settings,
+        train_steps=train_steps,
+        shorten_range=False,
+        lookahead=lookahead,
+    )
+
+
+def check_run(run: ConfirmRun, plan: Plan | None, num_iter: int) -> None:
+    """Raise ``ValueError`` unless ``run`` fits the plan and the range test's length."""
+    if plan is None or plan.train_steps is None:
+        raise ValueError("confirm mode needs a plan with train_steps (lrfinder.Plan(schedule, train_steps))")
+    if run.probes.range_steps != num_iter:
+        raise ValueError(
+            f"the probe plan counts a range test of {run.probes.range_steps} steps but the settings "
+            f"have num_iter={num_iter}; build the settings with num_iter=probes.range_steps"
+        )
+
+
+def check_evaluates(trainer: Any) -> None:
+    """Raise ``TypeError`` unless ``trainer`` can score a probe (``evaluate(data) -> float``) and
+    put its state back (a step function needs ``snapshot=`` and ``restore=``)."""
+    if not callable(getattr(trainer, "evaluate", None)):
+        raise TypeError(
+            f"confirm mode scores each probe with trainer.evaluate(confirm_data), which "
+            f"{type(trainer).__qualname__} does not have; add evaluate(data) -> float (the mean loss "
+            "on data, without training) to it"
+        )
+    if getattr(trainer, "info", {}).get("restores_state") is False:
+        raise TypeError(
+            "confirm mode trains every probe from the same starting state, so the step function "
+            "needs snapshot= and restore= (snapshot() -> state, restore(state))"
+        )
+
+
+def train_probe(
+    trainer: Trainer,
+    lrs: np.ndarray,
+    confirm_data: Any,
+    *,
+    on_step: Callable[[], None] | None = None,
+) -> tuple[list[float], float]:
+    """Train one probe with ``trainer`` at the per-step ``lrs``, score it, and restore the state.
+
+    The state is snapshotted first and restored in ``finally``: after the score, after an
+    exception raised by a step or by the scoring (re-raised), and after ``KeyboardInterrupt``
+    (re-raised too). A non-finite training loss ends the probe at once with score ``inf``.
+
+    Returns:
+        The training loss of every step that ran, and the mean loss on ``confirm_data``.
+    """
+    sync_every = max(1, int(getattr(trainer, "sync_every", 1)))
+    losses: list[float] = []
+    trainer.snapshot()
+    try:
+        pending: list[Any] = []
+        blew_up = False
+        for step, lr in enumerate(lrs):
+            try:
+                pending.append(trainer.step(float(lr)))
+            except BaseException as error:
+                _add_note(
+                    error,
+                    f"lrfinder: raised by step {step} of a confirm probe at "
+                    f"lr={float(lr):.3e}; the model's state was restored",
+                )
+                raise
+            if on_step is not None:
+                on_step()
+            if len(pending) >= sync_every or step == len(lrs) - 1:
+                values = trainer.fetch_losses(pending)
+                pending = []
+                for value in values:
+                    losses.append(float(value))
+                    if not math.isfinite(value):
+                        blew_up = True
+                        break
+                if blew_up:
+                    break
+        score = math.inf if blew_up else float(trainer.evaluate(confirm_data))
+        if math.isnan(score):
+            score = math.inf
+    finally:
+        trainer.restore()
+    return losses, score
+
+
+def confirm(
+    trainer: Trainer,
+    plan: ProbePlan,
+    center: float | None,
+    user_plan: Plan,
+    confirm_data: Any,
+    *,
+    settings: ConfirmSettings | None = None,
+    progress: bool | None = None,
+) -> Confirmation:
+    """Carry out ``plan`` with ``trainer``: each probe trains under ``user_plan``'s schedule
+    compressed to the probe's length (:func:`lrfinder.plan.lr_curve`) and is scored with
+    ``trainer.evaluate(confirm_data)``. The trainer's state is back as found after every probe.
+
+    Args:
+        trainer: A :class:`~lrfinder.trainers.base.Trainer` with ``evaluate(data) -> float``.
+        plan: From :func:`plan_probes`.
+        center: The range test's suggestion; None trains nothing and says so.
+        user_plan: The user's schedule.
+        confirm_data: What ``trainer.evaluate`` scores a probe on.
+        settings: Recorded in the result.
+        progress: Progress bar over the probes' steps (None: only on a terminal or in a notebook).
+    """
+    if center is None:
+        warnings.warn(
+            "lrfinder: the range test gave no suggestion, so confirm mode trained no probe",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return no_confirmation(
+            plan,
+            "the range test gave no suggestion to confirm",
+            schedule=user_plan.schedule,
+            settings=settings,
+        )
+    from lrfinder.sweep import _progress_bar
+
+    bar = _progress_bar(progress, trainer, plan.probe_steps, desc="Confirm probes")
+    on_step = None if bar is None else (lambda: bar.update(1))
+
+    def probe(lr: float, steps: int) -> tuple[list[float], float]:
+        losses, score = train_probe(
+            trainer, lr_curve(user_plan.schedule, lr, steps), confirm_data, on_step=on_step
+        )
+        if bar is not None:
+            bar.update(steps - len(losses))  # the steps a blown-up probe did not run
+            bar.set_postfix(lr=f"{lr:.2e}", score=f"{score:.4g}", refresh=False)
+        return losses, score
+
+    try:
+        return run_plan(plan, center, probe, schedule=user_plan.schedule, settings=settings)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _add_note(error: BaseException, note: str) -> None:
+    if hasattr(error, "add_note"):  # Python >= 3.11
+        error.add_note(note)

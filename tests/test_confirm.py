@@ -1,0 +1,506 @@
+"""The plan (schedule, train_steps), the plan's suggestion and confirm mode, with NumPy only."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lrfinder import LRFinderResult, find_lr, suggest
+from lrfinder.confirm import (
+    Confirmation,
+    ConfirmSettings,
+    Probe,
+    ProbePlan,
+    ProbeRound,
+    default_budget,
+    plan_probes,
+    run_plan,
+)
+from lrfinder.plan import Plan
+from lrfinder.result import _encode
+from tests.test_result import synthetic
+from tests.test_sweep import NoisyQuadratic
+
+A = 3.0  # the quadratic's curvature: SGD on it diverges past lr = 2 / A
+
+
+def quadratic(seed: int = 0) -> tuple[NoisyQuadratic, dict]:
+    """A noisy quadratic with find_lr's step-function arguments and its held-out loss."""
+    problem = NoisyQuadratic(A, seed=seed)
+    kwargs = {
+        "snapshot": problem.snapshot,
+        "restore": problem.restore,
+        "confirm_data": lambda: 0.5 * problem.a * float(problem.w @ problem.w),
+        "progress": False,
+    }
+    return problem, kwargs
+
+
+class CountingStep:
+    """Wraps a step function and counts the training steps (batches) it is asked for."""
+
+    def __init__(
+        self,
+        problem: NoisyQuadratic,
+        fail_at: int | None = None,
+        fail_with: type[BaseException] = RuntimeError,
+    ) -> None:
+        self.problem, self.fail_at, self.fail_with = problem, fail_at, fail_with
+        self.calls = 0
+
+    def __call__(self, lr: float) -> float:
+        if self.fail_at is not None and self.calls == self.fail_at:
+            raise self.fail_with("failed on purpose")
+        self.calls += 1
+        return self.problem.step(lr)
+
+
+def state(problem: NoisyQuadratic) -> tuple[bytes, str]:
+    return problem.w.tobytes(), repr(problem.rng.bit_generator.state)
+
+
+# -- the plan -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"schedule": "linear"}, ValueError, "schedule must be one of 'constant', 'onecycle', 'cosine'"),
+        ({"train_steps": 0}, ValueError, "train_steps must be at least 1"),
+        ({"train_steps": 2.5}, TypeError, "train_steps must be an integer"),
+        ({"confirm": True}, ValueError, "confirm mode needs train_steps=N"),
+        ({"confirm": 0, "train_steps": 10}, ValueError, "confirm must be True, False or a budget"),
+        ({"confirm": "yes", "train_steps": 10}, ValueError, "confirm must be True, False or a budget"),
+        ({"confirm_data": lambda: 1.0}, TypeError, "only apply with confirm=True"),
+        ({"confirm_settings": ConfirmSettings()}, TypeError, "only apply with confirm=True"),
+    ],
+)
+def test_bad_plans_are_refused_before_any_training(kwargs, error, match):
+    calls = []
+    with pytest.raises(error, match=match):
+        find_lr(lambda lr: calls.append(lr) or 1.0, progress=False, **kwargs)
+    assert calls == []
+
+
+def test_confirm_without_held_out_data_or_restore_is_refused_before_any_training():
+    problem, kwargs = quadratic()
+    step = CountingStep(problem)
+    with pytest.raises(TypeError, match="pass confirm_data="):
+        find_lr(
+            step,
+            snapshot=problem.snapshot,
+            restore=problem.restore,
+            train_steps=200,
+            confirm=True,
+            progress=False,
+        )
+    with pytest.raises(TypeError, match="needs snapshot= and restore="):
+        find_lr(step, train_steps=200, confirm=True, confirm_data=kwargs["confirm_data"], progress=False)
+    assert step.calls == 0
+
+
+def test_a_trainer_without_evaluate_cannot_confirm():
+    from tests.cases import numpy_case
+
+    trainer = numpy_case().model
+    trainer.evaluate = None  # what a Trainer written before confirm mode looks like
+    with pytest.raises(TypeError, match=r"add evaluate\(data\) -> float"):
+        find_lr(trainer, train_steps=100, confirm=True, confirm_data=[], progress=False)
+
+
+def test_a_step_function_confirm_data_must_be_a_callable_returning_a_number():
+    problem, kwargs = quadratic()
+    kwargs["confirm_data"] = [1.0, 2.0]
+    with pytest.raises(TypeError, match=r"callable evaluate\(\) -> loss"):
+        find_lr(problem.step, train_steps=150, confirm=True, **kwargs)
+
+
+def test_without_a_plan_the_result_is_unchanged():
+    problem, _ = quadratic()
+    plain = find_lr(problem.step, snapshot=problem.snapshot, restore=problem.restore, progress=False)
+    assert plain.plan is None and plain.confirmation is None
+    assert plain.suggestion == plain.suggestions[plain.rule].lr == plain.range_suggestion
+    data = plain.to_dict()
+    assert data["plan"] is None and data["confirmation"] is None
+    assert data["suggestion"] == data["range_suggestion"] == plain.suggestions[plain.rule].lr
+
+
+@pytest.mark.parametrize("schedule", ["constant", "onecycle", "cosine"])
+def test_a_plan_is_recorded_and_kept_by_the_json(schedule):
+    problem, _ = quadratic()
+    result = find_lr(
+        problem.step,
+        snapshot=problem.snapshot,
+        restore=problem.restore,
+        schedule=schedule,
+        train_steps=500,
+        progress=False,
+    )
+    assert result.plan == Plan(schedule, 500)
+    back = LRFinderResult.from_json(result.to_json())
+    assert back.plan == result.plan and back.suggestion == result.suggestion
+    assert "plan=" in repr(result)
+
+
+def test_train_steps_alone_plans_a_constant_lr():
+    problem, _ = quadratic()
+    result = find_lr(problem.step, train_steps=300, progress=False)
+    assert result.plan == Plan("constant", 300)
+
+
+# -- for_plan -------------------------------------------------------------------------------------
+
+
+def test_for_plan_is_the_plain_rule_with_zero_offsets():
+    curve = synthetic()
+    for plan in (None, Plan("constant"), Plan("onecycle", 100), Plan("cosine", 10_000)):
+        s = suggest.for_plan(curve.lrs, curve.smoothed, curve.losses, plan)
+        assert s == curve.suggestions[suggest.DEFAULT_RULE]
+
+
+def test_for_plan_moves_the_rule_by_the_schedules_offset_and_train_steps(monkeypatch):
+    curve = synthetic()
+    base = curve.suggestions[suggest.DEFAULT_RULE].lr
+    monkeypatch.setitem(suggest.PLAN_OFFSETS, "onecycle", 0.5)
+    monkeypatch.setitem(suggest.PLAN_STEPS_SLOPES, "onecycle", -0.25)
+    monkeypatch.setattr(suggest, "PLAN_REFERENCE_STEPS", 1000)
+    at_reference = suggest.for_plan(curve.lrs, curve.smoothed, curve.losses, Plan("onecycle", 1000))
+    assert at_reference.lr == pytest.approx(base * 10**0.5)
+    assert curve.lrs[at_reference.index] <= at_reference.lr < curve.lrs[at_reference.index + 1]
+    longer = suggest.for_plan(curve.lrs, curve.smoothed, curve.losses, Plan("onecycle", 100_000))
+    assert longer.lr == pytest.approx(base * 10 ** (0.5 - 0.25 * 2))
+    no_steps = suggest.for_plan(curve.lrs, curve.smoothed, curve.losses, Plan("onecycle"))
+    assert no_steps.lr == pytest.approx(base * 10**0.5)
+    constant = suggest.for_plan(curve.lrs, curve.smoothed, curve.losses, Plan("constant", 1000))
+    assert constant.lr == base
+    # and the result follows it, while suggestions keeps every plain rule
+    planned = LRFinderResult(curve.lrs, curve.losses, curve.smoothed, "diverged", plan=Plan("onecycle", 1000))
+    assert planned.suggestion == pytest.approx(base * 10**0.5)
+    assert planned.suggestions[suggest.DEFAULT_RULE].lr == base
+
+
+def test_for_plan_without_a_suggestion_keeps_the_reason(monkeypatch):
+    monkeypatch.setitem(suggest.PLAN_OFFSETS, "cosine", -1.0)
+    lrs = np.geomspace(1e-4, 1.0, 40)
+    flat = np.ones(40)
+    s = suggest.for_plan(lrs, flat, flat, Plan("cosine", 100))
+    assert s.lr is None and "no descent" in s.reason
+
+
+def test_for_plan_below_the_curve_sits_at_index_zero(monkeypatch):
+    curve = synthetic()
+    monkeypatch.setitem(suggest.PLAN_OFFSETS, "cosine", -8.0)
+    s = suggest.for_plan(curve.lrs, curve.smoothed, curve.losses, Plan("cosine", 100))
+    assert s.index == 0 and s.lr < curve.lrs[0]
+
+
+# -- the probe plan -------------------------------------------------------------------------------
+
+
+def test_a_trainer_that_reads_ahead_gets_shorter_probes_within_the_same_budget():
+    plan = plan_probes(300, 100, lookahead=1)
+    assert plan.rounds == (ProbeRound(5, 38),) and plan.batches == 100 + 1 + 5 * 39 <= 300
+    assert ProbePlan.from_dict(plan.to_dict()) == plan
+
+
+def test_probe_plan_examples():
+    assert default_budget(150) == 300
+    plan = plan_probes(300, 100)
+    assert plan.range_steps == 100 and plan.rounds == (ProbeRound(5, 40),)
+    assert plan.offsets == (-1.0, -0.5, 0.0, 0.5, 1.0) and plan.total_steps == 300
+    short = plan_probes(100, 100)  # the default range test gives way to half the budget
+    assert short.range_steps == 50 and short.rounds == (ProbeRound(5, 10),)
+    tiny = plan_probes(56, 100)  # but never below min_range_steps
+    assert tiny.range_steps == 30 and tiny.rounds == (ProbeRound(5, 5),)
+    capped = plan_probes(10_000, 100, train_steps=50)  # a probe is never longer than the run
+    assert capped.rounds == (ProbeRound(5, 50),)
+    halving = plan_probes(800, 100, ConfirmSettings(rounds=3), train_steps=400)
+    assert halving.rounds == (ProbeRound(5, 46), ProbeRound(3, 77), ProbeRound(2, 116))
+
+
+def test_probe_plan_refuses_a_budget_too_small_and_says_what_to_change():
+    with pytest.raises(ValueError, match=r"needs 55\).*larger budget"):
+        plan_probes(54, 100)  # 30 range steps + 5 probes of 5
+    with pytest.raises(ValueError, match="num_iter \\(you set it"):
+        plan_probes(120, 100, shorten_range=False)
+    with pytest.raises(ValueError, match="whole number of training steps"):
+        plan_probes(0, 100)
+
+
+def test_halving_drops_rounds_whose_probes_would_be_too_short():
+    plan = plan_probes(80, 40, ConfirmSettings(rounds=3, min_probe_steps=5))
+    # 40 probe steps: three rounds would give 13 // 5 = 2 steps; two give 20 // 5 = 4; one gives 8
+    assert plan.rounds == (ProbeRound(5, 8),)
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"up": 0, "down": 0}, "at least two candidates"),
+        ({"up": -1}, "integer >= 0"),
+        ({"rounds": 0}, "rounds must be >= 1"),
+        ({"keep": 1.0}, "keep must lie strictly between"),
+        ({"spacing": 0}, "spacing must be a finite number > 0"),
+        ({"shift": math.nan}, "shift must be a finite number"),
+        ({"min_range_steps": 3}, "min_range_steps must be >= 5"),
+    ],
+)
+def test_confirm_settings_are_checked(changes, match):
+    with pytest.raises(ValueError, match=match):
+        ConfirmSettings(**changes)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    budget=st.integers(1, 50_000),
+    range_steps=st.integers(2, 1_000),
+    up=st.integers(0, 4),
+    down=st.integers(0, 4),
+    rounds=st.integers(1, 4),
+    keep=st.floats(0.1, 0.9),
+    range_share=st.floats(0.05, 0.95),
+    min_probe_steps=st.integers(1, 50),
+    train_steps=st.one_of(st.none(), st.integers(1, 20_000)),
+    shorten=st.booleans(),
+    lookahead=st.sampled_from([0, 0, 1, 2]),
+)
+def test_a_probe_plan_never_exceeds_its_budget(
+    budget, range_steps, up, down, rounds, keep, range_share, min_probe_steps, train_steps, shorten, lookahead
+):
+    if up + down == 0:
+        up = 1
+    knobs = ConfirmSettings(
+        up=up, down=down, rounds=rounds, keep=keep, range_share=range_share, min_probe_steps=min_probe_steps
+    )
+    try:
+        plan = plan_probes(
+            budget, range_steps, knobs, train_steps=train_steps, shorten_range=shorten, lookahead=lookahead
+        )
+    except ValueError as error:
+        assert "cannot hold" in str(error)
+        needed = knobs.candidates * (min_probe_steps + lookahead)
+        shortest = max(knobs.min_range_steps, math.floor(range_share * budget)) if shorten else range_steps
+        assert budget - min(range_steps, shortest) - lookahead < needed
+        return
+    assert plan.total_steps <= plan.batches <= budget
+    drawn = plan.range_steps + lookahead + sum(r.size * (r.steps + lookahead) for r in plan.rounds)
+    assert plan.batches == drawn
+    assert plan.range_steps <= range_steps
+    if not shorten:
+        assert plan.range_steps == range_steps
+    counts = [r.size for r in plan.rounds]
+    assert counts[0] == knobs.candidates and len(counts) <= rounds
+    assert all(b < a for a, b in itertools.pairwise(counts)) and min(counts) >= 2
+    assert plan.rounds[0].steps >= min_probe_steps or train_steps is not None
+    if train_steps is not None:
+        assert all(r.steps <= max(1, train_steps) for r in plan.rounds)
+    assert all(r.steps >= min_probe_steps for r in plan.rounds[1:])
+
+
+# -- run_plan: the search alone, on a recorded score table ----------------------------------------
+
+
+def score_table(best_log10: float):
+    """A probe function whose score is (log10 lr - best)^2, longer probes a little lower."""
+    calls = []
+
+    def probe(lr: float, steps: int):
+        calls.append((lr, steps))
+        return [1.0] * steps, (math.log10(lr) - best_log10) ** 2 + 1.0 / steps
+
+    return probe, calls
+
+
+def test_run_plan_keeps_the_best_probe():
+    plan = plan_probes(300, 100)
+    probe, calls = score_table(best_log10=-1.4)
+    confirmation = run_plan(plan, 0.01, probe, schedule="cosine")
+    assert [steps for _, steps in calls] == [40] * 5
+    assert confirmation.lr == pytest.approx(10**-1.5)
+    assert confirmation.best.lr == confirmation.lr and confirmation.schedule == "cosine"
+    assert confirmation.summary() == "confirmed: 0.0316 (best of 5 probes, 40 steps each)"
+    assert confirmation.steps_used == 300
+
+
+def test_run_plan_halving_probes_the_best_again_for_longer():
+    plan = plan_probes(800, 100, ConfirmSettings(rounds=2), train_steps=400)
+    probe, calls = score_table(best_log10=-2.2)
+    confirmation = run_plan(plan, 0.01, probe)
+    first = [lr for lr, steps in calls if steps == 70]
+    second = [lr for lr, steps in calls if steps == 116]
+    assert len(first) == 5 and second == pytest.approx([10**-2.5, 10**-2.0, 10**-1.5])
+    assert confirmation.lr == pytest.approx(10**-2.0)
+    assert [p.round for p in confirmation.probes] == [0] * 5 + [1] * 3
+    assert confirmation.summary() == "confirmed: 0.01 (best of 5 probes, 2 rounds, up to 116 steps)"
+
+
+def test_run_plan_ties_go_to_the_lower_lr_and_blown_up_probes_lose():
+    plan = plan_probes(300, 100)
+    scores = {-3.0: math.inf, -2.5: 1.0, -2.0: 1.0, -1.5: math.nan, -1.0: 5.0}
+    confirmation = run_plan(plan, 0.01, lambda lr, steps: ([], scores[round(math.log10(lr), 2)]))
+    assert confirmation.lr == pytest.approx(10**-2.5)
+    everything_blew_up = run_plan(plan, 0.01, lambda lr, steps: ([math.nan], math.inf))
+    assert everything_blew_up.lr is None and "blew up" in everything_blew_up.reason
+    assert everything_blew_up.best is None
+    assert everything_blew_up.summary().startswith("confirmed: none (")
+
+
+# -- confirm mode with a step function --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("schedule", ["constant", "onecycle", "cosine"])
+def test_confirm_on_the_quadratic_stays_in_budget_restores_and_picks_a_stable_lr(schedule):
+    problem, kwargs = quadratic()
+    step = CountingStep(problem)
+    before = state(problem)
+    result = find_lr(step, schedule=schedule, train_steps=150, confirm=True, **kwargs)
+    assert state(problem) == before
+    confirmation = result.confirmation
+    assert step.calls <= 2 * 150
+    assert step.calls == result.num_steps + sum(len(p.losses) for p in confirmation.probes)
+    assert result.suggestion == confirmation.lr and 0 < result.suggestion < 2 / A
+    assert result.range_suggestion == pytest.approx(confirmation.center)
+    assert result.suggestion != result.range_suggestion or confirmation.best.lr == result.range_suggestion
+    assert len(confirmation.probes) == 5
+    for probe in confirmation.probes:  # each under the schedule, from the same state and batches
+        assert probe.steps == 40 and np.isfinite(probe.score)
+        assert probe.losses[0] == confirmation.probes[0].losses[0]
+
+
+def test_confirm_with_an_integer_budget_and_a_short_run_shortens_the_range_test():
+    problem, kwargs = quadratic()
+    step = CountingStep(problem)
+    result = find_lr(step, train_steps=40, confirm=80, **kwargs)
+    assert result.settings["num_iter"] == 40 == result.confirmation.plan.range_steps
+    assert step.calls <= 80
+
+
+def test_confirm_with_a_user_num_iter_that_does_not_fit_is_an_error_before_training():
+    problem, kwargs = quadratic()
+    step = CountingStep(problem)
+    with pytest.raises(ValueError, match="cannot hold num_iter"):
+        find_lr(step, train_steps=40, confirm=True, num_iter=100, **kwargs)
+    assert step.calls == 0
+
+
+@pytest.mark.parametrize("fail_with", [RuntimeError, KeyboardInterrupt])
+def test_a_failure_in_a_probe_restores_the_state_and_propagates(fail_with):
+    problem, kwargs = quadratic()
+    step = CountingStep(problem, fail_at=100 + 40 + 7, fail_with=fail_with)
+    before = state(problem)
+    with pytest.raises(fail_with, match="failed on purpose"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        find_lr(
+            step, train_steps=150, confirm=True, num_iter=100, end_lr=1.0, diverge_threshold=None, **kwargs
+        )
+    assert state(problem) == before
+
+
+def test_a_probe_that_blows_up_stops_at_once_and_scores_inf():
+    problem, kwargs = quadratic()
+    step = CountingStep(problem)
+    knobs = ConfirmSettings(up=2, down=0, spacing=4.0)  # up to 1e8 times the suggestion
+    result = find_lr(step, train_steps=150, confirm=True, confirm_settings=knobs, **kwargs)
+    blown = [p for p in result.confirmation.probes if not np.isfinite(p.score)]
+    assert blown and all(len(p.losses) < p.steps for p in blown)
+    assert result.suggestion == result.confirmation.lr < 2 / A
+
+
+def test_the_progress_bar_covers_the_probes(capsys):
+    problem, kwargs = quadratic()
+    kwargs["progress"] = True
+    find_lr(problem.step, train_steps=150, confirm=True, **kwargs)
+    assert "Confirm probes" in capsys.readouterr().err
+
+
+# -- the result, JSON and plot ------------------------------------------------------------------------
+
+
+def test_json_round_trip_keeps_plan_and_confirmation_bit_for_bit(tmp_path):
+    problem, kwargs = quadratic()
+    knobs = ConfirmSettings(up=2, down=0, spacing=4.0)  # some probes blow up: inf scores, NaN losses
+    result = find_lr(
+        problem.step, schedule="onecycle", train_steps=150, confirm=True, confirm_settings=knobs, **kwargs
+    )
+    path = tmp_path / "result.json"
+    result.to_json(path)
+    data = json.loads(path.read_text())
+    assert data["version"] == 2 and data["plan"] == {"schedule": "onecycle", "train_steps": 150}
+    assert data["suggestion"] == result.suggestion and data["range_suggestion"] == result.range_suggestion
+    back = LRFinderResult.from_json(path)
+    assert back.plan == result.plan
+    a, b = back.confirmation, result.confirmation
+    fields = ("lr", "center", "plan", "schedule", "settings", "reason")
+    assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields]
+    for p, q in zip(a.probes, b.probes, strict=True):
+        assert (p.lr, p.steps, p.round) == (q.lr, q.steps, q.round)
+        assert np.array_equal(p.losses, q.losses, equal_nan=True)
+        assert p.score == q.score or (math.isnan(p.score) and math.isnan(q.score))
+    assert back.suggestion == result.suggestion and back.range_suggestion == result.range_suggestion
+
+
+def test_version_1_files_still_load():
+    data = synthetic().to_dict()
+    for key in ("plan", "confirmation", "range_suggestion"):
+        del data[key]
+    data["version"] = 1
+    back = LRFinderResult.from_dict(data)
+    assert back.plan is None and back.confirmation is None
+    assert back.suggestion == synthetic().suggestion
+
+
+def test_confirmation_from_dict_reads_what_to_dict_wrote():
+    c = Confirmation(
+        lr=0.1,
+        center=0.05,
+        probes=(Probe(0.1, 3, 0, (1.0, math.nan, 0.5), 0.25),),
+        plan=ProbePlan(10, 4, (0.0,), (ProbeRound(1, 3),)),
+    )
+    text = json.dumps(_encode(c.to_dict()), allow_nan=False)
+    back = Confirmation.from_dict(json.loads(text))
+    assert back.probes[0].losses[0] == 1.0 and math.isnan(back.probes[0].losses[1])
+    assert back == Confirmation(**{**c.__dict__, "probes": back.probes}) and back.plan == c.plan
+
+
+def test_the_plot_shows_the_plan_and_the_probes():
+    from matplotlib.figure import Figure
+
+    problem, kwargs = quadratic()
+    result = find_lr(problem.step, schedule="cosine", train_steps=150, confirm=True, **kwargs)
+    ax = Figure().add_subplot()
+    result.plot(ax=ax)
+    assert "plan: cosine, 150 steps" in ax.get_title()
+    assert result.confirmation.summary() in ax.get_title()
+    twin = [other for other in ax.figure.axes if other is not ax]
+    assert len(twin) == 1
+    labels = [line.get_label() for line in twin[0].get_lines()]
+    assert labels[0] == "probes, round 1 (40 steps)" and labels[-1].startswith("confirmed: ")
+    xs = np.concatenate([line.get_xdata() for line in twin[0].get_lines()[:1]])
+    assert sorted(xs) == pytest.approx(sorted(p.lr for p in result.confirmation.probes))
+
+
+def test_halving_drops_blown_up_candidates_and_stops_when_one_is_left():
+    plan = plan_probes(800, 100, ConfirmSettings(rounds=2), train_steps=400)  # 5 probes, then 3
+
+    def runs_below(limit: float):
+        calls = []
+
+        def probe(lr: float, steps: int):
+            calls.append((round(math.log10(lr), 2), steps))
+            return [], (1.0 + lr if lr < limit else math.inf)  # higher LRs blow up
+
+        return probe, calls
+
+    probe, calls = runs_below(0.005)  # 0.001 and 0.00316 train
+    assert run_plan(plan, 0.01, probe).lr == pytest.approx(10**-3.0)
+    assert calls[5:] == [(-3.0, 116), (-2.5, 116)]
+    probe, calls = runs_below(0.002)  # only 0.001 trains: nothing left to compare
+    assert run_plan(plan, 0.01, probe).lr == pytest.approx(10**-3.0)
+    assert [steps for _, steps in calls] == [70] * 5

@@ -1,0 +1,215 @@
+"""The plan and confirm mode with PyTorch: the acceptance call, validation mode, batches drawn."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.cases import require
+
+torch = require("torch")
+
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+from lrfinder import find_lr  # noqa: E402
+from lrfinder.confirm import ConfirmSettings  # noqa: E402
+from lrfinder.plan import lr_curve  # noqa: E402
+from tests.cases_torch import classification_data, mlp, torch_state  # noqa: E402
+
+F = torch.nn.functional
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+
+class CountingLoader:
+    """A DataLoader seen from outside: counts every batch taken from it, over every pass."""
+
+    def __init__(self, loader: DataLoader) -> None:
+        self.loader = loader
+        self.drawn = 0
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in self.loader:
+            self.drawn += 1
+            yield batch
+
+
+def problem(seed: int = 0) -> tuple[torch.nn.Module, CountingLoader, DataLoader, torch.optim.Optimizer]:
+    torch.set_num_threads(1)
+    x, y = classification_data(512, seed=1)
+    vx, vy = classification_data(128, seed=2)
+    model = mlp(seed)  # seeds torch's global generator, which the loader then shuffles from
+    loader = CountingLoader(DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True))
+    val_loader = DataLoader(TensorDataset(vx, vy), batch_size=64)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    return model, loader, val_loader, optimizer
+
+
+def train(
+    model: torch.nn.Module,
+    loader: CountingLoader,
+    optimizer: torch.optim.Optimizer,
+    lr: float,
+    schedule: str,
+    steps: int,
+) -> float:
+    """The acceptance check's training run: ``steps`` steps under ``schedule`` peaking at ``lr``."""
+    lrs = lr_curve(schedule, lr, steps)
+    batches = iter(())
+    loss = math.nan
+    for step in range(steps):
+        try:
+            x, y = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            x, y = next(batches)
+        for group in optimizer.param_groups:
+            group["lr"] = float(lrs[step])
+        optimizer.zero_grad()
+        output = F.cross_entropy(model(x), y)
+        output.backward()
+        optimizer.step()
+        loss = float(output.detach())
+    return loss
+
+
+@pytest.mark.parametrize("schedule", ["constant", "onecycle", "cosine"])
+def test_the_acceptance_call_with_and_without_confirm(schedule):
+    n = 120
+    model, loader, val_loader, opt = problem()
+    before = torch_state(model, opt)
+    call = {
+        "optimizer": opt,
+        "criterion": F.cross_entropy,
+        "schedule": schedule,
+        "train_steps": n,
+        "progress": False,
+    }
+    result = find_lr(model, loader, **call)
+    assert result.plan.schedule == schedule and loader.drawn == result.num_steps <= 100
+    plain_lr = float(result.suggestion)
+
+    loader.drawn = 0
+    result = find_lr(model, loader, **call, confirm=True, confirm_data=val_loader)
+    assert loader.drawn <= 2 * n
+    assert loader.drawn == result.num_steps + sum(len(p.losses) for p in result.confirmation.probes)
+    confirmed = float(result.suggestion)
+    assert confirmed == result.confirmation.lr
+    assert result.range_suggestion == pytest.approx(plain_lr, rel=1e-12)
+    after = torch_state(model, opt)
+    for key in before:
+        assert before[key].tobytes() == after[key].tobytes(), key
+
+    loader.drawn = 0
+    final = train(model, loader, opt, confirmed, schedule, n)
+    assert loader.drawn == n and math.isfinite(final)
+
+
+def test_with_val_loader_the_range_test_validates_but_the_probes_train_and_score_on_it():
+    model, loader, val_loader, opt = problem()
+    knobs = ConfirmSettings(up=1, down=1)
+    kwargs = {
+        "optimizer": opt,
+        "criterion": F.cross_entropy,
+        "train_steps": 60,
+        "confirm": True,
+        "confirm_settings": knobs,
+        "progress": False,
+    }
+    with_val = find_lr(model, loader, val_loader=val_loader, **kwargs)
+    assert with_val.info["loss"] == "validation"
+    explicit = find_lr(model, loader, val_loader=val_loader, confirm_data=val_loader, **kwargs)
+    assert with_val.confirmation == explicit.confirmation  # confirm_data defaults to val_loader
+    # the probes' losses are training-batch losses: the first one is the loss of the first training
+    # batch before any update, whatever the LR
+    first = {p.losses[0] for p in with_val.confirmation.probes}
+    assert len(first) == 1
+    twin, twin_loader, _, _ = problem()
+    x, y = next(iter(twin_loader))
+    twin.train()
+    with torch.no_grad():
+        assert first.pop() == pytest.approx(float(F.cross_entropy(twin(x), y)), rel=1e-6)
+
+
+def test_the_score_is_the_mean_validation_loss_after_the_probe():
+    model, loader, val_loader, opt = problem()
+    knobs = ConfirmSettings(up=1, down=0, spacing=0.5)
+    result = find_lr(
+        model,
+        loader,
+        optimizer=opt,
+        criterion=F.cross_entropy,
+        train_steps=50,
+        confirm=True,
+        confirm_data=val_loader,
+        confirm_settings=knobs,
+        progress=False,
+    )
+    probe = result.confirmation.probes[0]
+    # replay the probe by hand from the same starting state and batches
+    twin, twin_loader, twin_val, twin_opt = problem()
+    train(twin, twin_loader, twin_opt, probe.lr, "constant", probe.steps)
+    twin.eval()
+    with torch.no_grad():
+        expected = np.mean([float(F.cross_entropy(twin(x), y)) for x, y in twin_val])
+    assert probe.score == pytest.approx(expected, rel=1e-5)
+
+
+def test_confirm_needs_held_out_data_and_says_so_before_training():
+    model, loader, _, opt = problem()
+    with pytest.raises(TypeError, match="pass confirm_data="):
+        find_lr(model, loader, optimizer=opt, train_steps=100, confirm=True, progress=False)
+    assert loader.drawn == 0
+
+
+def test_confirm_data_without_a_length_is_a_clear_error():
+    model, loader, val_loader, opt = problem()
+    one_shot = (batch for batch in val_loader)  # iter(val_loader) runs here, drawing a seed
+    before = torch_state(model, opt)
+    with pytest.raises(TypeError, match=r"confirm_data.*length"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        find_lr(
+            model, loader, optimizer=opt, train_steps=100, confirm=True, confirm_data=one_shot, progress=False
+        )
+    after = torch_state(model, opt)
+    assert all(before[k].tobytes() == after[k].tobytes() for k in before)
+
+
+def test_with_accumulation_the_budget_counts_optimizer_steps():
+    model, loader, val_loader, opt = problem()
+    result = find_lr(
+        model,
+        loader,
+        optimizer=opt,
+        train_steps=60,
+        confirm=True,
+        confirm_data=val_loader,
+        accumulation_steps=2,
+        progress=False,
+    )
+    steps = result.num_steps + sum(len(p.losses) for p in result.confirmation.probes)
+    assert steps <= 120 and loader.drawn == 2 * steps
+
+
+def test_probes_at_the_same_lr_train_alike_even_with_the_optimizer_lrfinder_builds():
+    model, loader, val_loader, _ = problem()  # no optimizer given: lrfinder builds AdamW
+    twins = ConfirmSettings(up=1, down=0, spacing=1e-12)
+    result = find_lr(
+        model,
+        loader,
+        train_steps=60,
+        confirm=True,
+        confirm_data=val_loader,
+        confirm_settings=twins,
+        progress=False,
+    )
+    first, second = result.confirmation.probes
+    assert first.losses == pytest.approx(second.losses, rel=1e-6)
+    assert first.score == pytest.approx(second.score, rel=1e-6)
