@@ -29,6 +29,9 @@ FLAT_TOLERANCE = 1e-3
 #: than this many standard errors of that average: its ups and downs are the batches' noise.
 #: (Pure noise reaches 7.8 at the 99.9th percentile for 100 points, 6.9 for 1000.)
 FLAT_SIGMAS = 8.0
+#: Fewest finite points on which a curve is judged flat: on shorter curves the test has too little
+#: power to tell a flat curve from a noisy one (the default ladder has 100).
+FLAT_MIN_POINTS = 30
 #: No rule suggests an LR within this first fraction of the ladder (and never at its first two
 #: points): a curve whose landmark sits there shows no descent before it to read.
 START_FRACTION = 0.05
@@ -106,7 +109,8 @@ def flat_reason(lrs: np.ndarray, losses: np.ndarray) -> str | None:
     The trend is a centred average over about a tenth of the points; the curve is flat when the
     trend's whole range (falls and rises alike) is within :data:`FLAT_SIGMAS` standard errors of
     that average, or within :data:`FLAT_TOLERANCE` of the loss's level. A flat curve means the LRs
-    swept were too low to move the loss: the fix is a higher ``end_lr``. Linear in time.
+    swept were too low to move the loss: the fix is a higher ``end_lr``. Curves of fewer than
+    :data:`FLAT_MIN_POINTS` finite points are not judged (None). Linear in time.
 
     >>> lrs = np.geomspace(1e-7, 1e-4, 100)
     >>> flat_reason(lrs, 2.3 + 0.05 * np.random.default_rng(0).standard_normal(100)) is not None
@@ -116,7 +120,7 @@ def flat_reason(lrs: np.ndarray, losses: np.ndarray) -> str | None:
     """
     lrs, losses = usable_curve(lrs, losses)
     n = losses.shape[0]
-    if n < MIN_POINTS:
+    if n < FLAT_MIN_POINTS:
         return None
     half = max(2, n // 20)
     trend = centered_average(losses, half)
