@@ -16,7 +16,7 @@ from lrfinder.suggest import Suggestion, bottom_edge, centered_average, flat_rea
 MIN_DROP = 0.05
 #: Batch-to-batch noise above this fraction of the drop makes the curve "too noisy to read".
 #: On the suggestion benchmark's curves the ratio was 0.010-0.097 on six tasks and 0.19-0.57 on
-#: the one task whose suggestions trained badly for every seed (benchmarks/suggestion_quality.md).
+#: the one task whose suggestions trained badly for every seed (benchmarks/quality/suggestion_quality.md).
 MAX_NOISE = 0.15
 #: The loss bottoming out, or the sweep stopping, within this fraction of the ladder is "at once".
 EARLY = 0.15

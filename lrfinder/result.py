@@ -155,7 +155,7 @@ class LRFinderResult:
         default, two rungs above it and three below); empty without a suggestion.
 
         The range test cannot see the training budget or overfitting, which can move the best LR
-        far from any single suggestion. ``benchmarks/suggestion_quality.md`` measures when the best
+        far from any single suggestion. ``benchmarks/quality/suggestion_quality.md`` measures when the best
         of these beats the suggestion alone (it needs a validation loss that tells the rungs apart).
         See :func:`lrfinder.suggest.ladder`.
         """

@@ -273,7 +273,7 @@ def centered_minimum(
     average has already moved it by about ``1 / (1 - smooth)`` steps). The bottom starts at the
     first point within ``tolerance`` of the curve's whole drop of the lowest average: on a flat,
     noisy bottom the lowest point falls anywhere, its left edge does not. ``index`` is the point
-    nearest below the suggested LR. Chosen by ``benchmarks/suggestion_quality.py`` for a constant LR
+    nearest below the suggested LR. Chosen by ``benchmarks/quality/suggestion_quality.py`` for a constant LR
     and a one-cycle peak at once.
     """
     rule = "centered_minimum"
@@ -437,7 +437,7 @@ def ladder(lr: float, *, up: int = 2, down: int = 3, step: float = 0.5) -> np.nd
 
     One range test cannot see how long the user will train nor how soon the model overfits, and
     those move the best LR by up to two and a half decades around any single suggestion
-    (``benchmarks/suggestion_quality.md``); training briefly at each rung and keeping the lowest
+    (``benchmarks/quality/suggestion_quality.md``); training briefly at each rung and keeping the lowest
     validation loss can find it, where that loss tells the rungs apart.
 
     >>> ladder(0.01, up=1, down=2, step=1.0).tolist()
@@ -502,14 +502,22 @@ def suggest_all(
     return {name: suggest(lrs, smoothed, name, raw) for name in RULES}
 
 
-#: Offset (decades) of the plan's suggestion from the rule's, per schedule, at
-#: :data:`PLAN_REFERENCE_STEPS` training steps (or when ``train_steps`` is not given). 0.0 keeps
-#: the plain rule; ``benchmarks/suggestion_quality.md`` holds the evidence behind the values.
-PLAN_OFFSETS: dict[str, float] = {schedule: 0.0 for schedule in SCHEDULES}
+#: Decades between the raw curve's bottom edge (``raw_minimum`` with ``factor=1``) and the LR to
+#: use under each schedule (for ``"onecycle"`` and ``"cosine"``, the peak LR). Fitted on the
+#: suggestion-quality benchmark's seven tuning tasks, six range-test seeds each: of every rule
+#: "landmark + offset", the one with the most runs within 0.05 regret of a grid search that is at
+#: least as good as torch-lr-finder, Lightning's and fastai's protocols and Prodigy on median,
+#: mean, worst case and that share (``benchmarks/quality/suggestion_quality.md``, "Plan-aware suggestion").
+PLAN_OFFSETS: dict[str, float] = {"constant": -0.55, "onecycle": -0.55, "cosine": -0.40}
 #: Change of the offset (decades) per decade of ``train_steps`` above :data:`PLAN_REFERENCE_STEPS`.
+#: Left at 0: on the benchmark the best LR fell by about 0.2 decades per doubling of the run
+#: between 0.5x and 2x each task's length (four tasks), but that was measured on runs of 60 to 600
+#: steps only, too short a range to extrapolate to long runs; confirm mode corrects for length.
 PLAN_STEPS_SLOPES: dict[str, float] = {schedule: 0.0 for schedule in SCHEDULES}
 #: The training length at which :data:`PLAN_OFFSETS` apply as they are.
 PLAN_REFERENCE_STEPS = 1000
+#: The rule whose bottom edge :data:`PLAN_OFFSETS` start from when ``find_lr``'s rule is the default.
+PLAN_RULE = "raw_minimum"
 
 
 def plan_offset(plan: Plan) -> float:
@@ -519,7 +527,7 @@ def plan_offset(plan: Plan) -> float:
     without ``train_steps`` the second term is 0.
 
     >>> plan_offset(Plan("onecycle", 1000))
-    0.0
+    -0.55
     """
     offset = PLAN_OFFSETS[plan.schedule]
     if plan.train_steps is not None:
@@ -537,25 +545,28 @@ def for_plan(
 ) -> Suggestion:
     """The LR to use under ``plan`` (for ``"onecycle"`` and ``"cosine"``, the peak LR).
 
-    The rule called ``rule`` (default :data:`DEFAULT_RULE`) is applied to the curve as
-    :func:`suggest` does (``raw`` for the rules in :data:`RAW_RULES`, ``smoothed`` otherwise), and
-    its LR is multiplied by ``10 ** plan_offset(plan)`` (see :func:`plan_offset`). ``index`` is
-    the curve point nearest below the result (0 when it lies below the whole curve). Without a plan
-    (None) the rule's own suggestion comes back unchanged; a rule that gives no suggestion gives
-    none here either, with its reason.
+    With the default rule, the plan's LR is the bottom edge of the raw losses (``raw_minimum``
+    with ``factor=1``, read on ``raw``, or on ``smoothed`` when ``raw`` is None) times
+    ``10 ** plan_offset(plan)``: on the benchmark that landmark, shifted per schedule, beat every
+    other landmark and factor. Without a plan (None), or with a rule other than the default (whose
+    offsets were not measured), the rule's own suggestion comes back unchanged. ``index`` is the
+    curve point nearest below the result (0 when it lies below the whole curve); a curve with no
+    bottom edge gives no suggestion, with the reason.
 
     >>> lrs = np.geomspace(1e-4, 1.0, 50)
     >>> curve = 1.0 + (np.log10(lrs) + 1.0) ** 2  # lowest at 0.1
     >>> for_plan(lrs, curve, None, None).lr == suggest(lrs, curve).lr
     True
+    >>> edge = raw_minimum(lrs, curve, factor=1.0).lr
+    >>> bool(np.isclose(for_plan(lrs, curve, curve, Plan("constant", 1000)).lr, edge * 10**-0.55))
+    True
     """
-    base = suggest(lrs, smoothed, rule, raw)
-    if plan is None or base.lr is None:
-        return base
-    offset = plan_offset(plan)
-    if offset == 0.0:
-        return base
-    lr = float(base.lr * 10.0**offset)
+    if plan is None or rule != DEFAULT_RULE:
+        return suggest(lrs, smoothed, rule, raw)
+    base = raw_minimum(lrs, smoothed if raw is None else raw, factor=1.0)
+    if base.lr is None:
+        return Suggestion(PLAN_RULE, None, None, base.reason)
+    lr = float(base.lr * 10.0 ** plan_offset(plan))
     curve_lrs = np.asarray(lrs, dtype=np.float64)
     index = max(0, int(np.searchsorted(curve_lrs, lr, side="right")) - 1)
-    return Suggestion(base.rule, lr, index)
+    return Suggestion(PLAN_RULE, lr, index)

@@ -41,7 +41,7 @@ def test_schedule_and_train_steps_reach_the_result_and_the_summary(tmp_path):
         tmp_path,
     )
     assert code == 0, err
-    assert "suggested lr:" in out and "(centered_minimum for cosine over 500 steps)" in out
+    assert "suggested lr:" in out and "(raw_minimum for cosine over 500 steps)" in out
     assert "confirmed:" not in out
     result = LRFinderResult.from_json(tmp_path / "r.json")
     assert result.plan.schedule == "cosine" and result.plan.train_steps == 500
@@ -70,7 +70,7 @@ def test_confirm_prints_the_confirmed_lr_and_stays_in_budget(tmp_path):
     result = LRFinderResult.from_json(tmp_path / "r.json")
     confirmation = result.confirmation
     assert f"confirmed:     {confirmation.detail()}" in out.splitlines()
-    assert confirmation.detail().endswith("(best of 5 probes, 40 steps each)")
+    assert "(best of 5 probes, 40 steps each; the best, " in confirmation.detail()
     steps = result.num_steps + confirmation.probe_steps
     assert (
         f"trained:       {steps} steps (range test {result.num_steps}, probes "

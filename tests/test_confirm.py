@@ -158,17 +158,39 @@ def test_train_steps_alone_plans_a_constant_lr():
 # -- for_plan -------------------------------------------------------------------------------------
 
 
-def test_for_plan_is_the_plain_rule_with_zero_offsets():
-    curve = synthetic()
-    for plan in (None, Plan("constant"), Plan("onecycle", 100), Plan("cosine", 10_000)):
-        s = suggest.for_plan(curve.lrs, curve.smoothed, curve.losses, plan)
-        assert s == curve.suggestions[suggest.DEFAULT_RULE]
+def raw_edge(curve) -> float:
+    """The landmark the plan's offsets start from: raw_minimum's bottom edge on the raw losses."""
+    return suggest.raw_minimum(curve.lrs, curve.losses, factor=1.0).lr
 
 
-def test_for_plan_moves_the_rule_by_the_schedules_offset_and_train_steps(monkeypatch):
+def test_for_plan_without_a_plan_or_with_another_rule_is_the_plain_rule():
     curve = synthetic()
-    base = curve.suggestions[suggest.DEFAULT_RULE].lr
+    assert (
+        suggest.for_plan(curve.lrs, curve.smoothed, curve.losses, None)
+        == curve.suggestions[suggest.DEFAULT_RULE]
+    )
+    for plan in (None, Plan("onecycle", 100)):
+        s = suggest.for_plan(curve.lrs, curve.smoothed, curve.losses, plan, rule="steepest")
+        assert s == curve.suggestions["steepest"]
+
+
+def test_for_plan_reads_the_raw_edge_and_the_schedules_offset():
+    curve = synthetic()
+    for schedule in ("constant", "onecycle", "cosine"):
+        s = suggest.for_plan(curve.lrs, curve.smoothed, curve.losses, Plan(schedule, 1000))
+        assert s.rule == suggest.PLAN_RULE
+        assert s.lr == pytest.approx(raw_edge(curve) * 10 ** suggest.PLAN_OFFSETS[schedule])
+    # without the raw losses the smoothed curve stands in for them
+    s = suggest.for_plan(curve.lrs, curve.smoothed, None, Plan("constant", 1000))
+    edge = suggest.raw_minimum(curve.lrs, curve.smoothed, factor=1.0).lr
+    assert s.lr == pytest.approx(edge * 10 ** suggest.PLAN_OFFSETS["constant"])
+
+
+def test_for_plan_moves_the_edge_by_the_schedules_offset_and_train_steps(monkeypatch):
+    curve = synthetic()
+    base = raw_edge(curve)
     monkeypatch.setitem(suggest.PLAN_OFFSETS, "onecycle", 0.5)
+    monkeypatch.setitem(suggest.PLAN_OFFSETS, "constant", 0.0)
     monkeypatch.setitem(suggest.PLAN_STEPS_SLOPES, "onecycle", -0.25)
     monkeypatch.setattr(suggest, "PLAN_REFERENCE_STEPS", 1000)
     at_reference = suggest.for_plan(curve.lrs, curve.smoothed, curve.losses, Plan("onecycle", 1000))
@@ -179,11 +201,11 @@ def test_for_plan_moves_the_rule_by_the_schedules_offset_and_train_steps(monkeyp
     no_steps = suggest.for_plan(curve.lrs, curve.smoothed, curve.losses, Plan("onecycle"))
     assert no_steps.lr == pytest.approx(base * 10**0.5)
     constant = suggest.for_plan(curve.lrs, curve.smoothed, curve.losses, Plan("constant", 1000))
-    assert constant.lr == base
+    assert constant.lr == pytest.approx(base)
     # and the result follows it, while suggestions keeps every plain rule
     planned = LRFinderResult(curve.lrs, curve.losses, curve.smoothed, "diverged", plan=Plan("onecycle", 1000))
     assert planned.suggestion == pytest.approx(base * 10**0.5)
-    assert planned.suggestions[suggest.DEFAULT_RULE].lr == base
+    assert planned.suggestions[suggest.DEFAULT_RULE] == curve.suggestions[suggest.DEFAULT_RULE]
 
 
 def test_for_plan_without_a_suggestion_keeps_the_reason(monkeypatch):
@@ -504,3 +526,32 @@ def test_halving_drops_blown_up_candidates_and_stops_when_one_is_left():
     probe, calls = runs_below(0.002)  # only 0.001 trains: nothing left to compare
     assert run_plan(plan, 0.01, probe).lr == pytest.approx(10**-3.0)
     assert [steps for _, steps in calls] == [70] * 5
+
+
+# -- the horizon correction (the benchmark's evidence: a short probe favours a higher LR) ----------
+
+
+def test_run_plan_scales_the_best_probe_for_the_run_length():
+    plan = plan_probes(300, 100, ConfirmSettings())
+    scores = {}
+
+    def probe(lr: float, steps: int) -> tuple[list[float], float]:
+        scores[lr] = abs(math.log10(lr) - math.log10(0.03))  # best near 0.03
+        return [1.0] * steps, scores[lr]
+
+    kept = run_plan(plan, 0.01, probe, train_steps=400)
+    best = min(scores, key=scores.get)
+    steps = plan.rounds[-1].steps
+    assert kept.best is not None and kept.best.lr == best
+    assert kept.lr == pytest.approx(best * (steps / 400) ** ConfirmSettings().horizon)
+    assert "scaled for the full run" in kept.summary()
+    plain = run_plan(plan, 0.01, probe)  # no run length: the best probe's LR
+    assert plain.lr == best and "scaled" not in plain.summary()
+    off = run_plan(plan, 0.01, probe, settings=ConfirmSettings(horizon=0.0), train_steps=400)
+    assert off.lr == best
+
+
+@pytest.mark.parametrize("bad", [-0.1, math.inf, math.nan, True, "0.4"])
+def test_horizon_must_be_a_finite_number_at_least_zero(bad):
+    with pytest.raises(ValueError, match="horizon"):
+        ConfirmSettings(horizon=bad)

@@ -43,7 +43,9 @@ def test_with_val_loader_the_probes_train_and_are_scored_on_it():
     assert [len(p.losses) for p in probes] == [6, 6, 6]
     for probe in probes:  # training losses: the first batch's, before the first update
         assert probe.losses[0] == pytest.approx(first, rel=1e-5)
-    assert result.suggestion in [p.lr for p in probes]
+    # the kept LR is the best probe's, scaled for the run's length (ConfirmSettings.horizon)
+    assert result.confirmation.best is not None
+    assert result.confirmation.best.lr in [p.lr for p in probes]
     after = state_of(model)
     assert all(np.array_equal(before[k], after[k]) for k in before)
 

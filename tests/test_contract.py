@@ -187,7 +187,9 @@ def test_confirm_restores_state_and_every_probe_starts_from_it(build):
     for probe in probes:
         assert probe.losses[0] == pytest.approx(expected_first, rel=1e-5)
     assert result.suggestion == result.confirmation.lr
-    assert result.suggestion in [p.lr for p in probes]
+    # the kept LR is the best probe's, scaled for the run's length (ConfirmSettings.horizon)
+    assert result.confirmation.best is not None
+    assert result.confirmation.best.lr in [p.lr for p in probes]
     assert result.range_suggestion == pytest.approx(probes[1].lr)
     drawn = FAST["num_iter"] + 3 * steps + setup.lookahead * (1 + 3)
     assert setup.drawn() == drawn <= 2 * CONFIRM["train_steps"]

@@ -1,8 +1,9 @@
-"""benchmarks/gpu_check.sh and bench_torch_gpu.py: their CPU parts, so the GPU run cannot break unseen."""
+"""benchmarks/speed/gpu_check.sh and benchmarks/speed/torch_gpu.py: their CPU parts, tested here so that
+the GPU run cannot break unseen."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import os
 import subprocess
 import sys
@@ -13,15 +14,11 @@ import pytest
 from tests.cases import require
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
+SCRIPT = ROOT / "benchmarks" / "speed" / "gpu_check.sh"
 
 
 def bench_module():
-    path = ROOT / "benchmarks" / "bench_torch_gpu.py"
-    spec = importlib.util.spec_from_file_location("bench_torch_gpu", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("benchmarks.speed.torch_gpu")
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess[str]:

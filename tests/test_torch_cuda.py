@@ -1,6 +1,6 @@
 """PyTorch on CUDA: fp16 with GradScaler, bf16, device moves, block reads, device memory and syncs.
 
-Skipped without a CUDA device, unless LRFINDER_REQUIRE_CUDA=1 (``benchmarks/gpu_check.sh`` sets it on
+Skipped without a CUDA device, unless LRFINDER_REQUIRE_CUDA=1 (``benchmarks/speed/gpu_check.sh`` sets it on
 the GPU machine), where a missing device fails instead of skipping.
 """
 

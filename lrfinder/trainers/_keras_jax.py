@@ -13,7 +13,7 @@ carried from call to call as device arrays; the losses of a block are read back 
 and only then are the new values written back to the Keras variables, so the trainer's snapshot
 and restore work as on the other backends. The steps are not looped inside one compiled call as
 on TensorFlow: on XLA's CPU backend a convolution inside a ``fori_loop`` ran about 3x slower than
-the same step jitted alone (see benchmarks/keras.md), and dispatch ahead already hides the host.
+the same step jitted alone (see benchmarks/speed/keras.md), and dispatch ahead already hides the host.
 """
 
 from __future__ import annotations

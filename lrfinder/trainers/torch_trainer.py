@@ -167,7 +167,7 @@ class TorchTrainer(TrainerBase):
         # Reading a loss back (float(loss)) makes the host wait until the device has finished
         # every queued kernel. On the CPU there is no queue: the step has already run when it
         # returns, so reading each loss costs nothing and lets the sweep stop on the very step
-        # that diverged (benchmarks/bench_torch.py measures sync_every 1 against 8 on CPU). On
+        # that diverged (benchmarks/speed/torch_cpu.py measures sync_every 1 against 8 on CPU). On
         # an accelerator a read per step drains the queue, and the device idles while Python
         # prepares the next step; reading a block of losses at once keeps it busy, at the price
         # of at most ACCELERATOR_SYNC_EVERY - 1 steps run past a divergence (discarded; the

@@ -24,9 +24,9 @@ the tables give the medians of ``--repeats`` rounds and the ratios of the median
 
 Run by hand (not part of the tests)::
 
-    python benchmarks/bench_keras.py --steps 100 --repeats 7
-    KERAS_BACKEND=torch python benchmarks/bench_keras.py --steps 100 --repeats 7
-    KERAS_BACKEND=jax python benchmarks/bench_keras.py --steps 100 --repeats 7
+    python -m benchmarks.speed.keras_cpu --steps 100 --repeats 7
+    KERAS_BACKEND=torch python -m benchmarks.speed.keras_cpu --steps 100 --repeats 7
+    KERAS_BACKEND=jax python -m benchmarks.speed.keras_cpu --steps 100 --repeats 7
 
 ``--methods find_lr loop`` leaves ``fit`` out (more rounds in the same time on a busy machine).
 """
@@ -36,16 +36,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # JAX's CPU threads can only be set before it is imported: one, as --threads defaults to.
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's lrfinder
 
 import keras
 import numpy as np

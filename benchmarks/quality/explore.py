@@ -6,10 +6,10 @@ interpolates each task's grid (mean validation loss against log10 LR; a diverged
 the untrained loss) and prints the regret summary of each candidate on the design tasks (held-out
 tasks are left out unless ``--holdout``).
 
-    python benchmarks/sq_explore.py            # the rules, and minimum/k, at smooth 0.6 and 0.9
-    python benchmarks/sq_explore.py --sweep    # + centered_minimum over smooth, threshold, ladder
-    python benchmarks/sq_explore.py --invariance   # how each rule's answer moves with smooth, num_iter
-    python benchmarks/sq_explore.py --ceiling      # the best any landmark-times-factor rule could do
+    python -m benchmarks.quality.explore            # the rules, and minimum/k, at smooth 0.6 and 0.9
+    python -m benchmarks.quality.explore --sweep    # + centered_minimum over smooth, threshold, ladder
+    python -m benchmarks.quality.explore --invariance   # how each rule's answer moves with smooth, num_iter
+    python -m benchmarks.quality.explore --ceiling      # the best any landmark-times-factor rule could do
 """
 
 from __future__ import annotations
@@ -17,21 +17,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
+from benchmarks.quality import protocols
+from lrfinder import diagnose
+from lrfinder import suggest as rules
+from lrfinder.sweep import SweepSettings
+
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent)]
-
-import sq_protocols as protocols  # noqa: E402
-
-from lrfinder import diagnose  # noqa: E402
-from lrfinder import suggest as rules  # noqa: E402
-from lrfinder.sweep import SweepSettings  # noqa: E402
 
 DEFAULTS = SweepSettings()
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from sq_tasks import Task, batches, build, step_function
 
 import lrfinder
+from benchmarks.quality.tasks import Task, batches, build, step_function
 from lrfinder.sweep import LossSmoother
 
 Curve = dict[str, Any]

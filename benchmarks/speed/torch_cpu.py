@@ -2,7 +2,7 @@
 
 Run by hand from the repository root (never part of the test suite)::
 
-    python benchmarks/bench_torch.py --rounds 15 --memory-runs 3
+    python -m benchmarks.speed.torch_cpu --rounds 15 --memory-runs 3
 
 Each run times the same 100 optimizer steps on the same data (sklearn's digits), on a fresh
 model, with one thread and an LR ladder kept below divergence so that every method runs all of
@@ -38,8 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # this checkout's lrfinder, not an installed one
+ROOT = Path(__file__).resolve().parents[2]
 METHODS = ("bare", "lrfinder", "lrfinder_sync8", "torch_lr_finder")
 MODELS = ("mlp", "cnn")
 STEPS, BATCH, START_LR, END_LR = 100, 64, 1e-5, 1e-1
@@ -143,8 +142,10 @@ def time_worker(model_name: str, rounds: int, methods: list[str]) -> list[dict[s
 
 
 def _subprocess(*args: str) -> Any:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=env,
+    # -m from the repository root, so that the worker imports this checkout's lrfinder
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-m", "benchmarks.speed.torch_cpu", *args], cwd=ROOT,
+                         capture_output=True, text=True, env=env,
                          check=False, timeout=1800)
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed:\n{out.stderr}")

@@ -1,9 +1,9 @@
 """PyTorch range test on a GPU: wall time, peak accelerator memory and host syncs against a bare loop.
 
-Run by hand from the repository root, normally through ``bash benchmarks/gpu_check.sh``::
+Run by hand from the repository root, normally through ``bash benchmarks/speed/gpu_check.sh``::
 
-    python benchmarks/bench_torch_gpu.py                            # on CUDA
-    python benchmarks/bench_torch_gpu.py --device cpu --tiny        # the same logic on the CPU (CI)
+    python -m benchmarks.speed.torch_gpu                            # on CUDA
+    python -m benchmarks.speed.torch_gpu --device cpu --tiny        # the same logic on the CPU (CI)
 
 Per model, every method runs the same ``--steps`` optimizer steps (Adam, LR ladder kept below
 divergence so that all of them run) over the same batches, already on the device (so the loader
@@ -38,11 +38,8 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # this checkout's lrfinder, not an installed one
 METHODS = ("bare", "bare_noread", "lrfinder", "lrfinder_sync1")
 MIB = 2**20
 SLACK_BYTES = MIB  # allowed over the bare loop's peak: a few loss scalars, never a copy of the model

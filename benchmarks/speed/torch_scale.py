@@ -2,7 +2,7 @@
 
 Run by hand from the repository root (never part of the test suite)::
 
-    python benchmarks/bench_torch_scale.py --rounds 5
+    python -m benchmarks.speed.torch_scale --rounds 5
 
 Each size runs in a fresh process (one torch thread): an MLP of four square ``Linear`` layers
 (width chosen for the size) trained by Adam on batches of 16, after one warm-up step so that
@@ -34,8 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # this checkout's lrfinder, not an installed one
+ROOT = Path(__file__).resolve().parents[2]
 SIZES_M = (1, 3, 10, 30, 100, 300)
 LAYERS, BATCH = 4, 16
 MIB = 2**20
@@ -160,15 +159,18 @@ def measure_memory(millions: float) -> dict[str, Any]:
 
 
 def _worker(kind: str, millions: float, rounds: int) -> dict[str, Any]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    # -m from the repository root, so that the worker imports this checkout's lrfinder
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     if kind == "memory":
         # every allocation over 64 KiB gets its own mapping, returned to the system when freed, so
         # the resident size follows the live tensors instead of the allocator's free lists
         env["MALLOC_MMAP_THRESHOLD_"] = "65536"
     out = subprocess.run(
-        [sys.executable, __file__, f"--{kind}-worker", str(millions), "--rounds", str(rounds)],
+        [sys.executable, "-m", "benchmarks.speed.torch_scale", f"--{kind}-worker", str(millions),
+         "--rounds", str(rounds)],
         capture_output=True,
         text=True,
+        cwd=ROOT,
         env=env,
         check=False,
         timeout=3600,

@@ -2,7 +2,7 @@
 
 Run by hand from the repository root (never part of the test suite)::
 
-    python benchmarks/bench_analysis.py --rounds 7
+    python -m benchmarks.speed.analysis --rounds 7
 
 For each curve length, a synthetic curve (a noisy descent, a bottom and a blow-up, on the
 default exponential ladder, and the same on a linear ladder) is analysed from scratch: a new

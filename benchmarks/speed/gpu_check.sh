@@ -1,26 +1,26 @@
 #!/usr/bin/env bash
 # The GPU check of issue #14, in one command, from the repository root:
 #
-#   bash benchmarks/gpu_check.sh            # on a machine with an NVIDIA GPU: under 5 minutes
-#   bash benchmarks/gpu_check.sh --dry-run  # the same logic on the CPU with tiny sizes (CI, seconds)
+#   bash benchmarks/speed/gpu_check.sh            # on a machine with an NVIDIA GPU: under 5 minutes
+#   bash benchmarks/speed/gpu_check.sh --dry-run  # the same logic on the CPU with tiny sizes (CI, seconds)
 #
 # 1. The CUDA tests (tests/test_torch_cuda.py and the CUDA test of tests/test_torch.py) with
 #    LRFINDER_REQUIRE_CUDA=1, so that a missing GPU fails instead of skipping.
-# 2. benchmarks/bench_torch_gpu.py: wall time, peak accelerator memory and host syncs per step against
-#    a bare loop; it prints the markdown table for benchmarks/torch.md and checks the design's promises.
+# 2. python -m benchmarks.speed.torch_gpu: wall time, peak accelerator memory and host syncs per step
+#    against a bare loop; it prints the table for benchmarks/speed/torch.md and checks the design's promises.
 #
 # Needs torch with CUDA and pytest (no network). PYTHON picks the interpreter (default: python).
 # Exit status: 0 when every part passed, 1 when a test or check failed, 2 when it cannot run here.
 set -u -o pipefail
-cd "$(dirname "$0")/.."
+# from the repository root: python -m puts it on sys.path, so this checkout's lrfinder is imported
+cd "$(dirname "$0")/../.."
 PYTHON=${PYTHON:-python}
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 dry_run=0
 case "${1:-}" in
     "") ;;
     --dry-run) dry_run=1 ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,13p' "benchmarks/speed/gpu_check.sh" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "Error: unknown option '$1'; use --dry-run or nothing (see --help)" >&2; exit 2 ;;
 esac
 
@@ -34,7 +34,7 @@ if [ "$dry_run" = 1 ]; then
     echo "== dry run on the CPU: the CUDA tests must collect, the benchmark's logic must run =="
     "$PYTHON" -m pytest tests/test_torch_cuda.py --collect-only -q -p no:cacheprovider >/dev/null \
         || { echo "FAILED: tests/test_torch_cuda.py does not collect"; status=1; }
-    "$PYTHON" benchmarks/bench_torch_gpu.py --device cpu --tiny --models mlp || status=1
+    "$PYTHON" -m benchmarks.speed.torch_gpu --device cpu --tiny --models mlp || status=1
     exit $status
 fi
 
@@ -49,8 +49,8 @@ echo "== 1/2 CUDA tests =="
 LRFINDER_REQUIRE_CUDA=1 timeout 130 "$PYTHON" -m pytest tests/test_torch_cuda.py tests/test_torch.py -k cuda \
     -q -p no:cacheprovider -rfEs || { echo "FAILED: the CUDA tests (exit $?)"; status=1; }
 
-echo "== 2/2 benchmark on the GPU (paste the table into benchmarks/torch.md) =="
-timeout 140 "$PYTHON" benchmarks/bench_torch_gpu.py --device cuda || { echo "FAILED: the benchmark (exit $?)"; status=1; }
+echo "== 2/2 benchmark on the GPU (paste the table into benchmarks/speed/torch.md) =="
+timeout 140 "$PYTHON" -m benchmarks.speed.torch_gpu --device cuda || { echo "FAILED: the benchmark (exit $?)"; status=1; }
 
 [ "$status" = 0 ] && echo "GPU check: all passed" || echo "GPU check: FAILED (see above)"
 exit $status

@@ -1,0 +1,1 @@
+"""Speed benchmarks: wall time, memory and host syncs against bare training loops."""
