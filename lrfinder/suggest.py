@@ -563,6 +563,9 @@ def for_plan(
     """
     if plan is None or rule != DEFAULT_RULE:
         return suggest(lrs, smoothed, rule, raw)
+    flat = flat_reason(lrs, raw if raw is not None else smoothed)
+    if flat is not None:
+        return Suggestion(PLAN_RULE, None, None, flat)
     base = raw_minimum(lrs, smoothed if raw is None else raw, factor=1.0)
     if base.lr is None:
         return Suggestion(PLAN_RULE, None, None, base.reason)

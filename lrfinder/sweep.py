@@ -331,18 +331,22 @@ def _in_notebook() -> bool:
     return ipython is not None and "IPKernelApp" in getattr(ipython, "config", {})
 
 
-def _close_bar(bar: Any, stop_reason: str) -> None:
-    """Close the progress bar; one that stopped on divergence ends full, as a finished sweep's does.
+def close_bar(bar: Any, *, complete: bool) -> None:
+    """Close a progress bar; one whose run ended normally but short of its total ends full.
 
     ``tqdm.notebook`` paints a bar closed short of its total red, as for an error, and its text reads
-    the share of the ladder run; a divergence stop is a range test's normal end, so the total becomes
-    the steps run (``reset`` also resizes the notebook's widget).
+    the share of the total run; a divergence stop (or probes left out by halving) is a normal end,
+    so the total becomes the steps run (``reset`` also resizes the notebook's widget).
     """
-    if stop_reason in (DIVERGED, NON_FINITE) and bar.total and bar.n < bar.total:
+    if complete and bar.total and bar.n < bar.total:
         steps = bar.n
         bar.reset(total=steps)
         bar.update(steps)
     bar.close()
+
+
+def _close_bar(bar: Any, stop_reason: str) -> None:
+    close_bar(bar, complete=stop_reason in (DIVERGED, NON_FINITE))
 
 
 def _progress_bar(progress: bool | None, trainer: Trainer, total: int, desc: str = "LR range test") -> Any:
