@@ -11,6 +11,7 @@ given, and matplotlib when a plot is asked for.
 from lrfinder._version import __version__
 from lrfinder.api import find_lr, run_range_test
 from lrfinder.confirm import Confirmation, ConfirmSettings
+from lrfinder.errors import OtherRankFailed, RangeTestInterrupted
 from lrfinder.plan import Plan
 from lrfinder.result import LRFinderResult
 from lrfinder.suggest import RULES, Suggestion
@@ -21,7 +22,9 @@ __all__ = [
     "ConfirmSettings",
     "Confirmation",
     "LRFinderResult",
+    "OtherRankFailed",
     "Plan",
+    "RangeTestInterrupted",
     "Suggestion",
     "SweepSettings",
     "__version__",

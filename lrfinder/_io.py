@@ -4,33 +4,70 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
+import stat
 from pathlib import Path
+
+#: Tries at a fresh temporary name before giving up (names are 64 random bits).
+_NAME_TRIES = 16
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 
     A reader never sees a half-written file, and an existing file is only replaced once the new
-    one is complete. Raises ``OSError`` (with the path in its message) when the folder is missing
-    or not writable.
+    one is complete and flushed to disk (``fsync`` before the rename). The process umask is never
+    changed (other threads may be creating files): a new file gets the mode ``open()`` would give
+    it (0666 less the umask), and an existing file keeps its mode. A symbolic link is followed:
+    the file it points to is replaced and the link itself stays. Raises ``OSError`` (with the path
+    in its message) when the folder is missing or not writable.
+
+    Returns:
+        ``path`` as given, as a :class:`~pathlib.Path`.
     """
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    given = Path(path)
+    target = Path(os.path.realpath(given))
+    try:
+        mode: int | None = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = None
+    fd, tmp = _create_temporary(target)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide the file from others
+            handle.flush()
+            if mode is not None:
+                os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    return target
+    _fsync_folder(target.parent)
+    return given
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _create_temporary(target: Path) -> tuple[int, str]:
+    """A new file beside ``target``, opened for writing, created with mode 0666 less the umask."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(_NAME_TRIES):
+        name = str(target.parent / f".{target.name}.{secrets.token_hex(8)}.tmp")
+        try:
+            return os.open(name, flags, 0o666), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not find a free temporary name beside {target}")
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable where the platform allows it (not on Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -14,7 +14,9 @@ import importlib.util
 import inspect
 import os
 import random
+import re
 import sys
+import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -107,7 +109,13 @@ def load_job(path: Path, data_path: str | None, seed: int | None, optimizer: str
     source = f"{SETUP_FUNCTION}() in {path}"
     try:
         found = setup()
-    except Exception as error:
+    except KeyboardInterrupt:
+        raise
+    except SystemExit as error:
+        raise ScriptError(f"{source} called sys.exit({error.code!r}) instead of returning; return the "
+                          "dict such as {'model': ..., 'loader': ...}, and keep sys.exit for the "
+                          "script's `if __name__ == '__main__':` block", error) from error
+    except BaseException as error:  # any other BaseException subclass the script raises
         raise ScriptError(f"{source} raised {describe(error, path)}", error) from error
     if not isinstance(found, Mapping):
         raise ScriptError(f"{source} returned a {type(found).__name__}; return a dict such as "
@@ -281,7 +289,9 @@ def _import_script(path: Path) -> ModuleType:
                               f"{SETUP_FUNCTION}()", error) from error
         except SyntaxError as error:
             raise ScriptError(f"{path} is not valid Python: {describe(error, path)}", error) from error
-        except Exception as error:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:  # GeneratorExit or a script's own BaseException subclass too
             raise ScriptError(f"{path} raised {describe(error, path)}", error) from error
     return module
 
@@ -303,17 +313,18 @@ def describe(error: BaseException, path: Path) -> str:
     return f"{type(error).__name__}: {text}{where}"
 
 
+def _what_failed(error: BaseException, script: Path) -> str:
+    """:func:`describe`, saying so when the script's code called ``sys.exit``."""
+    if isinstance(error, SystemExit):
+        return f"the script's code called sys.exit({error.code!r}); raise an exception instead"
+    return describe(error, script)
+
+
 def _load_keras(path: Path, data_path: Path, seed: int | None, optimizer: str | None,
                 loss: str | None) -> Job:
     import numpy as np
 
-    try:
-        keras = importlib.import_module("keras")
-    except ImportError as error:
-        raise ScriptError(f"{path} is a Keras model but Keras is not installed: "
-                          "pip install 'lrfinder[keras]'", error) from error
-    if seed is not None:
-        _seed(seed, ["keras"])
+    # the arrays first: a wrong --data is reported before Keras (and its start-up logs) loads
     try:
         with np.load(data_path) as arrays:
             missing = [key for key in ("x", "y") if key not in arrays.files]
@@ -326,20 +337,30 @@ def _load_keras(path: Path, data_path: Path, seed: int | None, optimizer: str | 
     except Exception as error:
         raise ScriptUsageError(f"--data {str(data_path)!r} is not a readable .npz file "
                                f"({type(error).__name__}: {error})") from None
-    for option, name, lookup, examples in (
-        ("--optimizer", optimizer, keras.optimizers.get, "adam, adamw, sgd, rmsprop"),
-        ("--loss", loss, keras.losses.get, "sparse_categorical_crossentropy, categorical_crossentropy, mse"),
-    ):
-        if name is not None:
-            try:
-                lookup(name)
-            except (ValueError, TypeError):
-                raise ScriptUsageError(f"{option} {name!r} is not a name Keras knows; give one such as "
-                                       f"{examples}") from None
-    try:
-        model = keras.saving.load_model(path)
-    except Exception as error:
-        raise ScriptError(f"cannot load the Keras model {path}: {describe(error, path)}", error) from error
+    with without_framework_logs():
+        try:
+            keras = importlib.import_module("keras")
+        except ImportError as error:
+            raise ScriptError(f"{path} is a Keras model but Keras is not installed: "
+                              "pip install 'lrfinder[keras]'", error) from error
+        if seed is not None:
+            _seed(seed, ["keras"])
+        for option, name, lookup, examples in (
+            ("--optimizer", optimizer, keras.optimizers.get, "adam, adamw, sgd, rmsprop"),
+            ("--loss", loss, keras.losses.get,
+             "sparse_categorical_crossentropy, categorical_crossentropy, mse"),
+        ):
+            if name is not None:
+                try:
+                    lookup(name)
+                except (ValueError, TypeError):
+                    raise ScriptUsageError(f"{option} {name!r} is not a name Keras knows; give one such as "
+                                           f"{examples}") from None
+        try:
+            model = keras.saving.load_model(path)
+        except Exception as error:
+            raise ScriptError(f"cannot load the Keras model {path}: {describe(error, path)}",
+                              error) from error
     if not model.compiled and (optimizer is None or loss is None):
         needed = " and ".join(flag for flag, value in (("--optimizer NAME", optimizer),
                                                        ("--loss NAME", loss)) if value is None)
@@ -347,6 +368,46 @@ def _load_keras(path: Path, data_path: Path, seed: int | None, optimizer: str | 
                                "(Keras names, e.g. --optimizer adam --loss "
                                "sparse_categorical_crossentropy), or compile it before model.save()")
     return Job(source=str(path), script=path, model=model, data=(x, y), optimizer=optimizer, criterion=loss)
+
+
+#: Lines TensorFlow's C++ runtime writes to file descriptor 2 while it loads, whatever
+#: TF_CPP_MIN_LOG_LEVEL says (absl logs them before its own set-up): glog-style prefixes such as
+#: ``I0000 00:00:...``, absl's notice, and the CPU-features advice that follows one of them.
+_FRAMEWORK_LOG_LINE = re.compile(
+    r"^([IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\]|WARNING: All log messages before "
+    r"absl::InitializeLog\(\) is called|To enable the following instructions: .* rebuild TensorFlow)"
+)
+
+
+@contextlib.contextmanager
+def without_framework_logs() -> Iterator[None]:
+    """Hold back what is written to file descriptor 2 while the block runs, then write it out
+    less TensorFlow's C++ start-up log lines, so that an error stays the one line on stderr.
+
+    Python's own output to ``sys.stderr`` (warnings included) is kept, in order. Where fd 2
+    cannot be redirected, the block runs as it is.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            text = held.read().decode("utf-8", "replace")
+            kept = [line for line in text.splitlines(keepends=True) if not _FRAMEWORK_LOG_LINE.match(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def run_job(job: Job, settings: SweepSettings, *, rule: str, device: str | None,
@@ -402,16 +463,19 @@ def run_job(job: Job, settings: SweepSettings, *, rule: str, device: str | None,
                 twin = (make_trainer(model, data, **probe_options(given))
                         if job.val_loader is not None and job.step is None else None)
                 confirm = ConfirmRun(probes, held_out, trainer=twin)
-        except ScriptError:
+        except (ScriptError, KeyboardInterrupt):
             raise
-        except Exception as error:
+        except BaseException as error:
             raise ScriptError(f"cannot run a range test on what {job.source} defines: "
-                              f"{describe(error, job.script)}", error) from error
+                              f"{_what_failed(error, job.script)}", error) from error
         try:
             result = run_range_test(trainer, settings, rule=rule, progress=progress, plan=plan,
                                     confirm=confirm)
-        except Exception as error:
-            raise ScriptError(f"the range test failed: {describe(error, job.script)}", error) from error
+        except KeyboardInterrupt:  # RangeTestInterrupted: the command reports it (exit 130)
+            raise
+        except BaseException as error:
+            raise ScriptError(f"the range test failed: {_what_failed(error, job.script)}",
+                              error) from error
     diagnosed = {d.message for d in result.diagnostics}
     package = str(Path(__file__).resolve().parent)
     notes = []

@@ -11,10 +11,11 @@ from typing import Any
 
 from lrfinder import confirm as confirming
 from lrfinder.confirm import ConfirmRun, ConfirmSettings
+from lrfinder.errors import RangeTestInterrupted
 from lrfinder.plan import Plan, make_plan
 from lrfinder.result import LRFinderResult
 from lrfinder.suggest import DEFAULT_RULE, for_plan, get_rule
-from lrfinder.sweep import INTERRUPTED, StepCallback, SweepSettings, run_sweep
+from lrfinder.sweep import INTERRUPTED, StepCallback, SweepOutcome, SweepSettings, run_sweep
 from lrfinder.trainers import Trainer, is_trainer, make_trainer
 
 _DEFAULTS = SweepSettings  # find_lr's sweep defaults are SweepSettings' own
@@ -135,6 +136,11 @@ def find_lr(
         and every probe in ``result.confirmation``).
 
     Raises:
+        RangeTestInterrupted: Ctrl-C (or a ``KeyboardInterrupt`` raised by ``callback``) stopped
+            the sweep. The state was restored first; the partial result is in the exception's
+            ``result`` attribute. It is a ``KeyboardInterrupt``: uncaught, it stops the program.
+        OtherRankFailed: In a distributed run, another process failed; every process stops at
+            the same step and restores its state.
         TypeError: ``model`` is of no supported kind, or an option does not apply to it.
         ValueError: A setting is out of range (each message says which and why).
     """
@@ -228,6 +234,8 @@ def run_range_test(
         An :class:`~lrfinder.result.LRFinderResult`.
 
     Raises:
+        RangeTestInterrupted: The sweep was interrupted; the state was restored first, and the
+            partial result is in the exception's ``result`` attribute.
         TypeError: ``settings`` is not a :class:`~lrfinder.sweep.SweepSettings`, or the trainer
             cannot confirm.
         ValueError: ``rule`` names no rule, or ``confirm`` does not fit ``plan`` and ``settings``.
@@ -251,18 +259,32 @@ def _run(trainer: Trainer, settings: SweepSettings, rule: str, progress: bool | 
         ahead = max(int(getattr(t, "lookahead", 0)) for t in (trainer, confirm.trainer or trainer))
         probes = confirming.fit_lookahead(confirm.probes, ahead, confirm.settings, plan.train_steps)
         confirm = dataclasses.replace(confirm, probes=probes)
-    outcome = run_sweep(trainer, settings, progress=progress, callback=callback)
+    try:
+        outcome = run_sweep(trainer, settings, progress=progress, callback=callback)
+    except RangeTestInterrupted as stop:  # Ctrl-C means stop, not go on to the probes
+        if stop.outcome is not None:
+            stop.result = _result(stop.outcome, settings, trainer, rule, plan, None)
+        raise
     confirmation = None
     if confirm is not None:
         assert plan is not None
-        if outcome.stop_reason == INTERRUPTED:  # Ctrl-C means stop, not go on to the probes
+        if outcome.stop_reason == INTERRUPTED:  # (a trainer's own outcome may still say so)
             confirmation = confirming.no_confirmation(confirm.probes, "the range test was interrupted",
                                                       schedule=plan.schedule, settings=confirm.settings)
         else:
             center = for_plan(outcome.lrs, outcome.smoothed, outcome.losses, plan, rule=rule).lr
             confirmation = confirming.confirm(confirm.trainer or trainer, confirm.probes, center, plan,
                                               confirm.data, settings=confirm.settings, progress=progress)
-    result = LRFinderResult(
+    result = _result(outcome, settings, trainer, rule, plan, confirmation)
+    if trainer.is_main_process:
+        for diagnostic in result.diagnostics:
+            warnings.warn(f"lrfinder: {diagnostic.message}", RuntimeWarning, stacklevel=stacklevel)
+    return result
+
+
+def _result(outcome: SweepOutcome, settings: SweepSettings, trainer: Trainer, rule: str,
+            plan: Plan | None, confirmation: Any) -> LRFinderResult:
+    return LRFinderResult(
         lrs=outcome.lrs,
         losses=outcome.losses,
         smoothed=outcome.smoothed,
@@ -276,11 +298,6 @@ def _run(trainer: Trainer, settings: SweepSettings, rule: str, progress: bool | 
         plan=plan,
         confirmation=confirmation,
     )
-    if trainer.is_main_process:
-        for diagnostic in result.diagnostics:
-            if diagnostic.code != "interrupted":  # the engine has warned already
-                warnings.warn(f"lrfinder: {diagnostic.message}", RuntimeWarning, stacklevel=stacklevel)
-    return result
 
 
 def _holds_data(model: Any) -> bool:

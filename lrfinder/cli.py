@@ -45,6 +45,12 @@ class CommandLineError(click.UsageError):
     """A wrong command line (exit code 2) whose message already says how to fix it."""
 
 
+class Interrupted(click.ClickException):
+    """Ctrl-C stopped the run (exit code 130); no output file was written or replaced."""
+
+    exit_code = 130
+
+
 class RunError(click.ClickException):
     """The run failed (exit code 1): the script, the model or the sweep."""
 
@@ -187,8 +193,9 @@ class _Threshold(click.ParamType):
 @click.option("--confirm-budget", type=int, metavar="N",
               help="Training batches (optimizer steps) for the range test and the probes together; "
               "implies --confirm.  [default: 2 x --train-steps]")
-@click.option("--seed", type=int, help="Seed Python, NumPy, and PyTorch/Keras when the script uses them, "
-              "before the script runs.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1),
+              help="Seed Python, NumPy, and PyTorch/Keras when the script uses them, before the script "
+              "runs (0 to 2**32 - 1).")
 @click.option("--device", help="Device to run on, e.g. cpu or cuda:0 (PyTorch).")
 @click.option("--batch-size", type=int, help="Batch size when the data are (x, y) arrays (Keras).")
 @click.option("--optimizer", metavar="NAME", help="Keras optimizer to sweep for a saved .keras model "
@@ -227,8 +234,12 @@ def find(script: str, data_path: str | None, start_lr: float, end_lr: float, num
     Prints the suggested learning rate and writes a PNG plot (and JSON with --json).
     """
     from lrfinder._script import load_job, run_job
-    from lrfinder._summary import print_summary
+    from lrfinder._summary import print_summary, summary_lines
+    from lrfinder.errors import RangeTestInterrupted
 
+    # fewer TensorFlow C++ log lines around the summary (the user's own setting wins); the ones
+    # absl writes regardless while a .keras model loads are filtered by the script loader
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     plan, probes = _check_plan(schedule, train_steps, confirm, confirm_budget, num_iter)
     if probes is not None:
         num_iter = probes.range_steps
@@ -255,16 +266,43 @@ def find(script: str, data_path: str | None, start_lr: float, end_lr: float, num
                                f"{'it' if one else 'them'} out")
     if batch_size is not None:
         job.batch_size = batch_size
+    if device is not None:
+        _check_device(device)
 
-    with _script_errors():
-        result, notes = run_job(job, settings, rule=rule, device=device, progress=False if quiet else None,
-                                plan=plan, probes=probes)
+    try:
+        with _script_errors():
+            result, notes = run_job(job, settings, rule=rule, device=device,
+                                    progress=False if quiet else None, plan=plan, probes=probes)
+    except RangeTestInterrupted as stop:
+        partial = stop.result
+        if partial is not None and not quiet and partial.is_main_process:
+            lines = summary_lines(partial, path, [])
+            click.echo("\n".join(["partial result (interrupted; nothing written):", *lines]), err=True)
+        steps = f" after {partial.num_steps} of {settings.num_iter} steps" if partial is not None else ""
+        state = "the model's state was restored" if stop.restored else "the model's state was NOT restored"
+        raise Interrupted(f"interrupted{steps}; {state}; no file was written") from None
     written = _write(result, outputs)
     print_summary(result, path, notes, written, quiet)
 
 
+def _check_device(device: str) -> None:
+    """A ``--device`` that PyTorch cannot parse is a usage error (the model is PyTorch's here)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return  # not a PyTorch model: the trainer says that --device does not apply
+    try:
+        torch.device(device)
+    except (RuntimeError, ValueError, TypeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CommandLineError(f"--device {device!r} is not a device PyTorch knows ({first}); give "
+                               "e.g. cpu, cuda, cuda:0 or mps") from None
+
+
 def _write(result: LRFinderResult, outputs: dict[str, Path]) -> list[tuple[str, Path]]:
-    """Write the outputs through the result (each whole or not at all)."""
+    """Write the outputs through the result (each whole or not at all); only the main process
+    of a distributed run writes, and only it says so."""
+    if not result.is_main_process:
+        return []
     result.to_json()  # serialise first: a result that cannot be saved must leave no file behind
     written = []
     try:
@@ -387,8 +425,12 @@ def plot(results: tuple[str, ...], output: str) -> None:
                                    "'lrfinder find --json' or result.to_json()")
         try:
             loaded.append(LRFinderResult.from_json(Path(name)))
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
+        except OSError as error:
+            raise CommandLineError(f"cannot read {name}: {error.strerror or error}") from None
+        except Exception as error:  # whatever the file holds, one line
             raise CommandLineError(f"{name} is not an lrfinder result: {error}") from None
+        if loaded[-1].num_steps == 0:
+            raise CommandLineError(f"{name} holds no steps: there is no curve to draw")
     from lrfinder.plot import render_png
 
     labels = _labels([Path(name) for name in results])

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from lrfinder._signals import defer_sigint
 from lrfinder.plan import Plan, check_train_steps, lr_at
 from lrfinder.trainers.base import Trainer
 
@@ -759,7 +760,11 @@ def train_probe(
         if math.isnan(score):
             score = math.inf
     finally:
-        trainer.restore()
+        # A Ctrl-C pressed during the restore waits until the state is whole again.
+        with defer_sigint() as held:
+            trainer.restore()
+        if held:
+            raise KeyboardInterrupt
     return losses, score
 
 
@@ -798,7 +803,7 @@ def confirm(
             schedule=user_plan.schedule,
             settings=settings,
         )
-    from lrfinder.sweep import _progress_bar
+    from lrfinder.sweep import _progress_bar, close_bar
 
     bar = _progress_bar(progress, trainer, plan.probe_steps, desc="Confirm probes")
     on_step = None if bar is None else (lambda: bar.update(1))
@@ -813,7 +818,7 @@ def confirm(
         return losses, score
 
     try:
-        return run_plan(
+        result = run_plan(
             plan,
             center,
             probe,
@@ -821,9 +826,14 @@ def confirm(
             settings=settings,
             train_steps=user_plan.train_steps,
         )
-    finally:
+    except BaseException:
         if bar is not None:
             bar.close()
+        raise
+    if bar is not None:
+        # Halving may skip probes: end the bar full, so a notebook does not paint it red.
+        close_bar(bar, complete=True)
+    return result
 
 
 def _add_note(error: BaseException, note: str) -> None:

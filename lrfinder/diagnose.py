@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from lrfinder.suggest import Suggestion, bottom_edge, centered_average, usable_curve
+from lrfinder.suggest import Suggestion, bottom_edge, centered_average, flat_reason, usable_curve
 
 #: A smoothed drop below this fraction of the starting loss is "no clear descent".
 MIN_DROP = 0.05
@@ -28,8 +28,8 @@ class Diagnostic(NamedTuple):
     """A reason to doubt the suggestion.
 
     Attributes:
-        code: ``"no_suggestion"``, ``"no_clear_descent"``, ``"noisy"``, ``"no_divergence"``,
-            ``"diverged_early"`` or ``"interrupted"``.
+        code: ``"interrupted"``, ``"diverged_early"``, ``"flat"``, ``"no_suggestion"``,
+            ``"no_clear_descent"``, ``"noisy"`` or ``"no_divergence"``.
         message: What was seen and what to change, in one sentence.
     """
 
@@ -45,15 +45,26 @@ def diagnose(
     settings: dict[str, Any],
     best: Suggestion,
 ) -> list[Diagnostic]:
-    """Every check that fires on this curve, most serious first."""
+    """Every check that fires on this curve, most serious first. Linear in time (n log n at most).
+
+    A flat curve (:func:`~lrfinder.suggest.flat_reason`) is diagnosed as such, with the fix
+    (raise ``end_lr``), instead of the checks that would misread its noise: where its noise
+    happens to bottom out says nothing about ``start_lr``.
+    """
+    flat = flat_reason(lrs, losses)
     found: list[Diagnostic | None] = [
         _interrupted(lrs, stop_reason, settings),
-        _diverged_early(lrs, smoothed, stop_reason, settings),
-        _no_suggestion(best),
-        _no_clear_descent(smoothed, best),
-        _noisy(losses, smoothed),
-        _no_divergence(lrs, smoothed, stop_reason, settings),
+        _diverged_early(lrs, smoothed, stop_reason, settings, flat=flat is not None),
     ]
+    if flat is not None:
+        found.append(Diagnostic("flat", flat))
+    else:
+        found += [
+            _no_suggestion(best),
+            _no_clear_descent(smoothed, best),
+            _noisy(losses, smoothed),
+            _no_divergence(lrs, smoothed, stop_reason, settings),
+        ]
     return [d for d in found if d is not None]
 
 
@@ -70,11 +81,11 @@ def _interrupted(lrs: np.ndarray, stop_reason: str, settings: dict[str, Any]) ->
 
 
 def _diverged_early(lrs: np.ndarray, smoothed: np.ndarray, stop_reason: str,
-                    settings: dict[str, Any]) -> Diagnostic | None:
+                    settings: dict[str, Any], *, flat: bool = False) -> Diagnostic | None:
     planned = _planned(lrs, settings)
     finite = smoothed[np.isfinite(smoothed)]
     stopped_early = stop_reason in ("diverged", "non_finite") and lrs.shape[0] <= EARLY * planned
-    rose_at_once = finite.size >= 5 and int(np.argmin(finite)) <= EARLY * planned
+    rose_at_once = not flat and finite.size >= 5 and int(np.argmin(finite)) <= EARLY * planned
     if not (stopped_early or (rose_at_once and stop_reason != "interrupted")):
         return None
     start = settings.get("start_lr", lrs[0] if lrs.size else None)

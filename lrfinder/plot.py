@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from lrfinder.result import LRFinderResult
 
 _MARKERS = {"steepest": "v", "valley": "o", "minimum": "s", "centered_minimum": "D", "raw_minimum": "P"}
+#: Most points drawn per curve; longer curves are thinned to each stretch's lowest and highest
+#: point (spikes stay visible), so a curve of millions of points draws as fast as a short one.
+MAX_DRAWN_POINTS = 2000
+
 _STOP_LABELS = {
     "diverged": "diverged",
     "non_finite": "non-finite loss",
@@ -59,10 +63,12 @@ def plot_result(
         _, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
     lrs, smoothed = result.lrs, result.smoothed
     line_label = "smoothed loss" if not label else f"{label} — {_suggestion_text(result)}"
-    (line,) = ax.plot(lrs, smoothed, color=color, linewidth=2.0, label=line_label)
+    drawn = thin_indices(smoothed, MAX_DRAWN_POINTS)
+    (line,) = ax.plot(lrs[drawn], smoothed[drawn], color=color, linewidth=2.0, label=line_label)
     shade = line.get_color()  # the Axes' pick when color is None
     if show_raw:
-        ax.plot(lrs, result.losses, color=shade, alpha=0.3, linewidth=1.0,
+        drawn = thin_indices(result.losses, MAX_DRAWN_POINTS)
+        ax.plot(lrs[drawn], result.losses[drawn], color=shade, alpha=0.3, linewidth=1.0,
                 label=None if label else "raw loss")
     if result.settings.get("mode", "exp") == "exp":
         ax.set_xscale("log")
@@ -171,6 +177,33 @@ def render_png(
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
+
+
+def thin_indices(values: np.ndarray, max_points: int) -> np.ndarray:
+    """Indices of at most about ``max_points`` points of ``values`` that draw like all of them.
+
+    The curve is cut into stretches of equal length; each keeps its lowest and highest finite
+    point (in their order), and the last point is always kept. A curve of ``max_points`` points
+    or fewer is kept whole. Linear in time.
+
+    >>> thin_indices(np.array([3.0, 1.0, 2.0, 5.0, 4.0, 0.0]), 4).tolist()
+    [0, 1, 3, 5]
+    """
+    values = np.asarray(values, dtype=np.float64)
+    n = values.shape[0]
+    if n <= max_points:
+        return np.arange(n)
+    size = -(-n // max(1, max_points // 2))
+    rows = -(-n // size)
+    padded = np.full(rows * size, np.nan)
+    padded[:n] = values
+    blocks = padded.reshape(rows, size)
+    finite = np.isfinite(blocks)
+    low = np.argmin(np.where(finite, blocks, np.inf), axis=1)
+    high = np.argmax(np.where(finite, blocks, -np.inf), axis=1)
+    starts = np.arange(rows) * size
+    keep = np.concatenate((starts + low, starts + high, [n - 1]))
+    return np.unique(keep[keep < n])
 
 
 def _suggestion_text(result: LRFinderResult) -> str:

@@ -23,6 +23,7 @@ from lrfinder._io import atomic_write_bytes
 from lrfinder.confirm import Confirmation
 from lrfinder.plan import Plan
 from lrfinder.suggest import Suggestion
+from lrfinder.sweep import STOP_REASONS
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -119,10 +120,15 @@ class LRFinderResult:
         """Apply a rule (default :attr:`rule`) with its own options, e.g. ``skip_start=5``.
 
         Rules in :data:`lrfinder.suggest.RAW_RULES` read the raw losses, the others the smoothed curve.
+        A flat curve gives no suggestion, whatever the options (see :func:`lrfinder.suggest.flat_reason`).
         """
         name = rule or self.rule
         curve = self.losses if name in rules.RAW_RULES else self.smoothed
-        return rules.get_rule(name)(self.lrs, curve, **options)
+        fn = rules.get_rule(name)
+        flat = rules.flat_reason(self.lrs, self.losses)
+        if flat is not None:
+            return Suggestion(name, None, None, flat)
+        return fn(self.lrs, curve, **options)
 
     @cached_property
     def diagnostics(self) -> list[checks.Diagnostic]:
@@ -266,6 +272,14 @@ class LRFinderResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LRFinderResult:
+        """A result from :meth:`to_dict`'s output, checked as the sweep would have produced it.
+
+        Raises:
+            ValueError: Not an lrfinder result, another format version, or a field that no sweep
+                produces (the message names it): learning rates that are not finite, positive and
+                strictly increasing; losses none of which is finite; an unknown stop reason or
+                rule; settings or info that are not objects.
+        """
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError("not an lrfinder result (the 'format' field is missing or different)")
         if data.get("version") not in READABLE_VERSIONS:
@@ -273,18 +287,35 @@ class LRFinderResult:
                 f"lrfinder result format version {data.get('version')!r} is not supported "
                 f"(this lrfinder reads versions {', '.join(map(str, READABLE_VERSIONS))})"
             )
-        plan = data.get("plan")
-        confirmation = data.get("confirmation")
+        missing = [key for key in ("lrs", "losses", "smoothed", "stop_reason") if key not in data]
+        if missing:
+            raise ValueError(f"the field(s) {', '.join(missing)} are missing")
+        curves = {key: _decode_curve(data[key], key) for key in ("lrs", "losses", "smoothed")}
+        stop_reason = data["stop_reason"]
+        if stop_reason not in STOP_REASONS:
+            raise ValueError(f"stop_reason must be one of {', '.join(STOP_REASONS)}, got {stop_reason!r}")
+        settings, info = _decode(data.get("settings", {})), _decode(data.get("info", {}))
+        for key, value in (("settings", settings), ("info", info)):
+            if not isinstance(value, dict):
+                raise ValueError(f"{key} must be a JSON object, got {type(value).__name__}")
+        backend, rule = data.get("backend", "unknown"), data.get("rule", rules.DEFAULT_RULE)
+        if not isinstance(backend, str) or not isinstance(rule, str):
+            raise ValueError("backend and rule must be strings")
+        elapsed = data.get("elapsed", 0.0)
+        if isinstance(elapsed, bool) or not isinstance(elapsed, (int, float)) or not math.isfinite(elapsed):
+            raise ValueError(f"elapsed must be a finite number of seconds, got {elapsed!r}")
+        _check_curve(curves["lrs"], curves["losses"], curves["smoothed"])
+        plan, confirmation = data.get("plan"), data.get("confirmation")
         return cls(
-            lrs=_decode_curve(data["lrs"]),
-            losses=_decode_curve(data["losses"]),
-            smoothed=_decode_curve(data["smoothed"]),
-            stop_reason=data["stop_reason"],
-            settings=_decode(data.get("settings", {})),
-            backend=data.get("backend", "unknown"),
-            elapsed=float(data.get("elapsed", 0.0)),
-            rule=data.get("rule", rules.DEFAULT_RULE),
-            info=_decode(data.get("info", {})),
+            lrs=curves["lrs"],
+            losses=curves["losses"],
+            smoothed=curves["smoothed"],
+            stop_reason=stop_reason,
+            settings=settings,
+            backend=backend,
+            elapsed=float(elapsed),
+            rule=rule,
+            info=info,
             plan=None if plan is None else Plan(plan["schedule"], plan.get("train_steps")),
             confirmation=None if confirmation is None else Confirmation.from_dict(confirmation),
         )
@@ -299,6 +330,8 @@ class LRFinderResult:
             data = json.loads(text)
         except json.JSONDecodeError as error:
             raise ValueError(f"{source}: not valid JSON ({error})") from None
+        except RecursionError:
+            raise ValueError(f"{source}: JSON nested too deeply to be an lrfinder result") from None
         return cls.from_dict(data)
 
 
@@ -323,9 +356,27 @@ def _encode(value: Any) -> Any:
     return str(value)
 
 
-def _decode_curve(values: list[Any]) -> np.ndarray:
+def _decode_curve(values: Any, name: str) -> np.ndarray:
     """A curve written by :func:`_encode`: ``null`` is NaN, ``"inf"``/``"-inf"`` are infinities."""
-    return np.asarray([math.nan if v is None else _decode(v) for v in values], dtype=np.float64)
+    if not isinstance(values, list):
+        raise ValueError(f"{name} must be a list of numbers, got {type(values).__name__}")
+    decoded = [math.nan if v is None else _decode(v) for v in values]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in decoded):
+        raise ValueError(f"{name} must be a list of numbers (null for NaN, \"inf\", \"-inf\")")
+    return np.asarray(decoded, dtype=np.float64)
+
+
+def _check_curve(lrs: np.ndarray, losses: np.ndarray, smoothed: np.ndarray) -> None:
+    """Raise ``ValueError`` unless the curve is one a sweep can record (see ``from_dict``)."""
+    if not lrs.shape == losses.shape == smoothed.shape:
+        raise ValueError(f"lrs, losses and smoothed differ in length ({lrs.shape[0]}, {losses.shape[0]}, "
+                         f"{smoothed.shape[0]})")
+    if not np.all(np.isfinite(lrs) & (lrs > 0)):
+        raise ValueError("lrs must be finite positive learning rates")
+    if np.any(np.diff(lrs) <= 0):
+        raise ValueError("lrs must be strictly increasing")
+    if losses.size and not np.any(np.isfinite(losses)):
+        raise ValueError("losses holds no finite value: there is no curve")
 
 
 def _decode(value: Any) -> Any:

@@ -14,14 +14,23 @@ import numpy as np
 
 Mode = Literal["exp", "linear"]
 MODES: tuple[str, ...] = ("exp", "linear")
+#: Most steps a range test may take. A few hundred are enough; the bound keeps a typo such as
+#: ``num_iter=10_000_000`` from running for hours at growing memory.
+MAX_NUM_ITER = 100_000
 
 
 def check_range(start_lr: float, end_lr: float, num_iter: int) -> None:
-    """Raise ``ValueError`` unless ``0 < start_lr < end_lr`` (both finite) and ``num_iter >= 2``."""
+    """Raise ``ValueError`` unless ``0 < start_lr < end_lr`` (both finite) and
+    ``2 <= num_iter <=`` :data:`MAX_NUM_ITER`."""
     if isinstance(num_iter, bool) or not isinstance(num_iter, (int, np.integer)):
         raise TypeError(f"num_iter must be an integer, got {num_iter!r}")
     if num_iter < 2:
         raise ValueError(f"num_iter must be at least 2 (a ladder needs two ends), got {num_iter}")
+    if num_iter > MAX_NUM_ITER:
+        raise ValueError(
+            f"num_iter must be at most {MAX_NUM_ITER} (a range test needs a few hundred steps), "
+            f"got {num_iter}; lower it"
+        )
     for name, value in (("start_lr", start_lr), ("end_lr", end_lr)):
         if not isinstance(value, (int, float, np.floating, np.integer)) or isinstance(value, bool):
             raise TypeError(f"{name} must be a number, got {value!r}")

@@ -11,7 +11,6 @@ import importlib.util
 import math
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
@@ -19,6 +18,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from lrfinder import schedules
+from lrfinder._signals import SigintFlag
+from lrfinder._signals import defer_sigint as _defer_sigint
+from lrfinder.errors import RangeTestInterrupted
 from lrfinder.trainers.base import Trainer
 
 FINISHED = "finished"
@@ -146,12 +148,24 @@ def run_sweep(
 ) -> SweepOutcome:
     """Run the range test with ``trainer`` and return what it recorded.
 
-    The trainer's state is snapshotted first and restored at the end in every case: a normal end,
-    an early stop, an exception raised by a step (re-raised after the restore), or
-    ``KeyboardInterrupt`` (the partial record is returned with stop reason ``"interrupted"``).
+    The trainer's state is snapshotted first and restored at the end in every case, and the
+    restore itself runs with Ctrl-C held back (main thread only), so that it always finishes:
+
+    * a normal end or an early stop: the outcome is returned;
+    * an exception (from a step, the data, the callback or the progress bar): it is re-raised
+      after the restore, with a note saying whether the state was restored;
+    * ``KeyboardInterrupt`` (Ctrl-C, or raised by the callback): after the restore,
+      :class:`~lrfinder.errors.RangeTestInterrupted` (a ``KeyboardInterrupt``) is raised with the
+      partial outcome in its ``outcome`` attribute. A Ctrl-C held during a restore after a normal
+      end raises it too, with the whole outcome.
 
     Args:
         trainer: Anything that follows the :class:`~lrfinder.trainers.base.Trainer` protocol.
+            A distributed trainer (``world_size > 1``) may also define ``finish()``, called
+            after the last step, ``abort(interrupted: bool)``, called before the restore when
+            this process stops on an error or an interrupt, to tell the other processes, and an
+            ``interrupt_flag`` attribute: the engine sets it to a flag that Ctrl-C raises, for
+            the trainer to read where all processes can stop together.
         settings: The ladder, smoothing and divergence rules.
         progress: Show a progress bar (None: only when stderr is a terminal or in a notebook, and
             only on the main process).
@@ -160,6 +174,9 @@ def run_sweep(
     Returns:
         A :class:`SweepOutcome` with arrays of the recorded steps only. A step found to diverge is
         recorded and is the last one; steps a trainer ran ahead (``sync_every > 1``) past it are not.
+
+    Raises:
+        RangeTestInterrupted: The sweep was interrupted (the state was restored first).
     """
     ladder = settings.ladder()
     smoother = LossSmoother(settings.smooth)
@@ -171,9 +188,15 @@ def run_sweep(
     bar = _progress_bar(progress, trainer, len(ladder))
 
     def record(pending: list[tuple[float, Any]]) -> str | None:
-        """Read back pending losses, record them, and say why to stop (None: go on)."""
-        values = trainer.fetch_losses([loss for _, loss in pending])
-        for (lr, _), loss in zip(pending, values, strict=True):
+        """Read back pending losses, record them, and say why to stop (None: go on).
+
+        ``pending`` is emptied before anything is recorded, so that an interrupt raised by the
+        callback or the progress bar can never record a step twice.
+        """
+        taken = list(pending)
+        values = trainer.fetch_losses([loss for _, loss in taken])
+        pending.clear()
+        for (lr, _), loss in zip(taken, values, strict=True):
             step = len(losses)
             value = smoother.update(loss) if math.isfinite(loss) else math.nan
             lrs.append(lr)
@@ -197,50 +220,102 @@ def run_sweep(
     started = time.perf_counter()
     trainer.snapshot()
     pending: list[tuple[float, Any]] = []
+    failure: BaseException | None = None
+    where = ""
+    # Ranks of a distributed run must stop at the same step: Ctrl-C becomes a flag that the
+    # trainer reads at its next status exchange (a second Ctrl-C raises at once).
+    flag = SigintFlag() if _is_distributed(trainer) else None
+    if flag is not None:
+        flag.install()
+        trainer.interrupt_flag = flag  # type: ignore[attr-defined]
     try:
-        try:
-            for lr in ladder:
-                lr = float(lr)
-                try:
-                    pending.append((lr, trainer.step(lr)))
-                except BaseException as error:
-                    _add_note(error, f"lrfinder: raised by the step at lr={lr:.3e} "
-                              f"(step {len(losses) + len(pending)} of {len(ladder)}); "
-                              "the model's state was restored")
-                    raise
-                if len(pending) >= sync_every:
-                    reason, pending = record(pending), []
-                    if reason is not None:
-                        stop_reason = reason
-                        break
-            else:
-                if pending:
-                    stop_reason = record(pending) or FINISHED
-                    pending = []
-        except KeyboardInterrupt:
-            stop_reason = INTERRUPTED
+        for lr in ladder:
+            lr = float(lr)
+            where = f"the step at lr={lr:.3e} (step {len(losses) + len(pending) + 1} of {len(ladder)})"
+            pending.append((lr, trainer.step(lr)))
+            where = ""
+            if len(pending) >= sync_every:
+                reason = record(pending)
+                if reason is not None:
+                    stop_reason = reason
+                    break
+        else:
             if pending:
-                with contextlib.suppress(Exception):  # an interrupted step's loss may be unreadable
+                stop_reason = record(pending) or FINISHED
+        finish = getattr(trainer, "finish", None)
+        if callable(finish):
+            where = "the final check with the other processes"
+            finish()
+            where = ""
+    except BaseException as error:  # everything is re-raised below, after the restore
+        failure = error
+        if isinstance(error, KeyboardInterrupt):
+            stop_reason = INTERRUPTED
+            if pending:  # those steps ran; only their losses were not read yet
+                with contextlib.suppress(Exception):
                     record(pending)
-            warnings.warn(
-                f"lrfinder: interrupted after {len(losses)} of {len(ladder)} steps; "
-                "the model's state was restored and the partial result is returned",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+        abort = getattr(trainer, "abort", None)
+        if callable(abort):
+            try:
+                abort(isinstance(error, KeyboardInterrupt))
+            except Exception as abort_error:  # the first failure is the one to report
+                _add_note(error, f"lrfinder: telling the other processes failed too: {abort_error!r}")
     finally:
+        if flag is not None:
+            flag.uninstall()
+            trainer.interrupt_flag = None  # type: ignore[attr-defined]
+
+    restore_error: BaseException | None = None
+    with _defer_sigint() as held:
         try:
             trainer.restore()
+        except BaseException as error:  # reported below with the sweep's own failure
+            restore_error = error
         finally:
             if bar is not None:
-                _close_bar(bar, stop_reason)
-    return SweepOutcome(
+                with contextlib.suppress(Exception):
+                    _close_bar(bar, stop_reason)
+    outcome = SweepOutcome(
         lrs=np.asarray(lrs, dtype=np.float64),
         losses=np.asarray(losses, dtype=np.float64),
         smoothed=np.asarray(smoothed, dtype=np.float64),
         stop_reason=stop_reason,
         elapsed=time.perf_counter() - started,
     )
+    restored = restore_error is None
+    state_note = (
+        "lrfinder: the model's state was restored" if restored else
+        f"lrfinder: the model's state was NOT restored: restoring it raised {restore_error!r}"
+    )
+    if isinstance(failure, KeyboardInterrupt) or (held and failure is None):
+        done = f"{len(losses)} of {len(ladder)} steps"
+        interrupt = RangeTestInterrupted(
+            f"lrfinder: range test interrupted after {done}; "
+            + ("the model's state was restored" if restored else "the model's state was NOT restored")
+            + " (the partial result is in this exception's .result)",
+            outcome=outcome,
+            restored=restored,
+        )
+        if not restored:
+            _add_note(interrupt, state_note)
+        raise interrupt from (restore_error if restore_error is not None else failure)
+    if failure is not None:
+        if where:
+            _add_note(failure, f"lrfinder: raised by {where}")
+        _add_note(failure, state_note)
+        if held:  # Ctrl-C pressed during the restore: it wins, as the user asked to stop
+            raise KeyboardInterrupt from failure
+        raise failure
+    if restore_error is not None:
+        _add_note(restore_error, "lrfinder: the sweep ran to its end, but putting the model's state "
+                  "back failed; the model is NOT as it was")
+        raise restore_error
+    return outcome
+
+
+def _is_distributed(trainer: Trainer) -> bool:
+    world_size = getattr(trainer, "world_size", 1)
+    return isinstance(world_size, int) and world_size > 1 and hasattr(trainer, "interrupt_flag")
 
 
 def _add_note(error: BaseException, note: str) -> None:
@@ -256,18 +331,22 @@ def _in_notebook() -> bool:
     return ipython is not None and "IPKernelApp" in getattr(ipython, "config", {})
 
 
-def _close_bar(bar: Any, stop_reason: str) -> None:
-    """Close the progress bar; one that stopped on divergence ends full, as a finished sweep's does.
+def close_bar(bar: Any, *, complete: bool) -> None:
+    """Close a progress bar; one whose run ended normally but short of its total ends full.
 
     ``tqdm.notebook`` paints a bar closed short of its total red, as for an error, and its text reads
-    the share of the ladder run; a divergence stop is a range test's normal end, so the total becomes
-    the steps run (``reset`` also resizes the notebook's widget).
+    the share of the total run; a divergence stop (or probes left out by halving) is a normal end,
+    so the total becomes the steps run (``reset`` also resizes the notebook's widget).
     """
-    if stop_reason in (DIVERGED, NON_FINITE) and bar.total and bar.n < bar.total:
+    if complete and bar.total and bar.n < bar.total:
         steps = bar.n
         bar.reset(total=steps)
         bar.update(steps)
     bar.close()
+
+
+def _close_bar(bar: Any, stop_reason: str) -> None:
+    close_bar(bar, complete=stop_reason in (DIVERGED, NON_FINITE))
 
 
 def _progress_bar(progress: bool | None, trainer: Trainer, total: int, desc: str = "LR range test") -> Any:

@@ -87,7 +87,7 @@ class LinearRegressionTrainer(TrainerBase):
     backend = "numpy"
 
     def __init__(self, batches: list[tuple[np.ndarray, np.ndarray]], fail_at: int | None,
-                 fail_with: type[BaseException], seed: int = 0) -> None:
+                 fail_with: type[BaseException] | float, seed: int = 0) -> None:
         super().__init__()
         self.batches = batches
         self.fail_at, self.fail_with = fail_at, fail_with
@@ -105,9 +105,11 @@ class LinearRegressionTrainer(TrainerBase):
         self._saved = (self.w.copy(), self.velocity.copy(), self.steps_taken)
 
     def step(self, lr: float) -> float:
-        if self.fail_at is not None and self.draws == self.fail_at:  # in any sweep or confirm probe
-            raise self.fail_with("data source failed on purpose")
         x, y = self.batches[self.steps_taken % len(self.batches)]  # cycles short data
+        if self.fail_at is not None and self.draws == self.fail_at:  # in any sweep or confirm probe
+            if not isinstance(self.fail_with, float):
+                raise self.fail_with("data source failed on purpose")
+            x = x * self.fail_with  # a poisoned batch: NaN or Inf in the inputs
         self.draws += 1
         loss = self.batch_loss(self.w, x, y)
         grad = 2 * x.T @ (x @ self.w - y) / len(y)
@@ -126,7 +128,7 @@ class LinearRegressionTrainer(TrainerBase):
 
 
 def numpy_case(n_batches: int = 8, fail_at: int | None = None,
-               fail_with: type[BaseException] = Boom) -> Setup:
+               fail_with: type[BaseException] | float = Boom) -> Setup:
     rng = np.random.default_rng(1)
     true_w = rng.normal(size=5)
     batches = []

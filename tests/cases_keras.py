@@ -54,7 +54,7 @@ def batch_loss(keras: Any, model: Any, x: np.ndarray, y: np.ndarray, training: b
 
 
 def case(n_batches: int = 8, fail_at: int | None = None,
-         fail_with: type[BaseException] = Boom, dropout: float = 0.0) -> Setup:
+         fail_with: type[BaseException] | float = Boom, dropout: float = 0.0) -> Setup:
     """The contract case; ``dropout`` adds a Dropout layer (then ``first_loss`` does not apply)."""
     keras = require("keras")
 
@@ -71,6 +71,10 @@ def case(n_batches: int = 8, fail_at: int | None = None,
 
         def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
             if fail_at is not None and self.reads == fail_at:
+                if isinstance(fail_with, float):  # a poisoned batch: NaN or Inf in the inputs
+                    self.reads += 1
+                    x, y = self.batches[index]
+                    return x * fail_with, y
                 raise fail_with("data source failed on purpose")
             self.reads += 1
             return self.batches[index]

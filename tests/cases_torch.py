@@ -16,13 +16,14 @@ FEATURES, CLASSES, BATCH = 6, 3, 8
 
 
 class CountingDataset(Dataset):
-    """Samples ``(x[i], y[i])``; raises ``fail_with`` when the ``fail_at``-th batch is drawn.
+    """Samples ``(x[i], y[i])``; raises ``fail_with`` when the ``fail_at``-th batch is drawn
+    (or, when ``fail_with`` is a float such as NaN, multiplies that batch's first sample by it).
 
     ``draws`` counts the samples drawn over every pass, so a failure can fall in any pass.
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = BATCH,
-                 fail_at: int | None = None, fail_with: type[BaseException] = Boom) -> None:
+                 fail_at: int | None = None, fail_with: type[BaseException] | float = Boom) -> None:
         self.x, self.y = x, y
         self.batch_size = batch_size
         self.fail_at, self.fail_with = fail_at, fail_with
@@ -33,6 +34,9 @@ class CountingDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self.fail_at is not None and self.draws == self.fail_at * self.batch_size:
+            if isinstance(self.fail_with, float):  # a poisoned sample: NaN or Inf in the batch
+                self.draws += 1
+                return self.x[index] * self.fail_with, self.y[index]
             raise self.fail_with(f"batch {self.fail_at} failed on purpose")
         self.draws += 1
         return self.x[index], self.y[index]
@@ -95,7 +99,7 @@ def torch_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None 
 
 
 def case(n_batches: int = 8, fail_at: int | None = None,
-         fail_with: type[BaseException] = Boom) -> Setup:
+         fail_with: type[BaseException] | float = Boom) -> Setup:
     """An MLP with BatchNorm, SGD with momentum (warmed up), class labels (cross-entropy inferred)."""
     torch.set_num_threads(1)
     x, y = classification_data(n_batches * BATCH)

@@ -170,17 +170,24 @@ def test_a_curve_that_never_falls_prints_none_for_the_suggestion_range_and_candi
     assert "to compare:    none (no suggestion)" in lines
 
 
-def test_ctrl_c_during_the_sweep_keeps_the_partial_result(tmp_path):
+@pytest.mark.parametrize("quiet", [False, True])
+def test_ctrl_c_during_the_sweep_exits_130_and_writes_nothing(tmp_path, quiet):
     write(tmp_path, "stop.py", "def step(lr):\n    if lr > 1e-3:\n        raise KeyboardInterrupt\n"
                                "    return 1.0 / (1 + lr)\n")
-    code, out, _ = run(["find", "stop.py", "--start-lr", "1e-5", "--end-lr", "1", "--num-iter", "50",
-                        "--json", "r.json"], tmp_path)
-    assert code == 0
-    result = LRFinderResult.from_json(tmp_path / "r.json")
-    assert result.stop_reason == "interrupted" and result.num_steps == 20
-    assert "stopped:       interrupted at step 20 of 50" in out
-    assert f"warning: {result.diagnostics[0].message}" in out and "interrupted" in result.diagnostics[0].code
-    assert_png(tmp_path / "lr_finder.png")
+    (tmp_path / "r.json").write_text("kept")
+    code, out, err = run(["find", "stop.py", "--start-lr", "1e-5", "--end-lr", "1", "--num-iter", "50",
+                          "--json", "r.json", *(["-q"] if quiet else [])], tmp_path)
+    assert code == 130 and out == ""
+    lines = err.splitlines()
+    assert [line for line in lines if line.startswith("Error:")] == [
+        "Error: interrupted after 20 of 50 steps; the model's state was restored; no file was written"]
+    if quiet:
+        assert len(lines) == 1
+    else:
+        assert lines[0] == "partial result (interrupted; nothing written):"
+        assert "stopped:       interrupted at step 20 of 50" in lines
+    assert (tmp_path / "r.json").read_text() == "kept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "stop.py"]
 
 
 def test_ctrl_c_while_the_script_loads_writes_nothing(tmp_path):

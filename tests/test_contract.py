@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import pytest
 
-from lrfinder import SweepSettings, find_lr
+from lrfinder import RangeTestInterrupted, SweepSettings, find_lr
 from lrfinder.confirm import ConfirmSettings
 from lrfinder.trainers import BACKENDS, TrainerBackend, load_backend
 from tests.cases import CASES, FRAMEWORK_CASES, Boom, assert_same, require
@@ -61,8 +61,9 @@ def test_state_restored_after_exception_mid_sweep(build, fail_at):
 def test_state_restored_after_keyboard_interrupt(build):
     setup = build(fail_at=7, fail_with=KeyboardInterrupt)
     before = setup.state()
-    with pytest.warns(RuntimeWarning, match="interrupted"):
-        result = find_lr(setup.model, setup.data, **setup.kwargs, **FAST)
+    with pytest.raises(RangeTestInterrupted) as info:
+        find_lr(setup.model, setup.data, **setup.kwargs, **FAST)
+    result = info.value.result
     assert result.stop_reason == "interrupted"
     assert result.num_steps == 7 - setup.lookahead
     assert_same(before, setup.state())

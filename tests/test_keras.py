@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lrfinder import SweepSettings, find_lr, run_sweep
+from lrfinder import RangeTestInterrupted, SweepSettings, find_lr, run_sweep
 from tests.cases import Boom, assert_same, changed_keys, require
 
 keras = require("keras")
@@ -84,8 +84,9 @@ def test_every_kind_of_state_changes_during_the_sweep_and_comes_back_bit_for_bit
         with pytest.raises(Boom):
             run_sweep(trainer, settings, callback=look, **QUIET)
     elif ending == "interrupt":
-        with pytest.warns(RuntimeWarning, match="interrupted"):
-            assert len(run_sweep(trainer, settings, callback=look, **QUIET).losses) == 7
+        with pytest.raises(RangeTestInterrupted) as info:
+            run_sweep(trainer, settings, callback=look, **QUIET)
+        assert len(info.value.outcome.losses) == 7
     else:
         assert len(run_sweep(trainer, settings, callback=look, **QUIET).losses) == 12
     # The test can fail: each kind of state really moved during the sweep...
@@ -202,8 +203,9 @@ def test_ctrl_c_inside_a_block_restores_and_keeps_the_blocks_read_before_it():
         queue._run = run_or_interrupt
 
     trainer.snapshot = snapshot_then_interrupt_the_second_block
-    with pytest.warns(RuntimeWarning, match="interrupted"):
-        outcome = run_sweep(trainer, SweepSettings(num_iter=12, start_lr=1e-3, end_lr=1e-1), progress=False)
+    with pytest.raises(RangeTestInterrupted) as info:
+        run_sweep(trainer, SweepSettings(num_iter=12, start_lr=1e-3, end_lr=1e-1), progress=False)
+    outcome = info.value.outcome
     assert outcome.stop_reason == "interrupted" and blocks == [4]
     assert len(outcome.losses) == 4 and np.all(np.isfinite(outcome.losses))
     assert_same(before, setup.state())

@@ -96,11 +96,14 @@ def test_steepest_with_zero_skips_reads_the_whole_curve():
     assert steepest(lrs, losses, skip_start=2, skip_end=0).ok
 
 
-def test_steepest_at_index_zero_is_a_suggestion_not_a_none():
+def test_steepest_at_the_first_points_is_a_none_with_its_reason_and_just_after_them_a_suggestion():
     lrs = np.geomspace(1e-4, 1.0, 8)
     losses = np.array([5.0, 1.0, 0.9, 0.85, 0.8, 0.79, 0.78, 0.77])
     result = steepest(lrs, losses, skip_start=0, skip_end=0)
-    assert result.index == 0 and result.lr == lrs[0]
+    assert result.lr is None and result.index is None and "start of the ladder" in result.reason
+    losses = np.array([5.0, 4.9, 4.8, 1.0, 0.9, 0.85, 0.8, 0.79])  # steepest at index 2 (0-based)
+    result = steepest(lrs, losses, skip_start=0, skip_end=0)
+    assert result.index == 2 and result.lr == lrs[2]
 
 
 def test_steepest_reads_slopes_against_log_lr_on_a_linear_ladder():

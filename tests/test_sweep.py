@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lrfinder import SweepSettings, find_lr, run_range_test, run_sweep
+from lrfinder import RangeTestInterrupted, SweepSettings, find_lr, run_range_test, run_sweep
 from lrfinder.sweep import LossSmoother
 from lrfinder.trainers import StepFunctionTrainer
 
@@ -148,11 +148,13 @@ def test_exception_in_step_restores_and_reraises_with_a_note():
                 restored.append(True)), num_iter=20, progress=False)
     assert state == {"w": 1.0} and restored == [True]
     if hasattr(info.value, "__notes__"):
-        assert "state was restored" in info.value.__notes__[0]
+        assert info.value.__notes__[0].startswith("lrfinder: raised by the step at lr=")
+        assert info.value.__notes__[-1] == "lrfinder: the model's state was restored"
 
 
-def test_keyboard_interrupt_returns_the_partial_result_after_restoring():
+def test_keyboard_interrupt_restores_then_raises_with_the_partial_result():
     state = {"steps": 0}
+    seen_at_restore = []
 
     def step(lr):
         if state["steps"] == 4:
@@ -160,11 +162,17 @@ def test_keyboard_interrupt_returns_the_partial_result_after_restoring():
         state["steps"] += 1
         return 1.0
 
-    with pytest.warns(RuntimeWarning, match="interrupted after 4 of 20"):
-        result = find_lr(step, snapshot=lambda: dict(state), restore=state.update, num_iter=20,
-                         progress=False)
+    def restore(saved):
+        seen_at_restore.append(dict(state))
+        state.update(saved)
+
+    with pytest.raises(RangeTestInterrupted, match="interrupted after 4 of 20") as info:
+        find_lr(step, snapshot=lambda: dict(state), restore=restore, num_iter=20, progress=False)
+    assert isinstance(info.value, KeyboardInterrupt) and info.value.restored
+    result = info.value.result
     assert result.stop_reason == "interrupted" and result.num_steps == 4
-    assert state == {"steps": 0}
+    assert [d.code for d in result.diagnostics][:1] == ["interrupted"]
+    assert seen_at_restore == [{"steps": 4}] and state == {"steps": 0}
 
 
 class LazyTrainer(StepFunctionTrainer):
@@ -313,3 +321,83 @@ def test_run_range_test_warns_at_its_caller_and_refuses_bad_arguments():
         run_range_test(trainer, {"num_iter": 10})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown suggestion rule 'nope'"):
         run_range_test(trainer, SweepSettings(), rule="nope")
+
+
+def _counting_problem():
+    state = {"w": 0.0}
+
+    def step(lr):
+        state["w"] += 1.0
+        return 1.0 / state["w"]
+
+    return state, step
+
+
+def test_interrupt_from_the_callback_records_each_step_once():
+    state, step = _counting_problem()
+
+    def callback(i, lr, loss, smoothed):
+        if i == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(RangeTestInterrupted) as info:
+        find_lr(step, snapshot=lambda: dict(state), restore=state.update, num_iter=20,
+                callback=callback, progress=False)
+    result = info.value.result
+    assert result.num_steps == 7 and np.all(np.diff(result.lrs) > 0)
+    assert state == {"w": 0.0}
+
+
+def test_a_restore_that_raises_is_reported_as_not_restored():
+    state, step = _counting_problem()
+
+    def bad_step(lr):
+        if state["w"] >= 3:
+            raise ValueError("bad batch")
+        return step(lr)
+
+    def restore(saved):
+        raise OSError("disk gone")
+
+    with pytest.raises(ValueError, match="bad batch") as info:
+        find_lr(bad_step, snapshot=lambda: dict(state), restore=restore, num_iter=20, progress=False)
+    if hasattr(info.value, "__notes__"):
+        assert "NOT restored" in info.value.__notes__[-1] and "disk gone" in info.value.__notes__[-1]
+        assert not any(note.endswith("state was restored") for note in info.value.__notes__)
+    with pytest.raises(OSError, match="disk gone") as info:
+        find_lr(step, snapshot=lambda: dict(state), restore=restore, num_iter=5, progress=False)
+    if hasattr(info.value, "__notes__"):
+        assert "NOT as it was" in info.value.__notes__[-1]
+
+
+def test_ctrl_c_during_the_restore_is_held_until_it_has_finished():
+    import signal
+    import threading
+
+    state, step = _counting_problem()
+    finished = []
+
+    def restore(saved):
+        # a second Ctrl-C lands in the middle of the restore (sent to the main thread, where Python
+        # handles signals, so that it arrives now and not a moment later)
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        for _ in range(1000):  # the handler would run between these bytecodes
+            pass
+        state.update(saved)
+        finished.append(True)
+
+    def interrupted_step(lr):
+        if state["w"] >= 4:
+            raise KeyboardInterrupt
+        return step(lr)
+
+    with pytest.raises(RangeTestInterrupted) as info:
+        find_lr(interrupted_step, snapshot=lambda: dict(state), restore=restore, num_iter=20,
+                progress=False)
+    assert finished == [True] and state == {"w": 0.0} and info.value.result.num_steps == 4
+    # after a normal end too: the restore finishes, then the held Ctrl-C is raised
+    finished.clear()
+    with pytest.raises(RangeTestInterrupted) as info:
+        find_lr(step, snapshot=lambda: dict(state), restore=restore, num_iter=5, progress=False)
+    assert finished == [True] and state == {"w": 0.0} and info.value.result.num_steps == 5
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

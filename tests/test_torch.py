@@ -20,7 +20,7 @@ torch = require("torch")
 
 from torch.utils.data import DataLoader, Dataset, TensorDataset  # noqa: E402
 
-from lrfinder import find_lr  # noqa: E402
+from lrfinder import RangeTestInterrupted, find_lr  # noqa: E402
 from lrfinder.trainers import make_trainer  # noqa: E402
 from tests.cases_torch import (  # noqa: E402
     BATCH,
@@ -91,8 +91,9 @@ def test_everything_is_restored_bit_for_bit(outcome):
         with pytest.raises(Boom):
             find_lr(model, data, optimizer, **QUICK)
     elif outcome == "interrupt":
-        with pytest.warns(RuntimeWarning, match="interrupted"):
-            result = find_lr(model, data, optimizer, **QUICK)
+        with pytest.raises(RangeTestInterrupted) as info:
+            find_lr(model, data, optimizer, **QUICK)
+        result = info.value.result
         assert result.stop_reason == "interrupted" and result.num_steps == 5
     else:
         result = find_lr(model, data, optimizer, **QUICK)

@@ -38,10 +38,8 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
 METHODS = ("bare", "bare_noread", "lrfinder", "lrfinder_sync1")
 MIB = 2**20
 SLACK_BYTES = MIB  # allowed over the bare loop's peak: a few loss scalars, never a copy of the model

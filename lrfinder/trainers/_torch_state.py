@@ -10,6 +10,7 @@ user references keep pointing at live tensors.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import random
 import tempfile
@@ -51,28 +52,6 @@ def loader_generators(*loaders: Any) -> list[torch.Generator]:
     return found
 
 
-def _load_in_place(optimizer: torch.optim.Optimizer, state_dict: dict[str, Any]) -> None:
-    """``optimizer.load_state_dict(state_dict)``, keeping the ``param_groups`` list, its group dicts
-    and the ``state`` mapping the same objects (``load_state_dict`` builds new ones).
-
-    Whoever holds them keeps seeing the optimizer's values: a wrapper that shares them (Lightning's
-    ``LightningOptimizer`` copies the optimizer's ``__dict__``) or a user's ``group = opt.param_groups[0]``.
-    """
-    groups, group_dicts, state = optimizer.param_groups, list(optimizer.param_groups), optimizer.state
-    optimizer.load_state_dict(state_dict)
-    loaded_groups, loaded_state = optimizer.param_groups, optimizer.state
-    if len(loaded_groups) != len(group_dicts):  # load_state_dict refuses this; never reached
-        return
-    for mine, loaded in zip(group_dicts, loaded_groups, strict=True):
-        mine.clear()
-        mine.update(loaded)
-    groups[:] = group_dicts
-    state.clear()
-    state.update(loaded_state)
-    optimizer.param_groups = groups
-    optimizer.state = state
-
-
 class TorchSnapshot:
     """The state of a model, its optimizer, a GradScaler and every random generator involved.
 
@@ -88,6 +67,10 @@ class TorchSnapshot:
         cuda: Also save the CUDA generators of every device.
         mps: Also save the MPS generator.
         snapshot_dir: Folder for an on-disk snapshot of tensors; None keeps them in CPU memory.
+        loaders: The DataLoaders the sweep reads. One with ``persistent_workers=True`` whose
+            workers the sweep started is shut down again on restore, so that its next pass starts
+            fresh workers exactly as it would have without the range test. Workers already running
+            before the sweep cannot be put back (a ``RuntimeWarning`` says so at the snapshot).
     """
 
     def __init__(
@@ -100,7 +83,10 @@ class TorchSnapshot:
         cuda: bool = False,
         mps: bool = False,
         snapshot_dir: str | os.PathLike[str] | None = None,
+        loaders: Sequence[Any] = (),
     ) -> None:
+        self._loaders = [loader for loader in loaders if _has_persistent_workers(loader)]
+        self._running: list[bool] = []
         self._params: list[torch.nn.Parameter] = []
         seen: set[int] = set()
         for param in [p for m in modules for p in m.parameters()] + list(extra_params):
@@ -126,16 +112,27 @@ class TorchSnapshot:
         self._dir = None if snapshot_dir is None else Path(snapshot_dir)
         self._saved: dict[str, Any] | None = None
         self._file: Path | None = None
+        self._optimizer_objects: _OptimizerObjects | None = None
 
     # -- taking ------------------------------------------------------------------------------
 
     def take(self) -> None:
         """Save everything; changes nothing. On failure, no file is left behind."""
+        self._running = [loader._iterator is not None for loader in self._loaders]
+        if any(self._running):
+            warnings.warn(
+                "lrfinder: a DataLoader with persistent_workers=True already has its worker processes "
+                "running; the range test restores its sampling order (the generator), but not the "
+                "state inside those processes (the random state of augmentations done in workers, "
+                "the position of an IterableDataset), so its next pass may differ from the one it "
+                "would have given; run the range test before iterating that loader to avoid this",
+                RuntimeWarning, stacklevel=4)
         params = [p.detach() for p in self._params]
         grads = [None if p.grad is None else p.grad.detach() for p in self._params]
         buffers = [getattr(owner, name) for owner, name in self._buffer_slots]
         buffers = [None if b is None else b.detach() for b in buffers]
         optimizer_state = None if self._optimizer is None else self._optimizer.state_dict()
+        self._optimizer_objects = None if self._optimizer is None else _OptimizerObjects(self._optimizer)
         saved: dict[str, Any] = {
             # where each tensor lived, so that a sweep that moved the model is undone exactly
             "param_places": [(p.device, p.dtype) for p in params],
@@ -166,9 +163,20 @@ class TorchSnapshot:
             with os.fdopen(fd, "wb") as handle:
                 # torch.save copies one storage at a time to the host, never the whole model
                 torch.save(tensors, handle)
-        except BaseException:
+        except BaseException as error:
             with contextlib.suppress(OSError):
                 path.unlink()
+            cause = _os_error(error)
+            if cause is not None:
+                full = cause.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+                raise OSError(
+                    cause.errno,
+                    f"snapshot_dir={str(self._dir)!r}: writing the snapshot of the model's state "
+                    f"failed ({'the disk is full' if full else cause.strerror or cause}); "
+                    + ("free some space there, give a folder on a disk with room for the model "
+                       "and optimizer state, " if full else "give another folder, ")
+                    + "or leave snapshot_dir out to keep the snapshot in memory; nothing was changed",
+                ) from error
             raise
         return path
 
@@ -196,6 +204,7 @@ class TorchSnapshot:
         if saved is None:
             return
         path, self._file = self._file, None
+        objects, self._optimizer_objects = self._optimizer_objects, None
         errors: list[BaseException] = []
 
         def attempt(action: Callable[[], None]) -> None:
@@ -223,13 +232,14 @@ class TorchSnapshot:
                 attempt(load)
             if "params" in saved:  # not when the file could not be read
                 attempt(lambda: self._restore_tensors(saved))
-                optimizer = self._optimizer  # a local: the None check then holds inside the lambda
+                optimizer = self._optimizer
                 if optimizer is not None:
-                    attempt(lambda: _load_in_place(optimizer, saved["optimizer"]))
+                    attempt(lambda: _load_in_place(optimizer, saved["optimizer"], objects))
             if self._scaler is not None:
                 attempt(lambda: self._scaler.load_state_dict(saved["scaler"]))
             attempt(lambda: self._restore_flags(saved))
             attempt(lambda: self._restore_rng(saved["rng"]))
+            attempt(self._stop_new_workers)
         finally:
             saved.clear()
             if path is not None:
@@ -270,6 +280,15 @@ class TorchSnapshot:
                 else:
                     setattr(owner, name, value.to(device=place[0], dtype=place[1], copy=True))
 
+    def _stop_new_workers(self) -> None:
+        """Shut down persistent workers that the sweep started, so that the loader's next pass
+        starts them afresh (drawing its seeds from the restored generator) as it would have."""
+        for loader, running in zip(self._loaders, self._running, strict=True):
+            started, loader._iterator = loader._iterator, (loader._iterator if running else None)
+            if not running and started is not None:
+                with contextlib.suppress(Exception):
+                    started._shutdown_workers()
+
     def _restore_flags(self, saved: dict[str, Any]) -> None:
         for (module, _), flag in zip(self._flags, saved["flags"], strict=True):
             module.training = flag  # the attribute, not train(): an overridden train() may do more
@@ -289,3 +308,89 @@ class TorchSnapshot:
     def file(self) -> Path | None:
         """The on-disk snapshot while one exists."""
         return self._file
+
+
+def _has_persistent_workers(loader: Any) -> bool:
+    return (
+        isinstance(loader, torch.utils.data.DataLoader)
+        and bool(getattr(loader, "persistent_workers", False))
+        and getattr(loader, "num_workers", 0) > 0
+        and hasattr(loader, "_iterator")
+    )
+
+
+def _os_error(error: BaseException) -> OSError | None:
+    """The ``OSError`` behind ``error`` (torch.save wraps some of them in a RuntimeError)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    text = str(error)
+    if "No space left on device" in text or "file write failed" in text:
+        return OSError(errno.ENOSPC, text)
+    return None
+
+
+class _OptimizerObjects:
+    """The objects a user may hold into an optimizer: its ``param_groups`` list and dicts, tensor
+    hyper-parameters (a tensor LR), its ``state`` mapping, each parameter's state dict and tensors.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.groups_list = optimizer.param_groups
+        self.groups = list(optimizer.param_groups)
+        self.group_values = [dict(group) for group in optimizer.param_groups]
+        self.state = optimizer.state
+        self.per_param = {param: (values, dict(values)) for param, values in optimizer.state.items()}
+
+
+def _load_in_place(optimizer: torch.optim.Optimizer, state_dict: dict[str, Any],
+                   objects: _OptimizerObjects | None) -> None:
+    """``optimizer.load_state_dict(state_dict)``, then the values moved back into the objects
+    that existed at the snapshot, so that a ``param_groups[0]`` (or a tensor LR) the user holds
+    still controls the optimizer.
+
+    ``load_state_dict`` does the casting (each state tensor to its parameter's device and dtype);
+    tensors that kept their shape, dtype and device are then copied into the old tensor objects.
+    """
+    optimizer.load_state_dict(state_dict)
+    if objects is None:
+        return
+    if len(objects.groups) != len(optimizer.param_groups):
+        return  # the user added a param group during the sweep: torch's own objects stand
+    for group, old_values, loaded in zip(objects.groups, objects.group_values, optimizer.param_groups,
+                                         strict=True):
+        fresh = {key: _reuse(old_values.get(key), value) for key, value in loaded.items()}
+        group.clear()
+        group.update(fresh)
+    objects.groups_list[:] = objects.groups
+    optimizer.param_groups = objects.groups_list
+    loaded_state = optimizer.state
+    objects.state.clear()
+    for param, values in loaded_state.items():
+        holder, old_values = objects.per_param.get(param, ({}, {}))
+        fresh = {key: _reuse(old_values.get(key), value) for key, value in values.items()}
+        holder.clear()
+        holder.update(fresh)
+        objects.state[param] = holder
+    optimizer.state = objects.state
+
+
+def _reuse(old: Any, new: Any) -> Any:
+    """``old`` holding ``new``'s value when both are tensors (or lists) of one layout, else ``new``."""
+    if (
+        isinstance(old, torch.Tensor)
+        and isinstance(new, torch.Tensor)
+        and old.shape == new.shape
+        and old.dtype == new.dtype
+        and old.device == new.device
+        and not old.requires_grad
+    ):
+        with torch.no_grad():
+            old.copy_(new)
+        return old
+    if isinstance(old, list) and isinstance(new, list) and old is not new:
+        old[:] = new
+        return old
+    return new

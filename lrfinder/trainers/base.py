@@ -32,6 +32,11 @@ class Trainer(Protocol):
             process shows progress and writes files.
         info: Facts worth keeping in the result (optimizer chosen, loss inferred, ...).
 
+    A distributed trainer (one process per rank) may add ``world_size``, ``interrupt_flag``,
+    ``finish()`` and ``abort(interrupted)`` so that every rank stops at the same step when one
+    fails or is interrupted; see :func:`lrfinder.sweep.run_sweep` and
+    ``lrfinder.trainers.torch_trainer``.
+
     Optional: ``lookahead`` (int, default 0), the batches a trainer draws from its data ahead of
     the steps it runs in each pass, which confirm mode counts against its budget.
     """

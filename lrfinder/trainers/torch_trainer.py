@@ -7,14 +7,16 @@ module-level ``import torch`` costs nothing extra.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from lrfinder.trainers._torch_batches import call_model, choose_loss, compute_loss, split_batch, to_device
+from lrfinder.trainers._torch_dist import RankAgreement
 from lrfinder.trainers._torch_options import (
     NOT_HERE,
     OPTIONS,
@@ -42,6 +44,8 @@ __all__ = ["ACCELERATOR_SYNC_EVERY", "OPTIONS", "TorchTrainer", "accepts", "make
 
 #: Steps run between two reads of the losses on an accelerator (see TorchTrainer.sync_every).
 ACCELERATOR_SYNC_EVERY = 8
+
+_T = TypeVar("_T")
 
 
 def accepts(model: Any) -> bool:
@@ -161,6 +165,8 @@ class TorchTrainer(TrainerBase):
         # every rank sees the same curve and takes the same stop decision.
         self.world_size, self.rank = distributed_rank()
         self.is_main_process = self.rank == 0
+        # every rank learns at the same step that another failed or was interrupted
+        self._agreement = RankAgreement(self.world_size, self.rank) if self.world_size > 1 else None
         # Reading a loss back (float(loss)) makes the host wait until the device has finished
         # every queued kernel. On the CPU there is no queue: the step has already run when it
         # returns, so reading each loss costs nothing and lets the sweep stop on the very step
@@ -181,6 +187,7 @@ class TorchTrainer(TrainerBase):
             and (torch.cuda.is_initialized() or self.device.type == "cuda"),
             mps=self.device.type == "mps",
             snapshot_dir=check_dir(snapshot_dir),
+            loaders=[self.data, self.val_loader],
         )
         self._iterator: Iterator[Any] | None = None
         self._passes = 0
@@ -227,26 +234,69 @@ class TorchTrainer(TrainerBase):
 
     def snapshot(self) -> None:
         self._snapshot.take()
+        if self._agreement is not None:
+            self._agreement.reported = False
 
     def step(self, lr: float) -> torch.Tensor:
         # a notebook cell under torch.no_grad() must not make backward() fail
         with torch.enable_grad():
             return self._step(lr)
 
+    # -- distributed: the engine's hooks (see lrfinder.sweep.run_sweep) -----------------------
+
+    @property
+    def interrupt_flag(self) -> Any:
+        """Under DDP, the engine's Ctrl-C flag, read at each status exchange (None otherwise)."""
+        return None if self._agreement is None else self._agreement.interrupt_flag
+
+    @interrupt_flag.setter
+    def interrupt_flag(self, flag: Any) -> None:
+        if self._agreement is not None:
+            self._agreement.interrupt_flag = flag
+
+    def finish(self) -> None:
+        """Under DDP, the last status exchange: a rank that failed after its last step says so."""
+        if self._agreement is not None:
+            self._agreement.check()
+
+    def abort(self, interrupted: bool) -> None:
+        """Under DDP, tell the other ranks that this one stopped (if no exchange has told them)."""
+        if self._agreement is not None:
+            self._agreement.report(interrupted)
+
+    def _agreed(self, action: Callable[[], _T]) -> _T:
+        """``action()``; under DDP, then a status exchange that its failure takes part in."""
+        if self._agreement is None:
+            return action()
+        try:
+            value = action()
+        except BaseException as failure:
+            self._agreement.check(failure)  # tells the others, then re-raises
+            raise
+        self._agreement.check()
+        return value
+
+    # -- one step ----------------------------------------------------------------------------
+
     def _step(self, lr: float) -> torch.Tensor:
-        if not self._started:
-            self._begin()
-        self._set_lr(lr)
         optimizer, scaler, k = self.optimizer, self.scaler, self.accumulation_steps
-        optimizer.zero_grad(set_to_none=True)
+
+        def first_batch() -> Any:
+            if not self._started:
+                self._begin()
+            self._set_lr(lr)
+            optimizer.zero_grad(set_to_none=True)
+            return self._next_batch()
+
         total: torch.Tensor | None = None
         for i in range(k):
-            batch = self._next_batch()
+            # under DDP each exchange comes before a collective: the forward pass (buffers may be
+            # broadcast) and the backward pass (gradients are all-reduced)
+            batch = self._agreed(first_batch if i == 0 else self._next_batch)
             # under DDP, gradients need averaging over ranks only once per optimizer step
             sync = contextlib.nullcontext() if self._no_sync is None or i == k - 1 else self._no_sync()
             with sync:
-                with self._autocast():
-                    loss = self._batch_loss(batch)
+                loss = self._agreed(functools.partial(self._forward, batch))
                 scaled = loss / k if k > 1 else loss
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()
             loss = loss.detach()
@@ -254,6 +304,20 @@ class TorchTrainer(TrainerBase):
         assert total is not None
         if k > 1:
             total = total / k
+        total = self._agreed(functools.partial(self._update, total))
+        if self.world_size > 1:
+            total = total.detach().float().clone()
+            torch.distributed.all_reduce(total, op=torch.distributed.ReduceOp.SUM)
+            total = total / self.world_size
+        return total
+
+    def _forward(self, batch: Any) -> torch.Tensor:
+        with self._autocast():
+            return self._batch_loss(batch)
+
+    def _update(self, total: torch.Tensor) -> torch.Tensor:
+        """Clip, step the optimizer, and return the loss to record (the validation loss if asked)."""
+        optimizer, scaler = self.optimizer, self.scaler
         if self.grad_clip is not None:
             if scaler is not None:
                 scaler.unscale_(optimizer)
@@ -264,11 +328,7 @@ class TorchTrainer(TrainerBase):
         else:
             optimizer.step()
         if self.val_loader is not None:
-            total = self._validation_loss(self.val_loader, self.val_batches)
-        if self.world_size > 1:
-            total = total.detach().float().clone()
-            torch.distributed.all_reduce(total, op=torch.distributed.ReduceOp.SUM)
-            total = total / self.world_size
+            return self._validation_loss(self.val_loader, self.val_batches)
         return total
 
     def fetch_losses(self, losses: Sequence[Any]) -> list[float]:
