@@ -27,23 +27,28 @@ BATCH_SIZE = 64
 def load_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``x_train, x_val, y_train, y_val``: pixels scaled to [0, 1], a fixed stratified 75/25 split."""
     x, y = load_digits(return_X_y=True)
-    return train_test_split((x / 16.0).astype(np.float32), y.astype(np.int64), test_size=0.25,
-                            random_state=SEED, stratify=y)
+    return train_test_split(
+        (x / 16.0).astype(np.float32), y.astype(np.int64), test_size=0.25, random_state=SEED, stratify=y
+    )
 
 
 def lrfinder_setup() -> dict:
     """What ``lrfinder find`` sweeps: a compiled model and its training arrays."""
     keras.utils.set_random_seed(SEED)
     x_train, _, y_train, _ = load_data()
-    model = keras.Sequential([
-        keras.Input(shape=(64,)),
-        keras.layers.Dense(128, activation="relu"),
-        keras.layers.Dense(10),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(64,)),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dense(10),
+        ]
+    )
     # The range test sets the learning rate itself; the value given here is restored after.
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     return {"model": model, "data": (x_train, y_train), "batch_size": BATCH_SIZE}
 
 

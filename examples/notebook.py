@@ -54,8 +54,9 @@ if __name__ == "__main__":
     setup = lrfinder_setup()
     model, loader, optimizer = setup["model"], setup["loader"], setup["optimizer"]
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    result = lrfinder.find_lr(model, loader, optimizer, setup["criterion"],
-                              start_lr=1e-6, end_lr=10.0, num_iter=100, progress=False)
+    result = lrfinder.find_lr(
+        model, loader, optimizer, setup["criterion"], start_lr=1e-6, end_lr=10.0, num_iter=100, progress=False
+    )
     print(result)
     print("weights unchanged:", all(torch.equal(before[k], v) for k, v in model.state_dict().items()))
 

@@ -67,8 +67,9 @@ def lrfinder_setup() -> dict:
 def main(out: str = "lr_finder_step_function.png", steps: int = 300) -> lrfinder.LRFinderResult:
     setup = lrfinder_setup()
     step, params = setup["step"], setup["params"]
-    result = lrfinder.find_lr(step, snapshot=setup["snapshot"], restore=setup["restore"],
-                              start_lr=1e-5, end_lr=1e4)
+    result = lrfinder.find_lr(
+        step, snapshot=setup["snapshot"], restore=setup["restore"], start_lr=1e-5, end_lr=1e4
+    )
     result.save_plot(out)
     lr = result.suggestion
     if lr is None:

@@ -31,8 +31,10 @@ def load_data() -> tuple[TensorDataset, TensorDataset]:
     x_train, x_val, y_train, y_val = train_test_split(
         (x / 16.0).astype(np.float32), y.astype(np.int64), test_size=0.25, random_state=SEED, stratify=y
     )
-    return (TensorDataset(torch.from_numpy(x_train), torch.from_numpy(y_train)),
-            TensorDataset(torch.from_numpy(x_val), torch.from_numpy(y_val)))
+    return (
+        TensorDataset(torch.from_numpy(x_train), torch.from_numpy(y_train)),
+        TensorDataset(torch.from_numpy(x_val), torch.from_numpy(y_val)),
+    )
 
 
 def lrfinder_setup() -> dict:
@@ -44,8 +46,9 @@ def lrfinder_setup() -> dict:
     model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
     return {
         "model": model,
-        "train_loader": DataLoader(train, batch_size=BATCH_SIZE, shuffle=True,
-                                   generator=torch.Generator().manual_seed(SEED)),
+        "train_loader": DataLoader(
+            train, batch_size=BATCH_SIZE, shuffle=True, generator=torch.Generator().manual_seed(SEED)
+        ),
         # The range test sets the learning rate itself; the value given here is restored after.
         "optimizer": torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
         "criterion": nn.CrossEntropyLoss(),
@@ -63,8 +66,9 @@ def accuracy(model: nn.Module, data: TensorDataset) -> float:
 
 def main(plot: str = "lr_finder_torch_digits.png", epochs: int = 8) -> float:
     setup = lrfinder_setup()
-    model, loader, optimizer, criterion = (setup[k] for k in ("model", "train_loader", "optimizer",
-                                                               "criterion"))
+    model, loader, optimizer, criterion = (
+        setup[k] for k in ("model", "train_loader", "optimizer", "criterion")
+    )
     result = lrfinder.find_lr(model, loader, optimizer, criterion, start_lr=1e-5, end_lr=10.0)
     result.save_plot(plot)
     lr = result.suggestion

@@ -36,8 +36,19 @@ SETUP_FUNCTION = "lrfinder_setup"
 #: Names of the training data, in the order they are looked up.
 LOADER_NAMES = ("loader", "train_loader", "data")
 #: Every name (top-level) or key (``lrfinder_setup()``'s dict) the command reads.
-CONTRACT_NAMES = ("model", *LOADER_NAMES, "optimizer", "criterion", "loss", "val_loader",
-                  "batch_size", "step", "snapshot", "restore", "confirm_data")
+CONTRACT_NAMES = (
+    "model",
+    *LOADER_NAMES,
+    "optimizer",
+    "criterion",
+    "loss",
+    "val_loader",
+    "batch_size",
+    "step",
+    "snapshot",
+    "restore",
+    "confirm_data",
+)
 #: Frameworks that ``--seed`` seeds when the script imports them.
 SEEDED_FRAMEWORKS = ("torch", "keras", "tensorflow")
 
@@ -77,8 +88,9 @@ class Job:
     confirm_data: Any = None  # held-out data for --confirm (default val_loader)
 
 
-def load_job(path: Path, data_path: str | None, seed: int | None, optimizer: str | None = None,
-             loss: str | None = None) -> Job:
+def load_job(
+    path: Path, data_path: str | None, seed: int | None, optimizer: str | None = None, loss: str | None = None
+) -> Job:
     """Run the script (or load the saved Keras model) and find what to sweep.
 
     Args:
@@ -102,8 +114,10 @@ def load_job(path: Path, data_path: str | None, seed: int | None, optimizer: str
     if setup is None:
         return _job_from(vars(module), str(path), path, top_level=True)
     if not callable(setup):
-        raise ScriptError(f"{SETUP_FUNCTION} in {path} is a {type(setup).__name__}; make it a function "
-                          "that returns a dict such as {'model': ..., 'loader': ...}")
+        raise ScriptError(
+            f"{SETUP_FUNCTION} in {path} is a {type(setup).__name__}; make it a function "
+            "that returns a dict such as {'model': ..., 'loader': ...}"
+        )
     if seed is not None:  # again: the frameworks the script imported are now loaded
         _seed(seed, [name for name in SEEDED_FRAMEWORKS if name in sys.modules])
     source = f"{SETUP_FUNCTION}() in {path}"
@@ -112,20 +126,27 @@ def load_job(path: Path, data_path: str | None, seed: int | None, optimizer: str
     except KeyboardInterrupt:
         raise
     except SystemExit as error:
-        raise ScriptError(f"{source} called sys.exit({error.code!r}) instead of returning; return the "
-                          "dict such as {'model': ..., 'loader': ...}, and keep sys.exit for the "
-                          "script's `if __name__ == '__main__':` block", error) from error
+        raise ScriptError(
+            f"{source} called sys.exit({error.code!r}) instead of returning; return the "
+            "dict such as {'model': ..., 'loader': ...}, and keep sys.exit for the "
+            "script's `if __name__ == '__main__':` block",
+            error,
+        ) from error
     except BaseException as error:  # any other BaseException subclass the script raises
         raise ScriptError(f"{source} raised {describe(error, path)}", error) from error
     if not isinstance(found, Mapping):
-        raise ScriptError(f"{source} returned a {type(found).__name__}; return a dict such as "
-                          "{'model': model, 'loader': loader, 'optimizer': optimizer}")
+        raise ScriptError(
+            f"{source} returned a {type(found).__name__}; return a dict such as "
+            "{'model': model, 'loader': loader, 'optimizer': optimizer}"
+        )
     # Other keys are the script's own business, but a near miss is a typo that would go unnoticed.
     for key in sorted(map(str, set(found) - set(CONTRACT_NAMES))):
         near = [name for name in CONTRACT_NAMES if _is_typo(key, name)]
         if near:
-            raise ScriptError(f"{source} returned the key {key!r}: did you mean {near[0]!r}? (the keys read "
-                              f"are {', '.join(CONTRACT_NAMES)})")
+            raise ScriptError(
+                f"{source} returned the key {key!r}: did you mean {near[0]!r}? (the keys read "
+                f"are {', '.join(CONTRACT_NAMES)})"
+            )
     return _job_from(dict(found), source, path, top_level=False)
 
 
@@ -161,14 +182,16 @@ def _job_from(names: dict[str, Any], source: str, script: Path, *, top_level: bo
         job.model = model
         return job
     if loader_name is None:
-        raise ScriptError(f"{source} defines a model but no training data: "
-                          f"{_missing_hint(names, 'loader', top_level)}")
+        raise ScriptError(
+            f"{source} defines a model but no training data: {_missing_hint(names, 'loader', top_level)}"
+        )
     losses = {n: names[n] for n in ("criterion", "loss") if names.get(n) is not None}
     if top_level:  # a training loop's top-level `loss = criterion(out, y)` is a value, not a loss function
         losses = {n: v for n, v in losses.items() if callable(v) or isinstance(v, str)}
     if len(losses) == 2:
-        raise ScriptError(f"{source} defines both criterion and loss; keep one (they are the same "
-                          "thing: the loss function)")
+        raise ScriptError(
+            f"{source} defines both criterion and loss; keep one (they are the same thing: the loss function)"
+        )
     job.model, job.data = model, names[loader_name]
     job.optimizer = names.get("optimizer")
     job.criterion = next(iter(losses.values()), None)
@@ -195,10 +218,19 @@ def _missing_hint(names: dict[str, Any], wanted: str, top_level: bool) -> str:
     else:
         fix = f"name the training data {' or '.join(f'`{n}`' for n in LOADER_NAMES)} {where}"
     # Objects only: what the script imported or defined as a function or class is not a candidate.
-    objects = {n: v for n, v in names.items() if not n.startswith("_") and n not in CONTRACT_NAMES
-               and not isinstance(v, (ModuleType, type)) and not inspect.isroutine(v)}
-    close = [n for n, v in objects.items() if _looks_like(v, wanted)
-             or (_sounds_like(n, wanted) and not isinstance(v, (int, float, str, bytes)))]
+    objects = {
+        n: v
+        for n, v in names.items()
+        if not n.startswith("_")
+        and n not in CONTRACT_NAMES
+        and not isinstance(v, (ModuleType, type))
+        and not inspect.isroutine(v)
+    }
+    close = [
+        n
+        for n, v in objects.items()
+        if _looks_like(v, wanted) or (_sounds_like(n, wanted) and not isinstance(v, (int, float, str, bytes)))
+    ]
     if close:
         return f"{fix}; it defines {_listing(objects, close)}, which look{'s' * (len(close) == 1)} close"
     if objects:
@@ -239,8 +271,9 @@ def _frameworks_imported_by(path: Path) -> list[str]:
             roots.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             roots.add(node.module.split(".")[0])
-    return [name for name in SEEDED_FRAMEWORKS
-            if name in roots and importlib.util.find_spec(name) is not None]
+    return [
+        name for name in SEEDED_FRAMEWORKS if name in roots and importlib.util.find_spec(name) is not None
+    ]
 
 
 def _seed(seed: int, frameworks: Sequence[str]) -> None:
@@ -284,9 +317,12 @@ def _import_script(path: Path) -> ModuleType:
         try:
             exec(compile(path.read_bytes(), str(path), "exec"), module.__dict__)
         except SystemExit as error:
-            raise ScriptError(f"{path} called sys.exit({error.code!r}) while being imported; move its "
-                              f"command-line handling under `if __name__ == '__main__':` or into "
-                              f"{SETUP_FUNCTION}()", error) from error
+            raise ScriptError(
+                f"{path} called sys.exit({error.code!r}) while being imported; move its "
+                f"command-line handling under `if __name__ == '__main__':` or into "
+                f"{SETUP_FUNCTION}()",
+                error,
+            ) from error
         except SyntaxError as error:
             raise ScriptError(f"{path} is not valid Python: {describe(error, path)}", error) from error
         except KeyboardInterrupt:
@@ -320,8 +356,9 @@ def _what_failed(error: BaseException, script: Path) -> str:
     return describe(error, script)
 
 
-def _load_keras(path: Path, data_path: Path, seed: int | None, optimizer: str | None,
-                loss: str | None) -> Job:
+def _load_keras(
+    path: Path, data_path: Path, seed: int | None, optimizer: str | None, loss: str | None
+) -> Job:
     import numpy as np
 
     # the arrays first: a wrong --data is reported before Keras (and its start-up logs) loads
@@ -329,44 +366,57 @@ def _load_keras(path: Path, data_path: Path, seed: int | None, optimizer: str | 
         with np.load(data_path) as arrays:
             missing = [key for key in ("x", "y") if key not in arrays.files]
             if missing:
-                raise ScriptUsageError(f"--data {str(data_path)!r} holds arrays {arrays.files} but no "
-                                       f"{' or '.join(missing)}; save it with numpy.savez(path, x=x, y=y)")
+                raise ScriptUsageError(
+                    f"--data {str(data_path)!r} holds arrays {arrays.files} but no "
+                    f"{' or '.join(missing)}; save it with numpy.savez(path, x=x, y=y)"
+                )
             x, y = arrays["x"], arrays["y"]
     except ScriptUsageError:
         raise
     except Exception as error:
-        raise ScriptUsageError(f"--data {str(data_path)!r} is not a readable .npz file "
-                               f"({type(error).__name__}: {error})") from None
+        raise ScriptUsageError(
+            f"--data {str(data_path)!r} is not a readable .npz file ({type(error).__name__}: {error})"
+        ) from None
     with without_framework_logs():
         try:
             keras = importlib.import_module("keras")
         except ImportError as error:
-            raise ScriptError(f"{path} is a Keras model but Keras is not installed: "
-                              "pip install 'lrfinder[keras]'", error) from error
+            raise ScriptError(
+                f"{path} is a Keras model but Keras is not installed: pip install 'lrfinder[keras]'", error
+            ) from error
         if seed is not None:
             _seed(seed, ["keras"])
         for option, name, lookup, examples in (
             ("--optimizer", optimizer, keras.optimizers.get, "adam, adamw, sgd, rmsprop"),
-            ("--loss", loss, keras.losses.get,
-             "sparse_categorical_crossentropy, categorical_crossentropy, mse"),
+            (
+                "--loss",
+                loss,
+                keras.losses.get,
+                "sparse_categorical_crossentropy, categorical_crossentropy, mse",
+            ),
         ):
             if name is not None:
                 try:
                     lookup(name)
                 except (ValueError, TypeError):
-                    raise ScriptUsageError(f"{option} {name!r} is not a name Keras knows; give one such as "
-                                           f"{examples}") from None
+                    raise ScriptUsageError(
+                        f"{option} {name!r} is not a name Keras knows; give one such as {examples}"
+                    ) from None
         try:
             model = keras.saving.load_model(path)
         except Exception as error:
-            raise ScriptError(f"cannot load the Keras model {path}: {describe(error, path)}",
-                              error) from error
+            raise ScriptError(
+                f"cannot load the Keras model {path}: {describe(error, path)}", error
+            ) from error
     if not model.compiled and (optimizer is None or loss is None):
-        needed = " and ".join(flag for flag, value in (("--optimizer NAME", optimizer),
-                                                       ("--loss NAME", loss)) if value is None)
-        raise ScriptUsageError(f"{path} holds a Keras model that was saved uncompiled: give {needed} "
-                               "(Keras names, e.g. --optimizer adam --loss "
-                               "sparse_categorical_crossentropy), or compile it before model.save()")
+        needed = " and ".join(
+            flag for flag, value in (("--optimizer NAME", optimizer), ("--loss NAME", loss)) if value is None
+        )
+        raise ScriptUsageError(
+            f"{path} holds a Keras model that was saved uncompiled: give {needed} "
+            "(Keras names, e.g. --optimizer adam --loss "
+            "sparse_categorical_crossentropy), or compile it before model.save()"
+        )
     return Job(source=str(path), script=path, model=model, data=(x, y), optimizer=optimizer, criterion=loss)
 
 
@@ -410,9 +460,16 @@ def without_framework_logs() -> Iterator[None]:
                 sys.stderr.flush()
 
 
-def run_job(job: Job, settings: SweepSettings, *, rule: str, device: str | None,
-            progress: bool | None, plan: Plan | None = None,
-            probes: ProbePlan | None = None) -> tuple[LRFinderResult, list[str]]:
+def run_job(
+    job: Job,
+    settings: SweepSettings,
+    *,
+    rule: str,
+    device: str | None,
+    progress: bool | None,
+    plan: Plan | None = None,
+    probes: ProbePlan | None = None,
+) -> tuple[LRFinderResult, list[str]]:
     """Build the trainer and run the range test on what the script defines.
 
     Args:
@@ -443,8 +500,13 @@ def run_job(job: Job, settings: SweepSettings, *, rule: str, device: str | None,
             options = {"snapshot": job.snapshot, "restore": job.restore}
             model = job.step
         else:
-            options = {"optimizer": job.optimizer, "criterion": job.criterion,
-                       "val_loader": job.val_loader, "device": device, "batch_size": job.batch_size}
+            options = {
+                "optimizer": job.optimizer,
+                "criterion": job.criterion,
+                "val_loader": job.val_loader,
+                "device": device,
+                "batch_size": job.batch_size,
+            }
             model = job.model
         given = {k: v for k, v in options.items() if v is not None}
         data = None if job.step is not None else job.data
@@ -459,23 +521,29 @@ def run_job(job: Job, settings: SweepSettings, *, rule: str, device: str | None,
                     raise ScriptError(
                         f"--confirm scores its probes on held-out data, and {job.source} defines no "
                         "confirm_data and no val_loader: define one (validation batches; for a step "
-                        f"function, confirm_data = a function evaluate() -> loss{hf})") from None
-                twin = (make_trainer(model, data, **probe_options(given))
-                        if job.val_loader is not None and job.step is None else None)
+                        f"function, confirm_data = a function evaluate() -> loss{hf})"
+                    ) from None
+                twin = (
+                    make_trainer(model, data, **probe_options(given))
+                    if job.val_loader is not None and job.step is None
+                    else None
+                )
                 confirm = ConfirmRun(probes, held_out, trainer=twin)
         except (ScriptError, KeyboardInterrupt):
             raise
         except BaseException as error:
-            raise ScriptError(f"cannot run a range test on what {job.source} defines: "
-                              f"{_what_failed(error, job.script)}", error) from error
+            raise ScriptError(
+                f"cannot run a range test on what {job.source} defines: {_what_failed(error, job.script)}",
+                error,
+            ) from error
         try:
-            result = run_range_test(trainer, settings, rule=rule, progress=progress, plan=plan,
-                                    confirm=confirm)
+            result = run_range_test(
+                trainer, settings, rule=rule, progress=progress, plan=plan, confirm=confirm
+            )
         except KeyboardInterrupt:  # RangeTestInterrupted: the command reports it (exit 130)
             raise
         except BaseException as error:
-            raise ScriptError(f"the range test failed: {_what_failed(error, job.script)}",
-                              error) from error
+            raise ScriptError(f"the range test failed: {_what_failed(error, job.script)}", error) from error
     diagnosed = {d.message for d in result.diagnostics}
     package = str(Path(__file__).resolve().parent)
     notes = []

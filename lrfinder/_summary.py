@@ -38,13 +38,17 @@ def summary_lines(result: LRFinderResult, path: Path, written: list[tuple[str, P
     planned = int(result.settings.get("num_iter", result.num_steps))
     last = float(result.lrs[-1]) if result.num_steps else float("nan")
     stop = STOPS.get(result.stop_reason, result.stop_reason).format(
-        lr=last, steps=result.num_steps, planned=planned)
+        lr=last, steps=result.num_steps, planned=planned
+    )
     others = [f"{name} {format_lr(s.lr)}" for name, s in result.suggestions.items() if name != result.rule]
     span = result.lr_range
     rungs = result.candidates()
     plan = result.plan
-    for_plan = "" if plan is None else f" for {plan.schedule}" + (
-        "" if plan.train_steps is None else f" over {plan.train_steps} steps")
+    for_plan = (
+        ""
+        if plan is None
+        else f" for {plan.schedule}" + ("" if plan.train_steps is None else f" over {plan.train_steps} steps")
+    )
     lines = [
         f"lrfinder {__version__}: range test of {path} ({result.backend}), "
         f"{result.num_steps} steps in {result.elapsed:.2f} s",
@@ -55,22 +59,27 @@ def summary_lines(result: LRFinderResult, path: Path, written: list[tuple[str, P
         lines.append(f"{'confirmed:':<15}{result.confirmation.detail()}")
     lines += [
         f"other rules:   {', '.join(others)}",
-        f"useful range:  {format_lr(span[0])} to {format_lr(span[1])}" if span else
-        "useful range:  none (the loss never falls)",
-        f"to compare:    {', '.join(map(format_lr, rungs))} (short runs; keep the best)" if rungs else
-        "to compare:    none (no suggestion)",
+        f"useful range:  {format_lr(span[0])} to {format_lr(span[1])}"
+        if span
+        else "useful range:  none (the loss never falls)",
+        f"to compare:    {', '.join(map(format_lr, rungs))} (short runs; keep the best)"
+        if rungs
+        else "to compare:    none (no suggestion)",
         f"stopped:       {stop}",
     ]
     if result.confirmation is not None:
         probes = result.confirmation.probe_steps
-        lines.append(f"{'trained:':<15}{result.num_steps + probes} steps (range test {result.num_steps}, "
-                     f"probes {probes}; budget {result.confirmation.plan.budget})")
+        lines.append(
+            f"{'trained:':<15}{result.num_steps + probes} steps (range test {result.num_steps}, "
+            f"probes {probes}; budget {result.confirmation.plan.budget})"
+        )
     lines += [f"{'wrote ' + kind + ':':<15}{target}" for kind, target in written]
     return lines
 
 
-def print_summary(result: LRFinderResult, path: Path, notes: list[str],
-                  written: list[tuple[str, Path]], quiet: bool) -> None:
+def print_summary(
+    result: LRFinderResult, path: Path, notes: list[str], written: list[tuple[str, Path]], quiet: bool
+) -> None:
     """Print the summary and the warnings; with ``quiet``, only the LR on stdout, warnings on stderr."""
     warnings = warning_lines(result, notes)
     if quiet:

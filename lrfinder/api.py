@@ -241,15 +241,25 @@ def run_range_test(
         ValueError: ``rule`` names no rule, or ``confirm`` does not fit ``plan`` and ``settings``.
     """
     if not isinstance(settings, SweepSettings):
-        raise TypeError(f"settings must be a SweepSettings (lrfinder.SweepSettings(start_lr=..., ...)), "
-                        f"got {type(settings).__qualname__}")
+        raise TypeError(
+            f"settings must be a SweepSettings (lrfinder.SweepSettings(start_lr=..., ...)), "
+            f"got {type(settings).__qualname__}"
+        )
     get_rule(rule)
     return _run(trainer, settings, rule, progress, callback, plan, confirm, stacklevel=3)
 
 
-def _run(trainer: Trainer, settings: SweepSettings, rule: str, progress: bool | None,
-         callback: StepCallback | None, plan: Plan | None, confirm: ConfirmRun | None, *,
-         stacklevel: int) -> LRFinderResult:
+def _run(
+    trainer: Trainer,
+    settings: SweepSettings,
+    rule: str,
+    progress: bool | None,
+    callback: StepCallback | None,
+    plan: Plan | None,
+    confirm: ConfirmRun | None,
+    *,
+    stacklevel: int,
+) -> LRFinderResult:
     """Sweep, confirm, build the result, warn about its diagnostics at ``stacklevel`` (the user's call)."""
     if confirm is not None:
         confirming.check_run(confirm, plan, settings.num_iter)
@@ -269,12 +279,23 @@ def _run(trainer: Trainer, settings: SweepSettings, rule: str, progress: bool | 
     if confirm is not None:
         assert plan is not None
         if outcome.stop_reason == INTERRUPTED:  # (a trainer's own outcome may still say so)
-            confirmation = confirming.no_confirmation(confirm.probes, "the range test was interrupted",
-                                                      schedule=plan.schedule, settings=confirm.settings)
+            confirmation = confirming.no_confirmation(
+                confirm.probes,
+                "the range test was interrupted",
+                schedule=plan.schedule,
+                settings=confirm.settings,
+            )
         else:
             center = for_plan(outcome.lrs, outcome.smoothed, outcome.losses, plan, rule=rule).lr
-            confirmation = confirming.confirm(confirm.trainer or trainer, confirm.probes, center, plan,
-                                              confirm.data, settings=confirm.settings, progress=progress)
+            confirmation = confirming.confirm(
+                confirm.trainer or trainer,
+                confirm.probes,
+                center,
+                plan,
+                confirm.data,
+                settings=confirm.settings,
+                progress=progress,
+            )
     result = _result(outcome, settings, trainer, rule, plan, confirmation)
     if trainer.is_main_process:
         for diagnostic in result.diagnostics:
@@ -282,8 +303,14 @@ def _run(trainer: Trainer, settings: SweepSettings, rule: str, progress: bool | 
     return result
 
 
-def _result(outcome: SweepOutcome, settings: SweepSettings, trainer: Trainer, rule: str,
-            plan: Plan | None, confirmation: Any) -> LRFinderResult:
+def _result(
+    outcome: SweepOutcome,
+    settings: SweepSettings,
+    trainer: Trainer,
+    rule: str,
+    plan: Plan | None,
+    confirmation: Any,
+) -> LRFinderResult:
     return LRFinderResult(
         lrs=outcome.lrs,
         losses=outcome.losses,
@@ -303,14 +330,19 @@ def _result(outcome: SweepOutcome, settings: SweepSettings, trainer: Trainer, ru
 def _holds_data(model: Any) -> bool:
     """Whether ``model`` may bring its own held-out data (a Hugging Face Trainer's ``eval_dataset``):
     then the default ``confirm_data`` is looked for once its trainer is built."""
-    return any(c.__module__.startswith("transformers.") and c.__name__ == "Trainer"
-               for c in type(model).__mro__)
+    return any(
+        c.__module__.startswith("transformers.") and c.__name__ == "Trainer" for c in type(model).__mro__
+    )
 
 
 def _apply(trainer: Any, result: LRFinderResult) -> None:
     """Hand the suggestion to a trainer that asked for it (``set_lr=True``)."""
     if result.suggestion is None:
-        warnings.warn(f"lrfinder: set_lr=True, but there is no suggestion ({result.suggestion_reason}); "
-                      "the learning rate was left unchanged", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"lrfinder: set_lr=True, but there is no suggestion ({result.suggestion_reason}); "
+            "the learning rate was left unchanged",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return
     trainer.apply_lr(result.suggestion)

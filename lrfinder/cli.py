@@ -35,8 +35,14 @@ if TYPE_CHECKING:
     from lrfinder.result import LRFinderResult
 
 _DEFAULTS = SweepSettings()
-_OPTION_NAMES = {"start_lr": "--start-lr", "end_lr": "--end-lr", "num_iter": "--num-iter",
-                 "mode": "--mode", "smooth": "--smooth", "diverge_threshold": "--diverge-threshold"}
+_OPTION_NAMES = {
+    "start_lr": "--start-lr",
+    "end_lr": "--end-lr",
+    "num_iter": "--num-iter",
+    "mode": "--mode",
+    "smooth": "--smooth",
+    "diverge_threshold": "--diverge-threshold",
+}
 #: Key in ``click.Context.meta`` (shared by the group's and the command's contexts) of ``--debug``.
 DEBUG_KEY = "lrfinder.debug"
 
@@ -68,8 +74,14 @@ _NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
 class _Group(click.Group):
     """A click group whose errors are one line on stderr: ``Error: <what> ...``."""
 
-    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
-             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
@@ -111,8 +123,14 @@ def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
 
 
 #: ``--debug``, read before the other options and kept in the context, not passed to the command.
-_debug_option = click.option("--debug", is_flag=True, is_eager=True, expose_value=False,
-                             callback=_set_debug, help="Show full tracebacks.")
+_debug_option = click.option(
+    "--debug",
+    is_flag=True,
+    is_eager=True,
+    expose_value=False,
+    callback=_set_debug,
+    help="Show full tracebacks.",
+)
 
 
 @contextmanager
@@ -163,57 +181,132 @@ class _Threshold(click.ParamType):
 
 @main.command()
 @click.argument("script", metavar="SCRIPT")
-@click.option("--data", "data_path", metavar="ARRAYS.npz",
-              help="Training arrays x and y for a saved .keras model.")
-@click.option("--start-lr", type=float, default=_DEFAULTS.start_lr, show_default=True,
-              help="First learning rate.")
-@click.option("--end-lr", type=float, default=_DEFAULTS.end_lr, show_default=True,
-              help="Last learning rate.")
-@click.option("--num-iter", type=int, default=None,
-              help="Steps (mini-batches) from --start-lr to --end-lr; with --confirm, shortened to "
-              f"half the budget when it does not fit, unless given.  [default: {_DEFAULTS.num_iter}]")
-@click.option("--mode", type=click.Choice(["exp", "linear"]), default=_DEFAULTS.mode, show_default=True,
-              help="Shape of the LR ladder.")
-@click.option("--smooth", type=float, default=_DEFAULTS.smooth, show_default=True,
-              help="Weight of the past in the loss's moving average, in [0, 1); 0 turns it off.")
-@click.option("--diverge-threshold", type=_Threshold(), metavar="NUMBER|none",
-              default=_DEFAULTS.diverge_threshold, show_default=True,
-              help="Stop once the loss passes this many times its best; 'none' never.")
-@click.option("--suggest", "rule", type=click.Choice(sorted(RULES)), default=DEFAULT_RULE,
-              show_default=True, help="Rule behind the suggested LR (all rules are printed).")
-@click.option("--schedule", type=click.Choice(SCHEDULES), default=None,
-              help="How you will train: the suggestion is then the LR (the peak LR) for it.  "
-              "[default: constant with --train-steps]")
-@click.option("--train-steps", type=int, metavar="N",
-              help="Optimizer steps you will train for (needed by --confirm).")
-@click.option("--confirm", is_flag=True,
-              help="Check the suggestion by short training probes around it, scored on the script's "
-              "confirm_data or val_loader; range test and probes train on at most 2 x --train-steps "
-              "batches.")
-@click.option("--confirm-budget", type=int, metavar="N",
-              help="Training batches (optimizer steps) for the range test and the probes together; "
-              "implies --confirm.  [default: 2 x --train-steps]")
-@click.option("--seed", type=click.IntRange(0, 2**32 - 1),
-              help="Seed Python, NumPy, and PyTorch/Keras when the script uses them, before the script "
-              "runs (0 to 2**32 - 1).")
+@click.option(
+    "--data", "data_path", metavar="ARRAYS.npz", help="Training arrays x and y for a saved .keras model."
+)
+@click.option(
+    "--start-lr", type=float, default=_DEFAULTS.start_lr, show_default=True, help="First learning rate."
+)
+@click.option("--end-lr", type=float, default=_DEFAULTS.end_lr, show_default=True, help="Last learning rate.")
+@click.option(
+    "--num-iter",
+    type=int,
+    default=None,
+    help="Steps (mini-batches) from --start-lr to --end-lr; with --confirm, shortened to "
+    f"half the budget when it does not fit, unless given.  [default: {_DEFAULTS.num_iter}]",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["exp", "linear"]),
+    default=_DEFAULTS.mode,
+    show_default=True,
+    help="Shape of the LR ladder.",
+)
+@click.option(
+    "--smooth",
+    type=float,
+    default=_DEFAULTS.smooth,
+    show_default=True,
+    help="Weight of the past in the loss's moving average, in [0, 1); 0 turns it off.",
+)
+@click.option(
+    "--diverge-threshold",
+    type=_Threshold(),
+    metavar="NUMBER|none",
+    default=_DEFAULTS.diverge_threshold,
+    show_default=True,
+    help="Stop once the loss passes this many times its best; 'none' never.",
+)
+@click.option(
+    "--suggest",
+    "rule",
+    type=click.Choice(sorted(RULES)),
+    default=DEFAULT_RULE,
+    show_default=True,
+    help="Rule behind the suggested LR (all rules are printed).",
+)
+@click.option(
+    "--schedule",
+    type=click.Choice(SCHEDULES),
+    default=None,
+    help="How you will train: the suggestion is then the LR (the peak LR) for it.  "
+    "[default: constant with --train-steps]",
+)
+@click.option(
+    "--train-steps", type=int, metavar="N", help="Optimizer steps you will train for (needed by --confirm)."
+)
+@click.option(
+    "--confirm",
+    is_flag=True,
+    help="Check the suggestion by short training probes around it, scored on the script's "
+    "confirm_data or val_loader; range test and probes train on at most 2 x --train-steps "
+    "batches.",
+)
+@click.option(
+    "--confirm-budget",
+    type=int,
+    metavar="N",
+    help="Training batches (optimizer steps) for the range test and the probes together; "
+    "implies --confirm.  [default: 2 x --train-steps]",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**32 - 1),
+    help="Seed Python, NumPy, and PyTorch/Keras when the script uses them, before the script "
+    "runs (0 to 2**32 - 1).",
+)
 @click.option("--device", help="Device to run on, e.g. cpu or cuda:0 (PyTorch).")
 @click.option("--batch-size", type=int, help="Batch size when the data are (x, y) arrays (Keras).")
-@click.option("--optimizer", metavar="NAME", help="Keras optimizer to sweep for a saved .keras model "
-              "(e.g. adam); needed when it was saved uncompiled.")
-@click.option("--loss", metavar="NAME", help="Keras loss for a saved .keras model (e.g. "
-              "sparse_categorical_crossentropy); needed when it was saved uncompiled.")
-@click.option("--plot", "plot_path", metavar="PATH", default="lr_finder.png", show_default=True,
-              help="Where to write the PNG plot.")
+@click.option(
+    "--optimizer",
+    metavar="NAME",
+    help="Keras optimizer to sweep for a saved .keras model "
+    "(e.g. adam); needed when it was saved uncompiled.",
+)
+@click.option(
+    "--loss",
+    metavar="NAME",
+    help="Keras loss for a saved .keras model (e.g. "
+    "sparse_categorical_crossentropy); needed when it was saved uncompiled.",
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    metavar="PATH",
+    default="lr_finder.png",
+    show_default=True,
+    help="Where to write the PNG plot.",
+)
 @click.option("--no-plot", is_flag=True, help="Write no plot.")
 @click.option("--json", "json_path", metavar="PATH", help="Also write the whole result as JSON.")
-@click.option("-q", "--quiet", is_flag=True,
-              help="Print only the suggested LR (or 'none') on stdout; no progress bar.")
+@click.option(
+    "-q", "--quiet", is_flag=True, help="Print only the suggested LR (or 'none') on stdout; no progress bar."
+)
 @_debug_option
-def find(script: str, data_path: str | None, start_lr: float, end_lr: float, num_iter: int | None,
-         mode: str, smooth: float, diverge_threshold: float | None, rule: str, schedule: str | None,
-         train_steps: int | None, confirm: bool, confirm_budget: int | None, seed: int | None,
-         device: str | None, batch_size: int | None, optimizer: str | None, loss: str | None,
-         plot_path: str, no_plot: bool, json_path: str | None, quiet: bool) -> None:
+def find(
+    script: str,
+    data_path: str | None,
+    start_lr: float,
+    end_lr: float,
+    num_iter: int | None,
+    mode: str,
+    smooth: float,
+    diverge_threshold: float | None,
+    rule: str,
+    schedule: str | None,
+    train_steps: int | None,
+    confirm: bool,
+    confirm_budget: int | None,
+    seed: int | None,
+    device: str | None,
+    batch_size: int | None,
+    optimizer: str | None,
+    loss: str | None,
+    plot_path: str,
+    no_plot: bool,
+    json_path: str | None,
+    quiet: bool,
+) -> None:
     """Run the LR range test on the model that SCRIPT defines.
 
     \b
@@ -243,27 +336,38 @@ def find(script: str, data_path: str | None, start_lr: float, end_lr: float, num
     plan, probes = _check_plan(schedule, train_steps, confirm, confirm_budget, num_iter)
     if probes is not None:
         num_iter = probes.range_steps
-    settings = _check_settings(start_lr, end_lr, _DEFAULTS.num_iter if num_iter is None else num_iter,
-                               mode, smooth, diverge_threshold)
+    settings = _check_settings(
+        start_lr,
+        end_lr,
+        _DEFAULTS.num_iter if num_iter is None else num_iter,
+        mode,
+        smooth,
+        diverge_threshold,
+    )
     path = _check_script(script, data_path)
     outputs = _check_outputs(None if no_plot else plot_path, json_path)
     if batch_size is not None and batch_size < 1:
         raise CommandLineError(f"--batch-size must be a positive integer, got {batch_size}")
 
     if path.suffix != ".keras" and (optimizer is not None or loss is not None):
-        given_names = " and ".join(name for name, value in (("--optimizer", optimizer), ("--loss", loss))
-                                   if value is not None)
+        given_names = " and ".join(
+            name for name, value in (("--optimizer", optimizer), ("--loss", loss)) if value is not None
+        )
         verb = "are" if optimizer is not None and loss is not None else "is"
-        raise CommandLineError(f"{given_names} {verb} for a saved .keras model; a script defines its "
-                               "own optimizer and criterion (or loss)")
+        raise CommandLineError(
+            f"{given_names} {verb} for a saved .keras model; a script defines its "
+            "own optimizer and criterion (or loss)"
+        )
     with _script_errors():
         job = load_job(path, data_path, seed, optimizer, loss)
     given = [name for name, value in (("--device", device), ("--batch-size", batch_size)) if value]
     if job.step is not None and given:
         one = len(given) == 1
-        raise CommandLineError(f"{' and '.join(given)} {'does' if one else 'do'} not apply to a step "
-                               f"function ({job.source} defines step(lr)); leave "
-                               f"{'it' if one else 'them'} out")
+        raise CommandLineError(
+            f"{' and '.join(given)} {'does' if one else 'do'} not apply to a step "
+            f"function ({job.source} defines step(lr)); leave "
+            f"{'it' if one else 'them'} out"
+        )
     if batch_size is not None:
         job.batch_size = batch_size
     if device is not None:
@@ -271,8 +375,15 @@ def find(script: str, data_path: str | None, start_lr: float, end_lr: float, num
 
     try:
         with _script_errors():
-            result, notes = run_job(job, settings, rule=rule, device=device,
-                                    progress=False if quiet else None, plan=plan, probes=probes)
+            result, notes = run_job(
+                job,
+                settings,
+                rule=rule,
+                device=device,
+                progress=False if quiet else None,
+                plan=plan,
+                probes=probes,
+            )
     except RangeTestInterrupted as stop:
         partial = stop.result
         if partial is not None and not quiet and partial.is_main_process:
@@ -294,8 +405,9 @@ def _check_device(device: str) -> None:
         torch.device(device)
     except (RuntimeError, ValueError, TypeError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CommandLineError(f"--device {device!r} is not a device PyTorch knows ({first}); give "
-                               "e.g. cpu, cuda, cuda:0 or mps") from None
+        raise CommandLineError(
+            f"--device {device!r} is not a device PyTorch knows ({first}); give e.g. cpu, cuda, cuda:0 or mps"
+        ) from None
 
 
 def _write(result: LRFinderResult, outputs: dict[str, Path]) -> list[tuple[str, Path]]:
@@ -312,19 +424,26 @@ def _write(result: LRFinderResult, outputs: dict[str, Path]) -> list[tuple[str, 
             result.to_json(outputs["json"])
             written.append(("json", outputs["json"]))
     except OSError as error:
-        raise RunError(f"cannot write {error.filename or 'the output'}: {error.strerror or error}",
-                       error) from error
+        raise RunError(
+            f"cannot write {error.filename or 'the output'}: {error.strerror or error}", error
+        ) from error
     return written
 
 
-def _check_plan(schedule: str | None, train_steps: int | None, confirm: bool, budget: int | None,
-                num_iter: int | None) -> tuple[Plan | None, ProbePlan | None]:
+def _check_plan(
+    schedule: str | None, train_steps: int | None, confirm: bool, budget: int | None, num_iter: int | None
+) -> tuple[Plan | None, ProbePlan | None]:
     """The plan and confirm mode's probe plan, or the library's message with option names."""
     from lrfinder.confirm import probe_plan_for
     from lrfinder.plan import make_plan
 
-    names = {"train_steps=N": "--train-steps N", "train_steps": "--train-steps", "num_iter": "--num-iter",
-             "confirm=N steps": "--confirm-budget N", "confirm budget": "--confirm-budget"}
+    names = {
+        "train_steps=N": "--train-steps N",
+        "train_steps": "--train-steps",
+        "num_iter": "--num-iter",
+        "confirm=N steps": "--confirm-budget N",
+        "confirm budget": "--confirm-budget",
+    }
     if budget is not None and budget < 1:
         raise CommandLineError(f"--confirm-budget must be at least 1 (training steps), got {budget}")
     try:
@@ -337,12 +456,19 @@ def _check_plan(schedule: str | None, train_steps: int | None, confirm: bool, bu
         raise CommandLineError(message) from None
 
 
-def _check_settings(start_lr: float, end_lr: float, num_iter: int, mode: str, smooth: float,
-                    diverge_threshold: float | None) -> SweepSettings:
+def _check_settings(
+    start_lr: float, end_lr: float, num_iter: int, mode: str, smooth: float, diverge_threshold: float | None
+) -> SweepSettings:
     """The sweep settings, or the library's own message with option names, as a usage error."""
     try:
-        return SweepSettings(start_lr=start_lr, end_lr=end_lr, num_iter=num_iter, mode=mode,
-                             smooth=smooth, diverge_threshold=diverge_threshold)
+        return SweepSettings(
+            start_lr=start_lr,
+            end_lr=end_lr,
+            num_iter=num_iter,
+            mode=mode,
+            smooth=smooth,
+            diverge_threshold=diverge_threshold,
+        )
     except (TypeError, ValueError) as error:
         names = "|".join(_OPTION_NAMES)
         message = re.sub(rf"\b({names})\b", lambda m: _OPTION_NAMES[m[1]], str(error))
@@ -354,21 +480,26 @@ def _check_script(script: str, data_path: str | None) -> Path:
     path = Path(script)
     kind = "saved Keras model" if path.suffix == ".keras" else "script"
     if not path.exists():
-        raise CommandLineError(f"{kind} {script!r} not found; give the path of a Python script "
-                               "(or of a saved .keras model with --data ARRAYS.npz)")
+        raise CommandLineError(
+            f"{kind} {script!r} not found; give the path of a Python script "
+            "(or of a saved .keras model with --data ARRAYS.npz)"
+        )
     if path.suffix == ".keras":
         if data_path is None:
-            raise CommandLineError(f"{script} is a saved Keras model: give its training data with "
-                                   "--data ARRAYS.npz (NumPy arrays named x and y)")
+            raise CommandLineError(
+                f"{script} is a saved Keras model: give its training data with "
+                "--data ARRAYS.npz (NumPy arrays named x and y)"
+            )
         if not Path(data_path).is_file():
-            raise CommandLineError(f"--data {data_path!r} not found; give an .npz file with arrays "
-                                   "x and y (numpy.savez('data.npz', x=x, y=y))")
+            raise CommandLineError(
+                f"--data {data_path!r} not found; give an .npz file with arrays "
+                "x and y (numpy.savez('data.npz', x=x, y=y))"
+            )
         return path
     if data_path is not None:
         raise CommandLineError("--data is for a saved .keras model; a script defines its own data")
     if path.is_dir() or path.suffix != ".py":
-        raise CommandLineError(f"{script!r} is not a Python script (.py) or a saved Keras model "
-                               "(.keras)")
+        raise CommandLineError(f"{script!r} is not a Python script (.py) or a saved Keras model (.keras)")
     return path
 
 
@@ -379,8 +510,9 @@ def _check_outputs(plot_path: str | None, json_path: str | None) -> dict[str, Pa
         if value is None:
             continue
         if not value:
-            raise CommandLineError(f"--{name} needs a file path" +
-                                   (" (or give --no-plot)" if name == "plot" else ""))
+            raise CommandLineError(
+                f"--{name} needs a file path" + (" (or give --no-plot)" if name == "plot" else "")
+            )
         target = Path(value)
         if name == "plot" and target.suffix.lower() != ".png":
             raise CommandLineError(f"--plot writes a PNG: give a path ending in .png, got {value!r}")
@@ -388,30 +520,41 @@ def _check_outputs(plot_path: str | None, json_path: str | None) -> dict[str, Pa
             raise CommandLineError(f"--{name} {value!r} is a folder; give a file path inside it")
         folder = target.parent
         if folder.exists() and not folder.is_dir():
-            raise CommandLineError(f"--{name} {value!r}: {str(folder)!r} is a file, not a folder; "
-                                   "choose another path")
+            raise CommandLineError(
+                f"--{name} {value!r}: {str(folder)!r} is a file, not a folder; choose another path"
+            )
         if not folder.is_dir():
-            raise CommandLineError(f"--{name} {value!r}: folder {str(folder)!r} does not exist; "
-                                   "create it or choose another path")
+            raise CommandLineError(
+                f"--{name} {value!r}: folder {str(folder)!r} does not exist; create it or choose another path"
+            )
         try:  # the same test the atomic write will face: a temporary file in that folder
             fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
             os.close(fd)
             os.unlink(probe)
         except OSError as error:
-            raise CommandLineError(f"--{name} {value!r}: cannot write in folder {str(folder)!r} "
-                                   f"({error.strerror or error}); choose another path") from None
+            raise CommandLineError(
+                f"--{name} {value!r}: cannot write in folder {str(folder)!r} "
+                f"({error.strerror or error}); choose another path"
+            ) from None
         outputs[name] = target
     if len(outputs) == 2 and outputs["plot"].resolve() == outputs["json"].resolve():
         raise CommandLineError("--plot and --json name the same file; give two paths")
     return outputs
+
 
 # -- lrfinder plot -----------------------------------------------------------------------------
 
 
 @main.command()
 @click.argument("results", nargs=-1, required=True, metavar="RESULT.json...")
-@click.option("-o", "--output", default="lr_finder.png", show_default=True, metavar="PATH",
-              help="Where to write the PNG.")
+@click.option(
+    "-o",
+    "--output",
+    default="lr_finder.png",
+    show_default=True,
+    metavar="PATH",
+    help="Where to write the PNG.",
+)
 @_debug_option
 def plot(results: tuple[str, ...], output: str) -> None:
     """Redraw results saved with 'lrfinder find --json', overlaid and labelled by file name."""
@@ -421,8 +564,10 @@ def plot(results: tuple[str, ...], output: str) -> None:
     loaded = []
     for name in results:
         if not Path(name).is_file():
-            raise CommandLineError(f"result file {name!r} not found; give JSON files written by "
-                                   "'lrfinder find --json' or result.to_json()")
+            raise CommandLineError(
+                f"result file {name!r} not found; give JSON files written by "
+                "'lrfinder find --json' or result.to_json()"
+            )
         try:
             loaded.append(LRFinderResult.from_json(Path(name)))
         except OSError as error:
@@ -452,8 +597,6 @@ def _labels(paths: list[Path]) -> list[str]:
     labels = [p.stem for p in paths]
     depth = 1
     while len(set(labels)) < len(labels) and depth < 8:
-        labels = [str(Path(*p.resolve().parts[-1 - depth:-1], p.stem)) for p in paths]
+        labels = [str(Path(*p.resolve().parts[-1 - depth : -1], p.stem)) for p in paths]
         depth += 1
     return labels
-
-

@@ -75,13 +75,17 @@ def _planned(lrs: np.ndarray, settings: dict[str, Any]) -> int:
 def _interrupted(lrs: np.ndarray, stop_reason: str, settings: dict[str, Any]) -> Diagnostic | None:
     if stop_reason != "interrupted":
         return None
-    return Diagnostic("interrupted", f"the sweep was interrupted after {lrs.shape[0]} of "
-                      f"{_planned(lrs, settings)} steps, so the suggestion reads a partial curve; "
-                      "run it again")
+    return Diagnostic(
+        "interrupted",
+        f"the sweep was interrupted after {lrs.shape[0]} of "
+        f"{_planned(lrs, settings)} steps, so the suggestion reads a partial curve; "
+        "run it again",
+    )
 
 
-def _diverged_early(lrs: np.ndarray, smoothed: np.ndarray, stop_reason: str,
-                    settings: dict[str, Any], *, flat: bool = False) -> Diagnostic | None:
+def _diverged_early(
+    lrs: np.ndarray, smoothed: np.ndarray, stop_reason: str, settings: dict[str, Any], *, flat: bool = False
+) -> Diagnostic | None:
     planned = _planned(lrs, settings)
     finite = smoothed[np.isfinite(smoothed)]
     stopped_early = stop_reason in ("diverged", "non_finite") and lrs.shape[0] <= EARLY * planned
@@ -153,8 +157,9 @@ def _noisy(losses: np.ndarray, smoothed: np.ndarray) -> Diagnostic | None:
     )
 
 
-def _no_divergence(lrs: np.ndarray, smoothed: np.ndarray, stop_reason: str,
-                   settings: dict[str, Any]) -> Diagnostic | None:
+def _no_divergence(
+    lrs: np.ndarray, smoothed: np.ndarray, stop_reason: str, settings: dict[str, Any]
+) -> Diagnostic | None:
     if stop_reason != "finished":
         return None
     finite = smoothed[np.isfinite(smoothed)]
@@ -168,8 +173,9 @@ def _no_divergence(lrs: np.ndarray, smoothed: np.ndarray, stop_reason: str,
     )
 
 
-def lr_range(lrs: np.ndarray, smoothed: np.ndarray, start: float = 0.1,
-             bottom: float = 0.02) -> tuple[float, float] | None:
+def lr_range(
+    lrs: np.ndarray, smoothed: np.ndarray, start: float = 0.1, bottom: float = 0.02
+) -> tuple[float, float] | None:
     """``(lower, upper)``: the LRs over which the loss falls.
 
     Read on a centred 5-point average of the curve (which adds no lag of its own): ``upper`` is the

@@ -241,7 +241,7 @@ def _overrides(owner: Any, name: str) -> bool:
     try:
         from lightning.pytorch.utilities.model_helpers import is_overridden
     except ImportError:  # the older package name
-        from pytorch_lightning.utilities.model_helpers import is_overridden  # type: ignore[no-redef]
+        from pytorch_lightning.utilities.model_helpers import is_overridden  # type: ignore[no-redef,unused-ignore]
     return bool(is_overridden(name, owner))
 
 

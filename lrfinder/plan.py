@@ -39,9 +39,7 @@ COSINE_WARMUP = 0.05
 def check_schedule(schedule: str) -> str:
     """Return ``schedule`` if it names a plan's schedule, else raise ``ValueError``."""
     if schedule not in SCHEDULES:
-        raise ValueError(
-            f"schedule must be one of {', '.join(repr(s) for s in SCHEDULES)}, got {schedule!r}"
-        )
+        raise ValueError(f"schedule must be one of {', '.join(repr(s) for s in SCHEDULES)}, got {schedule!r}")
     return schedule
 
 
@@ -68,8 +66,10 @@ def check_train_steps(train_steps: int | None, *, required: bool = False, what: 
     if train_steps < 1:
         raise ValueError(f"train_steps must be at least 1, got {train_steps}")
     if train_steps > MAX_TRAIN_STEPS:
-        raise ValueError(f"train_steps must be at most {MAX_TRAIN_STEPS:.0e} (decades of training at a "
-                         f"millisecond a step), got {train_steps}")
+        raise ValueError(
+            f"train_steps must be at most {MAX_TRAIN_STEPS:.0e} (decades of training at a "
+            f"millisecond a step), got {train_steps}"
+        )
     return int(train_steps)
 
 

@@ -68,8 +68,14 @@ def plot_result(
     shade = line.get_color()  # the Axes' pick when color is None
     if show_raw:
         drawn = thin_indices(result.losses, MAX_DRAWN_POINTS)
-        ax.plot(lrs[drawn], result.losses[drawn], color=shade, alpha=0.3, linewidth=1.0,
-                label=None if label else "raw loss")
+        ax.plot(
+            lrs[drawn],
+            result.losses[drawn],
+            color=shade,
+            alpha=0.3,
+            linewidth=1.0,
+            label=None if label else "raw loss",
+        )
     if result.settings.get("mode", "exp") == "exp":
         ax.set_xscale("log")
 
@@ -84,16 +90,27 @@ def plot_result(
             continue
         y = _loss_at(lrs, smoothed, s.lr)
         is_default = name == result.rule
-        ax.plot([s.lr], [y], linestyle="none", marker=_MARKERS.get(name, "D"),
-                markersize=10 if is_default else 7, markerfacecolor="none" if not is_default
-                else shade, markeredgecolor=shade, markeredgewidth=1.5,
-                label=f"{name}{' (default)' if is_default else ''}: {s.lr:.2e}"
-                if not label else None, zorder=3)
+        ax.plot(
+            [s.lr],
+            [y],
+            linestyle="none",
+            marker=_MARKERS.get(name, "D"),
+            markersize=10 if is_default else 7,
+            markerfacecolor="none" if not is_default else shade,
+            markeredgecolor=shade,
+            markeredgewidth=1.5,
+            label=f"{name}{' (default)' if is_default else ''}: {s.lr:.2e}" if not label else None,
+            zorder=3,
+        )
 
     if result.stop_reason in _STOP_LABELS and result.num_steps:
-        ax.axvline(lrs[-1], color=shade, linestyle=":", linewidth=1.2,
-                   label=f"{_STOP_LABELS[result.stop_reason]} at {lrs[-1]:.2e}"
-                   if not label else None)
+        ax.axvline(
+            lrs[-1],
+            color=shade,
+            linestyle=":",
+            linewidth=1.2,
+            label=f"{_STOP_LABELS[result.stop_reason]} at {lrs[-1]:.2e}" if not label else None,
+        )
 
     _set_ylim(ax, result)
     ax.set_xlabel("learning rate" + (" (log scale)" if ax.get_xscale() == "log" else ""))
@@ -126,13 +143,28 @@ def _draw_probes(ax: Axes, result: LRFinderResult) -> None:
     for index in range(rounds):
         probes = [p for p in confirmation.probes if p.round == index and np.isfinite(p.score)]
         if probes:
-            twin.plot([p.lr for p in probes], [p.score for p in probes], linestyle="none", marker="o",
-                      markersize=5 + 2 * index, color="tab:purple", alpha=0.5 + 0.5 * (index + 1) / rounds,
-                      label=f"probes, round {index + 1} ({probes[0].steps} steps)")
+            twin.plot(
+                [p.lr for p in probes],
+                [p.score for p in probes],
+                linestyle="none",
+                marker="o",
+                markersize=5 + 2 * index,
+                color="tab:purple",
+                alpha=0.5 + 0.5 * (index + 1) / rounds,
+                label=f"probes, round {index + 1} ({probes[0].steps} steps)",
+            )
     best = confirmation.best
     if best is not None:
-        twin.plot([best.lr], [best.score], linestyle="none", marker="*", markersize=16, color="tab:red",
-                  label=f"confirmed: {best.lr:.2e}", zorder=4)
+        twin.plot(
+            [best.lr],
+            [best.score],
+            linestyle="none",
+            marker="*",
+            markersize=16,
+            color="tab:red",
+            label=f"confirmed: {best.lr:.2e}",
+            zorder=4,
+        )
     twin.legend(fontsize=8, loc="upper center")
 
 

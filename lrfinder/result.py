@@ -133,8 +133,9 @@ class LRFinderResult:
     @cached_property
     def diagnostics(self) -> list[checks.Diagnostic]:
         """Reasons to doubt :attr:`suggestion` (each with what to change); empty when none."""
-        return checks.diagnose(self.lrs, self.losses, self.smoothed, self.stop_reason,
-                               self.settings, self.best)
+        return checks.diagnose(
+            self.lrs, self.losses, self.smoothed, self.stop_reason, self.settings, self.best
+        )
 
     @property
     def trusted(self) -> bool:
@@ -164,8 +165,9 @@ class LRFinderResult:
 
     # -- schedules ------------------------------------------------------------------------------
 
-    def scheduler(self, optimizer: Any, total_steps: int | None = None, schedule: str | None = None,
-                  **options: Any) -> Any:
+    def scheduler(
+        self, optimizer: Any, total_steps: int | None = None, schedule: str | None = None, **options: Any
+    ) -> Any:
         """A torch LR scheduler for ``optimizer`` over ``total_steps`` steps, peaking at the suggestion.
 
         ``schedule``: ``"constant"``, ``"onecycle"``, ``"cosine"`` (warm-up, then cosine decay) or
@@ -180,8 +182,9 @@ class LRFinderResult:
 
         return torch_scheduler(self, optimizer, total_steps, schedule, **options)
 
-    def keras_schedule(self, total_steps: int | None = None, schedule: str | None = None,
-                       **options: Any) -> Any:
+    def keras_schedule(
+        self, total_steps: int | None = None, schedule: str | None = None, **options: Any
+    ) -> Any:
         """A Keras ``LearningRateSchedule`` over ``total_steps`` steps, as :meth:`scheduler` builds for
         torch; pass it as the optimizer's ``learning_rate``. See
         :func:`lrfinder.schedule_objects.keras_schedule`.
@@ -362,15 +365,17 @@ def _decode_curve(values: Any, name: str) -> np.ndarray:
         raise ValueError(f"{name} must be a list of numbers, got {type(values).__name__}")
     decoded = [math.nan if v is None else _decode(v) for v in values]
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in decoded):
-        raise ValueError(f"{name} must be a list of numbers (null for NaN, \"inf\", \"-inf\")")
+        raise ValueError(f'{name} must be a list of numbers (null for NaN, "inf", "-inf")')
     return np.asarray(decoded, dtype=np.float64)
 
 
 def _check_curve(lrs: np.ndarray, losses: np.ndarray, smoothed: np.ndarray) -> None:
     """Raise ``ValueError`` unless the curve is one a sweep can record (see ``from_dict``)."""
     if not lrs.shape == losses.shape == smoothed.shape:
-        raise ValueError(f"lrs, losses and smoothed differ in length ({lrs.shape[0]}, {losses.shape[0]}, "
-                         f"{smoothed.shape[0]})")
+        raise ValueError(
+            f"lrs, losses and smoothed differ in length ({lrs.shape[0]}, {losses.shape[0]}, "
+            f"{smoothed.shape[0]})"
+        )
     if not np.all(np.isfinite(lrs) & (lrs > 0)):
         raise ValueError("lrs must be finite positive learning rates")
     if np.any(np.diff(lrs) <= 0):

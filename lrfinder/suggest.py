@@ -124,7 +124,7 @@ def flat_reason(lrs: np.ndarray, losses: np.ndarray) -> str | None:
         return None
     half = max(2, n // 20)
     trend = centered_average(losses, half)
-    inner = trend[half:n - half] if n > 2 * half + 1 else trend
+    inner = trend[half : n - half] if n > 2 * half + 1 else trend
     residual = losses - centered_average(losses, 2)
     # median absolute deviation as a standard deviation; a 5-point average keeps 4/5 of the variance
     sigma = 1.4826 * float(np.median(np.abs(residual))) * math.sqrt(5 / 4)
@@ -133,9 +133,11 @@ def flat_reason(lrs: np.ndarray, losses: np.ndarray) -> str | None:
     level = float(np.median(np.abs(losses)))
     if moved > max(FLAT_SIGMAS * error, FLAT_TOLERANCE * max(level, 1e-12)):
         return None
-    return (f"the loss is flat from lr={lrs[0]:.3g} to lr={lrs[-1]:.3g} (its trend moves by "
-            f"{moved:.3g}, within its batch-to-batch noise): the LRs swept are too low to train; "
-            "raise end_lr")
+    return (
+        f"the loss is flat from lr={lrs[0]:.3g} to lr={lrs[-1]:.3g} (its trend moves by "
+        f"{moved:.3g}, within its batch-to-batch noise): the LRs swept are too low to train; "
+        "raise end_lr"
+    )
 
 
 def _check(rule: str, lrs: np.ndarray, losses: np.ndarray) -> Suggestion | None:
@@ -161,9 +163,7 @@ def log_slope(lrs: np.ndarray, losses: np.ndarray) -> np.ndarray:
     return slope
 
 
-def steepest(
-    lrs: np.ndarray, losses: np.ndarray, *, skip_start: int = 10, skip_end: int = 5
-) -> Suggestion:
+def steepest(lrs: np.ndarray, losses: np.ndarray, *, skip_start: int = 10, skip_end: int = 5) -> Suggestion:
     """The LR where the loss falls fastest against log(lr), before the loss's minimum.
 
     The first ``skip_start`` and last ``skip_end`` finite points are not considered (either may be 0).
@@ -307,8 +307,9 @@ def _check_edge_options(tolerance: float, factor: float) -> None:
         raise ValueError(f"factor must be >= 1, got {factor}")
 
 
-def _below_bottom_edge(rule: str, lrs: np.ndarray, average: np.ndarray, tolerance: float,
-                       factor: float) -> Suggestion:
+def _below_bottom_edge(
+    rule: str, lrs: np.ndarray, average: np.ndarray, tolerance: float, factor: float
+) -> Suggestion:
     """The LR of ``average``'s bottom edge divided by ``factor``, at the point nearest below it."""
     lr = float(lrs[bottom_edge(average, tolerance)] / factor)
     index = max(0, int(np.searchsorted(lrs, lr, side="right")) - 1)
@@ -421,7 +422,7 @@ def _gaussian_on_grid(x: np.ndarray, values: np.ndarray, width: float) -> np.nda
 
     def smooth(signal: np.ndarray) -> np.ndarray:
         full = np.fft.irfft(np.fft.rfft(signal, length) * spectrum, length)
-        return full[half:half + size]
+        return full[half : half + size]
 
     numerator, denominator = smooth(grid_values), smooth(grid_weights)
     if even:

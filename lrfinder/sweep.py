@@ -71,8 +71,7 @@ class SweepSettings:
             raise ValueError(f"mode must be one of {schedules.MODES}, got {self.mode!r}")
         if not (isinstance(self.smooth, (int, float)) and 0.0 <= self.smooth < 1.0):
             raise ValueError(
-                f"smooth must be in [0, 1) (0 turns smoothing off; 0.9 is the default), "
-                f"got {self.smooth!r}"
+                f"smooth must be in [0, 1) (0 turns smoothing off; 0.9 is the default), got {self.smooth!r}"
             )
         threshold = self.diverge_threshold
         if threshold is not None and not (
@@ -284,8 +283,9 @@ def run_sweep(
     )
     restored = restore_error is None
     state_note = (
-        "lrfinder: the model's state was restored" if restored else
-        f"lrfinder: the model's state was NOT restored: restoring it raised {restore_error!r}"
+        "lrfinder: the model's state was restored"
+        if restored
+        else f"lrfinder: the model's state was NOT restored: restoring it raised {restore_error!r}"
     )
     if isinstance(failure, KeyboardInterrupt) or (held and failure is None):
         done = f"{len(losses)} of {len(ladder)} steps"
@@ -307,8 +307,11 @@ def run_sweep(
             raise KeyboardInterrupt from failure
         raise failure
     if restore_error is not None:
-        _add_note(restore_error, "lrfinder: the sweep ran to its end, but putting the model's state "
-                  "back failed; the model is NOT as it was")
+        _add_note(
+            restore_error,
+            "lrfinder: the sweep ran to its end, but putting the model's state "
+            "back failed; the model is NOT as it was",
+        )
         raise restore_error
     return outcome
 

@@ -81,13 +81,19 @@ class Boom(RuntimeError):
 
 # -- numpy: least squares on a linear model, with momentum -------------------------------------
 
+
 class LinearRegressionTrainer(TrainerBase):
     """SGD with momentum on mean squared error of ``x @ w`` — a Trainer written in NumPy alone."""
 
     backend = "numpy"
 
-    def __init__(self, batches: list[tuple[np.ndarray, np.ndarray]], fail_at: int | None,
-                 fail_with: type[BaseException] | float, seed: int = 0) -> None:
+    def __init__(
+        self,
+        batches: list[tuple[np.ndarray, np.ndarray]],
+        fail_at: int | None,
+        fail_with: type[BaseException] | float,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         self.batches = batches
         self.fail_at, self.fail_with = fail_at, fail_with
@@ -127,8 +133,9 @@ class LinearRegressionTrainer(TrainerBase):
         self._saved = None
 
 
-def numpy_case(n_batches: int = 8, fail_at: int | None = None,
-               fail_with: type[BaseException] | float = Boom) -> Setup:
+def numpy_case(
+    n_batches: int = 8, fail_at: int | None = None, fail_with: type[BaseException] | float = Boom
+) -> Setup:
     rng = np.random.default_rng(1)
     true_w = rng.normal(size=5)
     batches = []
@@ -140,8 +147,11 @@ def numpy_case(n_batches: int = 8, fail_at: int | None = None,
     return Setup(
         model=trainer,
         data=None,
-        state=lambda: {"w": trainer.w.copy(), "velocity": trainer.velocity.copy(),
-                       "steps": np.array(trainer.steps_taken)},
+        state=lambda: {
+            "w": trainer.w.copy(),
+            "velocity": trainer.velocity.copy(),
+            "steps": np.array(trainer.steps_taken),
+        },
         first_loss=lambda: trainer.batch_loss(trainer.w, *batches[0]),
         drawn=lambda: trainer.draws,
         val_data=held_out,  # what trainer.evaluate scores a confirm probe on

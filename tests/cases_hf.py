@@ -75,6 +75,8 @@ def case(n_batches: int = 8, fail_at: int | None = None, fail_with: type[BaseExc
         lookahead=1,  # the Trainer's loader is accelerate's DataLoaderShard, which reads one batch ahead
         backend="lrfinder.trainers.hf_trainer",
         # collated held-out batches, as a confirm probe's score reads them
-        val_data=[{"x": xv[i : i + cases_torch.BATCH], "labels": yv[i : i + cases_torch.BATCH]}
-                  for i in range(0, len(xv), cases_torch.BATCH)],
+        val_data=[
+            {"x": xv[i : i + cases_torch.BATCH], "labels": yv[i : i + cases_torch.BATCH]}
+            for i in range(0, len(xv), cases_torch.BATCH)
+        ],
     )

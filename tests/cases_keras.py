@@ -13,24 +13,31 @@ from tests.cases import Boom, Setup, require
 def make_model(keras: Any, seed: int = 0, inputs: int = 6, classes: int = 3, dropout: float = 0.0) -> Any:
     """Dense -> BatchNormalization -> ReLU [-> Dropout] -> Dense logits, compiled with Adam."""
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential([
-        keras.Input((inputs,)),
-        keras.layers.Dense(16),
-        keras.layers.BatchNormalization(),
-        keras.layers.ReLU(),
-        *([keras.layers.Dropout(dropout)] if dropout else []),
-        keras.layers.Dense(classes),
-    ])
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model = keras.Sequential(
+        [
+            keras.Input((inputs,)),
+            keras.layers.Dense(16),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            *([keras.layers.Dropout(dropout)] if dropout else []),
+            keras.layers.Dense(classes),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     return model
 
 
-def make_batches(n_batches: int, size: int = 16, inputs: int = 6, classes: int = 3,
-                 seed: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
+def make_batches(
+    n_batches: int, size: int = 16, inputs: int = 6, classes: int = 3, seed: int = 1
+) -> list[tuple[np.ndarray, np.ndarray]]:
     rng = np.random.default_rng(seed)
-    return [(rng.normal(size=(size, inputs)).astype("float32"), rng.integers(0, classes, size))
-            for _ in range(n_batches)]
+    return [
+        (rng.normal(size=(size, inputs)).astype("float32"), rng.integers(0, classes, size))
+        for _ in range(n_batches)
+    ]
 
 
 def state_of(model: Any) -> dict[str, np.ndarray]:
@@ -53,8 +60,12 @@ def batch_loss(keras: Any, model: Any, x: np.ndarray, y: np.ndarray, training: b
     return float(keras.ops.convert_to_numpy(loss))
 
 
-def case(n_batches: int = 8, fail_at: int | None = None,
-         fail_with: type[BaseException] | float = Boom, dropout: float = 0.0) -> Setup:
+def case(
+    n_batches: int = 8,
+    fail_at: int | None = None,
+    fail_with: type[BaseException] | float = Boom,
+    dropout: float = 0.0,
+) -> Setup:
     """The contract case; ``dropout`` adds a Dropout layer (then ``first_loss`` does not apply)."""
     keras = require("keras")
 

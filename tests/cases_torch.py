@@ -22,8 +22,14 @@ class CountingDataset(Dataset):
     ``draws`` counts the samples drawn over every pass, so a failure can fall in any pass.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = BATCH,
-                 fail_at: int | None = None, fail_with: type[BaseException] | float = Boom) -> None:
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int = BATCH,
+        fail_at: int | None = None,
+        fail_with: type[BaseException] | float = Boom,
+    ) -> None:
         self.x, self.y = x, y
         self.batch_size = batch_size
         self.fail_at, self.fail_with = fail_at, fail_with
@@ -45,8 +51,7 @@ class CountingDataset(Dataset):
 def mlp(seed: int = 0, dropout: float = 0.0) -> torch.nn.Module:
     """A small MLP with BatchNorm (buffers to restore) and optional dropout (RNG to restore)."""
     torch.manual_seed(seed)
-    layers: list[torch.nn.Module] = [torch.nn.Linear(FEATURES, 16), torch.nn.BatchNorm1d(16),
-                                     torch.nn.ReLU()]
+    layers: list[torch.nn.Module] = [torch.nn.Linear(FEATURES, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU()]
     if dropout:
         layers.append(torch.nn.Dropout(dropout))
     layers.append(torch.nn.Linear(16, CLASSES))
@@ -60,8 +65,9 @@ def classification_data(n: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tens
     return x, y
 
 
-def warm_up(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-            y: torch.Tensor) -> None:
+def warm_up(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
+) -> None:
     """One optimizer step, then one more backward: optimizer state and gradients both exist."""
     for do_step in (True, False):
         optimizer.zero_grad()
@@ -70,14 +76,16 @@ def warm_up(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.T
             optimizer.step()
 
 
-def torch_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                generators: tuple[torch.Generator, ...] = ()) -> dict[str, np.ndarray]:
+def torch_state(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    generators: tuple[torch.Generator, ...] = (),
+) -> dict[str, np.ndarray]:
     """Every piece of state a sweep touches, read with torch's own API, as NumPy copies."""
     state: dict[str, np.ndarray] = {}
     for name, param in model.named_parameters():
         state[f"param:{name}"] = param.detach().numpy().copy()
-        state[f"grad:{name}"] = (np.array(None) if param.grad is None
-                                 else param.grad.detach().numpy().copy())
+        state[f"grad:{name}"] = np.array(None) if param.grad is None else param.grad.detach().numpy().copy()
         state[f"requires_grad:{name}"] = np.array(param.requires_grad)
     for name, buffer in model.named_buffers():
         state[f"buffer:{name}"] = buffer.detach().numpy().copy()
@@ -87,8 +95,9 @@ def torch_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None 
         saved = optimizer.state_dict()
         for index, per_param in saved["state"].items():
             for key, value in per_param.items():
-                state[f"opt:{index}:{key}"] = (value.detach().numpy().copy()
-                                               if isinstance(value, torch.Tensor) else np.array(value))
+                state[f"opt:{index}:{key}"] = (
+                    value.detach().numpy().copy() if isinstance(value, torch.Tensor) else np.array(value)
+                )
         for index, group in enumerate(saved["param_groups"]):
             for key, value in group.items():
                 state[f"group:{index}:{key}"] = np.array(str(value))
@@ -98,8 +107,9 @@ def torch_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None 
     return state
 
 
-def case(n_batches: int = 8, fail_at: int | None = None,
-         fail_with: type[BaseException] | float = Boom) -> Setup:
+def case(
+    n_batches: int = 8, fail_at: int | None = None, fail_with: type[BaseException] | float = Boom
+) -> Setup:
     """An MLP with BatchNorm, SGD with momentum (warmed up), class labels (cross-entropy inferred)."""
     torch.set_num_threads(1)
     x, y = classification_data(n_batches * BATCH)
@@ -109,7 +119,7 @@ def case(n_batches: int = 8, fail_at: int | None = None,
     loader = DataLoader(CountingDataset(x, y, fail_at=fail_at, fail_with=fail_with), batch_size=BATCH)
 
     xv, yv = classification_data(2 * BATCH, seed=5)
-    val_batches = [(xv[i:i + BATCH], yv[i:i + BATCH]) for i in range(0, len(xv), BATCH)]
+    val_batches = [(xv[i : i + BATCH], yv[i : i + BATCH]) for i in range(0, len(xv), BATCH)]
 
     def first_loss() -> float:
         twin = copy.deepcopy(model).train()  # train mode as in the sweep, on a copy: no side effect
@@ -119,8 +129,9 @@ def case(n_batches: int = 8, fail_at: int | None = None,
     def val_loss(count: int | None) -> float:
         twin = copy.deepcopy(model).eval()
         with torch.no_grad():
-            losses = [float(torch.nn.functional.cross_entropy(twin(xb), yb))
-                      for xb, yb in val_batches[:count]]
+            losses = [
+                float(torch.nn.functional.cross_entropy(twin(xb), yb)) for xb, yb in val_batches[:count]
+            ]
         return sum(losses) / len(losses)
 
     class NoBatches:  # no length: found out at the first step
@@ -137,9 +148,9 @@ def case(n_batches: int = 8, fail_at: int | None = None,
         backend="lrfinder.trainers.torch_trainer",
         val_data=val_batches,
         val_loss=val_loss,
-        one_shot=lambda: iter([(x[i:i + BATCH], y[i:i + BATCH]) for i in range(0, len(x), BATCH)]),
-        empty=lambda: DataLoader(TensorDataset(torch.zeros(0, FEATURES), torch.zeros(0, dtype=torch.long)),
-                                 batch_size=BATCH),
+        one_shot=lambda: iter([(x[i : i + BATCH], y[i : i + BATCH]) for i in range(0, len(x), BATCH)]),
+        empty=lambda: DataLoader(
+            TensorDataset(torch.zeros(0, FEATURES), torch.zeros(0, dtype=torch.long)), batch_size=BATCH
+        ),
         no_batches=NoBatches,
     )
-

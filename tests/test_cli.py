@@ -73,8 +73,14 @@ def subprocess_env() -> dict[str, str]:
 
 
 def run_subprocess(args: list[str], folder: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lrfinder", *args], cwd=folder, env=subprocess_env(),
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "lrfinder", *args],
+        cwd=folder,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def assert_png(path: Path) -> None:
@@ -98,8 +104,9 @@ def test_find_prints_summary_and_writes_png_and_json(tmp_path):
     assert result.stop_reason == "diverged" and 5 < result.num_steps < 60
     assert result.settings["num_iter"] == 60 and result.settings["start_lr"] == 1e-4
     lines = out.splitlines()
-    assert lines[0].startswith(f"lrfinder {__version__}: range test of quad.py (callable), "
-                               f"{result.num_steps} steps in ")
+    assert lines[0].startswith(
+        f"lrfinder {__version__}: range test of quad.py (callable), {result.num_steps} steps in "
+    )
     assert f"suggested lr:  {result.suggestion:.3g} ({DEFAULT_RULE})" in lines
     others = ", ".join(f"{name} {s.lr:.3g}" for name, s in result.suggestions.items() if name != DEFAULT_RULE)
     assert f"other rules:   {others}" in lines
@@ -107,8 +114,10 @@ def test_find_prints_summary_and_writes_png_and_json(tmp_path):
     assert f"useful range:  {low:.3g} to {high:.3g}" in lines
     rungs = ", ".join(f"{lr:.3g}" for lr in result.candidates())
     assert f"to compare:    {rungs} (short runs; keep the best)" in lines
-    assert f"stopped:       the loss diverged at lr={result.lrs[-1]:.3g} (step {result.num_steps} of 60)" \
+    assert (
+        f"stopped:       the loss diverged at lr={result.lrs[-1]:.3g} (step {result.num_steps} of 60)"
         in lines
+    )
     assert "wrote plot:    lr.png" in lines and "wrote json:    lr.json" in lines
     assert 2 / 4.0 / 100 < result.suggestion < 2 / 4.0  # below the divergence point lr = 2/h
     assert err == ""
@@ -126,14 +135,39 @@ def test_default_plot_path_and_no_plot(tmp_path):
 
 def test_options_reach_the_sweep(tmp_path):
     write(tmp_path, "quad.py", QUADRATIC)
-    args = ["find", "quad.py", "--start-lr", "1e-4", "--end-lr", "0.3", "--num-iter", "40", "--mode",
-            "linear", "--smooth", "0.5", "--diverge-threshold", "none", "--suggest", "steepest",
-            "--no-plot", "--json", "r.json"]
+    args = [
+        "find",
+        "quad.py",
+        "--start-lr",
+        "1e-4",
+        "--end-lr",
+        "0.3",
+        "--num-iter",
+        "40",
+        "--mode",
+        "linear",
+        "--smooth",
+        "0.5",
+        "--diverge-threshold",
+        "none",
+        "--suggest",
+        "steepest",
+        "--no-plot",
+        "--json",
+        "r.json",
+    ]
     code, out, _ = run(args, tmp_path)
     assert code == 0
     result = LRFinderResult.from_json(tmp_path / "r.json")
-    assert result.settings == {"start_lr": 1e-4, "end_lr": 0.3, "num_iter": 40, "mode": "linear",
-                               "smooth": 0.5, "diverge_threshold": None, "diverge_warmup": 5}
+    assert result.settings == {
+        "start_lr": 1e-4,
+        "end_lr": 0.3,
+        "num_iter": 40,
+        "mode": "linear",
+        "smooth": 0.5,
+        "diverge_threshold": None,
+        "diverge_warmup": 5,
+    }
     assert result.rule == "steepest" and result.stop_reason == "finished" and result.num_steps == 40
     np.testing.assert_allclose(np.diff(result.lrs), (0.3 - 1e-4) / 39)
     assert "(steepest)" in out and "ran all 40 steps" in out
@@ -172,15 +206,33 @@ def test_a_curve_that_never_falls_prints_none_for_the_suggestion_range_and_candi
 
 @pytest.mark.parametrize("quiet", [False, True])
 def test_ctrl_c_during_the_sweep_exits_130_and_writes_nothing(tmp_path, quiet):
-    write(tmp_path, "stop.py", "def step(lr):\n    if lr > 1e-3:\n        raise KeyboardInterrupt\n"
-                               "    return 1.0 / (1 + lr)\n")
+    write(
+        tmp_path,
+        "stop.py",
+        "def step(lr):\n    if lr > 1e-3:\n        raise KeyboardInterrupt\n    return 1.0 / (1 + lr)\n",
+    )
     (tmp_path / "r.json").write_text("kept")
-    code, out, err = run(["find", "stop.py", "--start-lr", "1e-5", "--end-lr", "1", "--num-iter", "50",
-                          "--json", "r.json", *(["-q"] if quiet else [])], tmp_path)
+    code, out, err = run(
+        [
+            "find",
+            "stop.py",
+            "--start-lr",
+            "1e-5",
+            "--end-lr",
+            "1",
+            "--num-iter",
+            "50",
+            "--json",
+            "r.json",
+            *(["-q"] if quiet else []),
+        ],
+        tmp_path,
+    )
     assert code == 130 and out == ""
     lines = err.splitlines()
     assert [line for line in lines if line.startswith("Error:")] == [
-        "Error: interrupted after 20 of 50 steps; the model's state was restored; no file was written"]
+        "Error: interrupted after 20 of 50 steps; the model's state was restored; no file was written"
+    ]
     if quiet:
         assert len(lines) == 1
     else:
@@ -198,7 +250,10 @@ def test_ctrl_c_while_the_script_loads_writes_nothing(tmp_path):
 
 
 def test_setup_function_form_runs_neither_main_block_nor_training(tmp_path):
-    write(tmp_path, "setup.py", """
+    write(
+        tmp_path,
+        "setup.py",
+        """
         import numpy as np
         calls = []
 
@@ -216,7 +271,8 @@ def test_setup_function_form_runs_neither_main_block_nor_training(tmp_path):
 
         if __name__ == "__main__":
             raise SystemExit("the __main__ block must not run")
-    """)
+    """,
+    )
     code, _out, err = run(["find", "setup.py", *FAST, "--no-plot", "--json", "r.json"], tmp_path)
     assert code == 0, err
     assert LRFinderResult.from_json(tmp_path / "r.json").stop_reason == "diverged"
@@ -224,14 +280,18 @@ def test_setup_function_form_runs_neither_main_block_nor_training(tmp_path):
 
 
 def test_seed_makes_runs_repeatable(tmp_path):
-    write(tmp_path, "noisy.py", """
+    write(
+        tmp_path,
+        "noisy.py",
+        """
         import random
         import numpy as np
         start = np.random.rand() + random.random()  # drawn at import, before any setup
 
         def step(lr):
             return start + np.random.rand()
-    """)
+    """,
+    )
 
     def losses(seed: str) -> np.ndarray:
         args = ["find", "noisy.py", "--num-iter", "10", "--no-plot", "--json", f"{seed}.json"]
@@ -246,13 +306,17 @@ def test_seed_makes_runs_repeatable(tmp_path):
 
 def test_seed_seeds_torch_before_the_script_runs(tmp_path):
     require("torch")
-    write(tmp_path, "t.py", """
+    write(
+        tmp_path,
+        "t.py",
+        """
         import torch
         start = float(torch.rand(()))
 
         def step(lr):
             return start
-    """)
+    """,
+    )
     for name in ("a", "b"):
         args = ["find", "t.py", "--num-iter", "5", "--no-plot", "--json", f"{name}.json", "--seed", "7"]
         assert run(args, tmp_path)[0] == 0
@@ -267,7 +331,10 @@ def test_seed_seeds_torch_before_the_script_runs(tmp_path):
 def test_a_torch_script_top_level_form(tmp_path):
     require("torch")
     require("lrfinder.trainers.torch_trainer")
-    write(tmp_path, "net.py", """
+    write(
+        tmp_path,
+        "net.py",
+        """
         import torch
         from torch import nn
         from torch.utils.data import DataLoader, TensorDataset
@@ -281,7 +348,8 @@ def test_a_torch_script_top_level_form(tmp_path):
         criterion = nn.CrossEntropyLoss()
         loss = criterion(model(x), y)  # a value named like the contract's loss: not a loss function
         initial = [p.detach().clone() for p in model.parameters()]
-    """)
+    """,
+    )
     code, _out, err = run(["find", "net.py", *FAST, "--plot", "p.png", "--json", "r.json"], tmp_path)
     assert code == 0, err
     assert LRFinderResult.from_json(tmp_path / "r.json").backend == "torch"
@@ -295,8 +363,9 @@ def test_a_torch_script_top_level_form(tmp_path):
 def test_a_saved_keras_model_with_npz_data(tmp_path):
     keras = require("keras")
     require("lrfinder.trainers.keras_trainer")
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
-                              keras.layers.Dense(2)])
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(2)]
+    )
     model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.save(tmp_path / "m.keras")
     x = np.random.default_rng(0).normal(size=(256, 4)).astype("float32")
@@ -315,8 +384,9 @@ def test_a_saved_keras_model_with_npz_data(tmp_path):
 def test_an_uncompiled_keras_model_takes_optimizer_and_loss_options_or_says_to_give_them(tmp_path):
     keras = require("keras")
     require("lrfinder.trainers.keras_trainer")
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
-                              keras.layers.Dense(2)])
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(2)]
+    )
     model.save(tmp_path / "raw.keras")  # never compiled
     saved = (tmp_path / "raw.keras").read_bytes()
     x = np.random.default_rng(0).normal(size=(256, 4)).astype("float32")
@@ -325,18 +395,32 @@ def test_an_uncompiled_keras_model_takes_optimizer_and_loss_options_or_says_to_g
 
     code, _, err = run(base, tmp_path)
     assert code == 2 and err.count("\n") == 1
-    assert err.startswith("Error: raw.keras holds a Keras model that was saved uncompiled: give "
-                          "--optimizer NAME and --loss NAME")
+    assert err.startswith(
+        "Error: raw.keras holds a Keras model that was saved uncompiled: give "
+        "--optimizer NAME and --loss NAME"
+    )
     code, _, err = run([*base, "--optimizer", "adam"], tmp_path)
     assert code == 2 and "give --loss NAME (Keras names" in err and "--optimizer NAME" not in err
     code, _, err = run([*base, "--optimizer", "adamm", "--loss", "mse"], tmp_path)
-    assert code == 2 and err.startswith("Error: --optimizer 'adamm' is not a name Keras knows; give one "
-                                        "such as adam")
+    assert code == 2 and err.startswith(
+        "Error: --optimizer 'adamm' is not a name Keras knows; give one such as adam"
+    )
     code, _, err = run([*base, "--optimizer", "adam", "--loss", "nonsense"], tmp_path)
     assert code == 2 and err.startswith("Error: --loss 'nonsense' is not a name Keras knows")
 
-    code, _, err = run([*base, "--optimizer", "adam", "--loss", "sparse_categorical_crossentropy",
-                        *FAST, "--json", "r.json"], tmp_path)
+    code, _, err = run(
+        [
+            *base,
+            "--optimizer",
+            "adam",
+            "--loss",
+            "sparse_categorical_crossentropy",
+            *FAST,
+            "--json",
+            "r.json",
+        ],
+        tmp_path,
+    )
     assert code == 0, err
     result = LRFinderResult.from_json(tmp_path / "r.json")
     assert result.info["optimizer"] == "Adam" and result.info["loss"] == "sparse_categorical_crossentropy"
@@ -347,8 +431,10 @@ def test_an_uncompiled_keras_model_takes_optimizer_and_loss_options_or_says_to_g
 def test_optimizer_and_loss_options_are_for_saved_keras_models_only(tmp_path):
     (tmp_path / "quad.py").write_text("def step(lr):\n    return 1.0\n")
     code, _, err = run(["find", "quad.py", "--optimizer", "adam"], tmp_path)
-    assert code == 2 and err == ("Error: --optimizer is for a saved .keras model; a script defines its own "
-                                 "optimizer and criterion (or loss)\n")
+    assert code == 2 and err == (
+        "Error: --optimizer is for a saved .keras model; a script defines its own "
+        "optimizer and criterion (or loss)\n"
+    )
     code, _, err = run(["find", "quad.py", "--optimizer", "adam", "--loss", "mse"], tmp_path)
     assert code == 2 and err.startswith("Error: --optimizer and --loss are for a saved .keras model")
 
@@ -360,7 +446,7 @@ ERROR_SCRIPTS = {
     "no_model.py": "class Net:\n    pass\n\nnet = Net()\nstep_size = 0.1\n",
     "no_loader.py": "model = object()\ntrain_dl = [1, 2, 3]\n",
     "step_fails.py": "def step(lr):\n    if lr > 1e-2:\n        raise MemoryError('pretend: out of memory')\n"
-                     "    return 1.0 / (1 + lr)\n",
+    "    return 1.0 / (1 + lr)\n",
     "exits.py": "raise SystemExit(3)\n",
     "setup_raises.py": "def lrfinder_setup():\n    raise KeyError('no such dataset')\n",
     "setup_typo.py": "def lrfinder_setup():\n    return {'modle': object(), 'loader': []}\n",
@@ -375,35 +461,64 @@ ERRORS = [
     (["missing.py"], 2, "script 'missing.py' not found"),
     (["notes.txt"], 2, "'notes.txt' is not a Python script (.py) or a saved Keras model"),
     (["raises.py"], 1, "raises.py raised ZeroDivisionError: division by zero (raises.py, line 4)"),
-    (["no_model.py"], 1, "no_model.py defines no model: define `model` at top level, or a step(lr) -> "
-                         "loss function; it defines net (Net), which looks close"),
-    (["no_loader.py"], 1, "no_loader.py defines a model but no training data: name the training data "
-                          "`loader` or `train_loader` or `data` at top level; it defines train_dl (list)"),
-    (["step_fails.py"], 1, "the range test failed: MemoryError: pretend: out of memory (step_fails.py, "
-                           "line 3)"),
+    (
+        ["no_model.py"],
+        1,
+        "no_model.py defines no model: define `model` at top level, or a step(lr) -> "
+        "loss function; it defines net (Net), which looks close",
+    ),
+    (
+        ["no_loader.py"],
+        1,
+        "no_loader.py defines a model but no training data: name the training data "
+        "`loader` or `train_loader` or `data` at top level; it defines train_dl (list)",
+    ),
+    (
+        ["step_fails.py"],
+        1,
+        "the range test failed: MemoryError: pretend: out of memory (step_fails.py, line 3)",
+    ),
     (["exits.py"], 1, "exits.py called sys.exit(3) while being imported"),
-    (["setup_raises.py"], 1, "lrfinder_setup() in setup_raises.py raised KeyError: 'no such dataset' "
-                             "(setup_raises.py, line 2)"),
+    (
+        ["setup_raises.py"],
+        1,
+        "lrfinder_setup() in setup_raises.py raised KeyError: 'no such dataset' (setup_raises.py, line 2)",
+    ),
     (["setup_typo.py"], 1, "returned the key 'modle': did you mean 'model'?"),
     (["setup_returns_list.py"], 1, "returned a list; return a dict such as"),
     (["syntax.py"], 1, "syntax.py is not valid Python: SyntaxError: invalid syntax (syntax.py, line 1)"),
     (["both_losses.py"], 1, "both_losses.py defines both criterion and loss; keep one"),
-    (["quad.py", "--suggest", "best"], 2,
-     "Invalid value for '--suggest': 'best' is not one of "
-     + ", ".join(f"'{name}'" for name in sorted(RULES))),
+    (
+        ["quad.py", "--suggest", "best"],
+        2,
+        "Invalid value for '--suggest': 'best' is not one of "
+        + ", ".join(f"'{name}'" for name in sorted(RULES)),
+    ),
     (["quad.py", "--start-lr", "-1e-3"], 2, "--start-lr must be a positive finite number, got -0.001"),
-    (["quad.py", "--start-lr", "1", "--end-lr", "0.1"], 2,
-     "--start-lr must be smaller than --end-lr, got --start-lr=1.0 >= --end-lr=0.1; swap them"),
+    (
+        ["quad.py", "--start-lr", "1", "--end-lr", "0.1"],
+        2,
+        "--start-lr must be smaller than --end-lr, got --start-lr=1.0 >= --end-lr=0.1; swap them",
+    ),
     (["quad.py", "--num-iter", "1"], 2, "--num-iter must be at least 2 (a ladder needs two ends), got 1"),
     (["quad.py", "--smooth", "1.5"], 2, "--smooth must be in [0, 1)"),
-    (["quad.py", "--diverge-threshold", "0.5"], 2,
-     "--diverge-threshold must be a number > 1 (how many times the best smoothed loss counts as "
-     "divergence) or 'none' to never stop on a rising loss, got 0.5"),
+    (
+        ["quad.py", "--diverge-threshold", "0.5"],
+        2,
+        "--diverge-threshold must be a number > 1 (how many times the best smoothed loss counts as "
+        "divergence) or 'none' to never stop on a rising loss, got 0.5",
+    ),
     (["quad.py", "--num-iter", "ten"], 2, "Invalid value for '--num-iter': 'ten' is not a valid integer"),
-    (["quad.py", "--plot", "no_such_folder/lr.png"], 2,
-     "--plot 'no_such_folder/lr.png': folder 'no_such_folder' does not exist"),
-    (["quad.py", "--json", "quad.py/lr.json"], 2,
-     "--json 'quad.py/lr.json': 'quad.py' is a file, not a folder"),
+    (
+        ["quad.py", "--plot", "no_such_folder/lr.png"],
+        2,
+        "--plot 'no_such_folder/lr.png': folder 'no_such_folder' does not exist",
+    ),
+    (
+        ["quad.py", "--json", "quad.py/lr.json"],
+        2,
+        "--json 'quad.py/lr.json': 'quad.py' is a file, not a folder",
+    ),
     (["quad.py", "--plot", "lr.svg"], 2, "--plot writes a PNG: give a path ending in .png"),
     (["quad.py", "--plot", "same.png", "--json", "same.png"], 2, "--plot and --json name the same file"),
     (["quad.py", "--device", "cpu"], 2, "--device does not apply to a step function"),
@@ -427,8 +542,9 @@ def error_folder(tmp_path):
 @pytest.mark.parametrize(("args", "code", "message"), ERRORS, ids=[" ".join(e[0]) or "none" for e in ERRORS])
 def test_errors_are_one_line_with_exit_code_and_write_nothing(error_folder, args, code, message):
     before = sorted(p.name for p in error_folder.iterdir())
-    got, out, err = run(["find", *args, "--json", "lr.json"] if "--json" not in args else ["find", *args],
-                        error_folder)
+    got, out, err = run(
+        ["find", *args, "--json", "lr.json"] if "--json" not in args else ["find", *args], error_folder
+    )
     assert got == code, err
     assert err.count("\n") == 1 and err.startswith("Error: "), err
     assert message in err
@@ -443,9 +559,13 @@ def test_unknown_rule_lists_the_known_rules(error_folder):
 
 
 def test_output_paths_are_checked_before_the_sweep(tmp_path):
-    write(tmp_path, "marked.py", QUADRATIC + "\nimport pathlib\n"
-          "def lrfinder_setup():\n    pathlib.Path('setup-ran').touch()\n"
-          "    return {'step': step}\n")
+    write(
+        tmp_path,
+        "marked.py",
+        QUADRATIC + "\nimport pathlib\n"
+        "def lrfinder_setup():\n    pathlib.Path('setup-ran').touch()\n"
+        "    return {'step': step}\n",
+    )
     code, _, err = run(["find", "marked.py", "--json", "missing/r.json"], tmp_path)
     assert code == 2 and "missing" in err
     assert not (tmp_path / "setup-ran").exists()
@@ -559,8 +679,21 @@ def test_version_and_help():
     assert result.exit_code == 0 and result.stdout == f"lrfinder {__version__}\n"
     result = CliRunner(**RUNNER).invoke(main, ["find", "--help"])
     assert result.exit_code == 0
-    for option in ("--start-lr", "--end-lr", "--num-iter", "--mode", "--smooth", "--diverge-threshold",
-                   "--suggest", "--seed", "--device", "--plot", "--json", "--quiet", "lrfinder_setup()"):
+    for option in (
+        "--start-lr",
+        "--end-lr",
+        "--num-iter",
+        "--mode",
+        "--smooth",
+        "--diverge-threshold",
+        "--suggest",
+        "--seed",
+        "--device",
+        "--plot",
+        "--json",
+        "--quiet",
+        "lrfinder_setup()",
+    ):
         assert option in result.stdout
 
 
@@ -575,8 +708,11 @@ def test_subprocess_find_writes_files_and_prints_summary(tmp_path):
 
 
 def test_subprocess_errors_are_one_line_without_traceback(error_folder):
-    for args, code in ((["find", "raises.py"], 1), (["find", "quad.py", "--start-lr", "-1"], 2),
-                       (["find", "missing.py"], 2)):
+    for args, code in (
+        (["find", "raises.py"], 1),
+        (["find", "quad.py", "--start-lr", "-1"], 2),
+        (["find", "missing.py"], 2),
+    ):
         proc = run_subprocess(args, error_folder)
         assert proc.returncode == code
         assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("Error: ")
@@ -608,8 +744,9 @@ def test_help_and_version_import_no_framework(args):
             assert stop.code == 0, stop.code
         print(" ".join(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)
     """)
-    proc = subprocess.run([sys.executable, "-c", probe], env=subprocess_env(), capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], env=subprocess_env(), capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip() == ""
     assert "lrfinder" in proc.stdout
@@ -623,20 +760,29 @@ def test_python_dash_m_lrfinder_help(tmp_path):
 def test_a_librarys_deprecation_warnings_stay_hidden_as_python_hides_them(tmp_path):
     # Keras on JAX or torch warns about numpy's __array__ copy keyword inside its own code at every
     # run; Python shows a DeprecationWarning only where the running program itself triggers it.
-    write(tmp_path, "oldlib.py", """
+    write(
+        tmp_path,
+        "oldlib.py",
+        """
         import warnings
 
         def helper():
             warnings.warn("oldlib.helper is deprecated inside the library", DeprecationWarning, stacklevel=1)
-    """)
+    """,
+    )
     source = QUADRATIC.replace("def step(lr):\n", "def step(lr):\n    oldlib.helper()\n    mine()\n")
-    write(tmp_path, "quad.py", source + """
+    write(
+        tmp_path,
+        "quad.py",
+        source
+        + """
 import oldlib
 import warnings
 
 def mine():
     warnings.warn("the script uses something deprecated", DeprecationWarning, stacklevel=1)
-""")
+""",
+    )
     proc = run_subprocess(["find", "quad.py", *FAST, "--no-plot"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "inside the library" not in proc.stderr

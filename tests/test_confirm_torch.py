@@ -237,6 +237,15 @@ def test_batches_that_loader_workers_read_ahead_count_against_the_budget():
     sampler = CountingBatchSampler(len(x), 32)
     loader = DataLoader(TensorDataset(x, y), batch_sampler=sampler, num_workers=2, prefetch_factor=2)
     n = 100
-    result = find_lr(model, loader, optimizer=opt, criterion=F.cross_entropy, schedule="onecycle",
-                     train_steps=n, confirm=True, confirm_data=val_loader, progress=False)
+    result = find_lr(
+        model,
+        loader,
+        optimizer=opt,
+        criterion=F.cross_entropy,
+        schedule="onecycle",
+        train_steps=n,
+        confirm=True,
+        confirm_data=val_loader,
+        progress=False,
+    )
     assert result.confirmation.probes and sampler.drawn <= 2 * n

@@ -23,11 +23,20 @@ FAST = {"num_iter": 20, "start_lr": 1e-4, "end_lr": 1e-1, "progress": False}
 
 #: The options find_lr hands to a trainer, each with a value a backend that takes it would accept.
 TRAINER_OPTIONS = {
-    "optimizer": None, "val_loader": None, "val_batches": 1,  # set per case
+    "optimizer": None,
+    "val_loader": None,
+    "val_batches": 1,  # set per case
     "criterion": lambda predictions, targets: predictions.sum(),  # refused where the loss is the model's
-    "accumulation_steps": 2, "amp": "bf16", "grad_clip": 1.0, "device": "cpu",
-    "batch_fn": lambda batch: batch, "batch_size": 4, "shuffle": False, "snapshot_dir": ".",
-    "snapshot": lambda: None, "restore": lambda state: None,
+    "accumulation_steps": 2,
+    "amp": "bf16",
+    "grad_clip": 1.0,
+    "device": "cpu",
+    "batch_fn": lambda batch: batch,
+    "batch_size": 4,
+    "shuffle": False,
+    "snapshot_dir": ".",
+    "snapshot": lambda: None,
+    "restore": lambda state: None,
 }
 
 
@@ -80,8 +89,9 @@ def test_a_diverging_run_stops_early(build):
     setup = build()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = find_lr(setup.model, setup.data, **setup.kwargs, start_lr=1e-3, end_lr=1e4,
-                         num_iter=200, progress=False)
+        result = find_lr(
+            setup.model, setup.data, **setup.kwargs, start_lr=1e-3, end_lr=1e4, num_iter=200, progress=False
+        )
     assert result.stop_reason in ("diverged", "non_finite")
     assert result.num_steps < 200
 
@@ -134,8 +144,18 @@ def test_validation_mode_records_the_validation_loss_after_each_update(build_fra
 
     before = setup.state()
     extra = {} if val_batches is None else {"val_batches": val_batches}
-    result = find_lr(setup.model, setup.data, **setup.kwargs, val_loader=setup.val_data, **extra,
-                     callback=check, start_lr=1e-3, end_lr=1e-1, num_iter=4, progress=False)
+    result = find_lr(
+        setup.model,
+        setup.data,
+        **setup.kwargs,
+        val_loader=setup.val_data,
+        **extra,
+        callback=check,
+        start_lr=1e-3,
+        end_lr=1e-1,
+        num_iter=4,
+        progress=False,
+    )
     recorded, expected = zip(*seen, strict=True)
     assert len(recorded) == 4
     np.testing.assert_allclose(recorded, expected, rtol=1e-5)
@@ -165,8 +185,12 @@ def test_the_options_find_lr_hands_on_are_those_the_contract_knows():
 
 # -- confirm mode: three probes of 6 steps after a 20-step range test, within 2 * 20 batches -------
 
-CONFIRM = {**FAST, "train_steps": 20, "confirm": True,
-           "confirm_settings": ConfirmSettings(up=1, down=1, min_probe_steps=2)}
+CONFIRM = {
+    **FAST,
+    "train_steps": 20,
+    "confirm": True,
+    "confirm_settings": ConfirmSettings(up=1, down=1, min_probe_steps=2),
+}
 PROBE_STEPS = 6  # 5 where the loader reads one batch ahead: (40 - 20 - 1) // 3 - 1
 FAIL_IN_SECOND_PROBE = FAST["num_iter"] + PROBE_STEPS + 2
 
@@ -222,6 +246,9 @@ def test_every_backend_module_follows_the_backend_protocol(framework, module_nam
 
 
 def test_a_module_that_is_no_backend_is_refused_by_name():
-    with pytest.raises(TypeError, match=r"lrfinder.trainers.step_fn is not a trainer backend: it lacks "
-                                        r"OPTIONS, accepts, make"):
+    with pytest.raises(
+        TypeError,
+        match=r"lrfinder.trainers.step_fn is not a trainer backend: it lacks "
+        r"OPTIONS, accepts, make",
+    ):
         load_backend("lrfinder.trainers.step_fn")

@@ -22,9 +22,13 @@ def curve(n=100, drop_at=0.5, blow_at=0.8, noise=0.01, seed=0, stop="diverged", 
         average = 0.8 * average + 0.2 * x
         smoothed[i] = average / (1 - 0.8 ** (i + 1))
     keep = n if keep is None else keep
-    return LRFinderResult(lrs=lrs[:keep], losses=losses[:keep], smoothed=smoothed[:keep],
-                          stop_reason=stop,
-                          settings={"start_lr": 1e-6, "end_lr": 10.0, "num_iter": n, "mode": "exp"})
+    return LRFinderResult(
+        lrs=lrs[:keep],
+        losses=losses[:keep],
+        smoothed=smoothed[:keep],
+        stop_reason=stop,
+        settings={"start_lr": 1e-6, "end_lr": 10.0, "num_iter": n, "mode": "exp"},
+    )
 
 
 def codes(result):
@@ -57,14 +61,20 @@ def test_no_clear_descent_on_a_shallow_curve():
     rng = np.random.default_rng(0)
     lrs = np.geomspace(1e-5, 1.0, 80)
     smoothed = 1.0 - 0.02 * np.linspace(0, 1, 80) + 0.0005 * rng.standard_normal(80)
-    result = LRFinderResult(lrs=lrs, losses=smoothed, smoothed=smoothed, stop_reason="finished",
-                            settings={"num_iter": 80})
+    result = LRFinderResult(
+        lrs=lrs, losses=smoothed, smoothed=smoothed, stop_reason="finished", settings={"num_iter": 80}
+    )
     assert "no_clear_descent" in codes(result) or "no_suggestion" in codes(result)
 
 
 def test_interrupted_and_no_suggestion():
-    result = LRFinderResult(lrs=[1e-4, 1e-3], losses=[1.0, 0.9], smoothed=[1.0, 0.9],
-                            stop_reason="interrupted", settings={"num_iter": 100})
+    result = LRFinderResult(
+        lrs=[1e-4, 1e-3],
+        losses=[1.0, 0.9],
+        smoothed=[1.0, 0.9],
+        stop_reason="interrupted",
+        settings={"num_iter": 100},
+    )
     assert codes(result)[:1] == ["interrupted"] and "no_suggestion" in codes(result)
     assert "2 of 100 steps" in result.diagnostics[0].message
 
@@ -87,6 +97,7 @@ def test_find_lr_warns_with_the_diagnostic_message():
     import lrfinder
 
     with pytest.warns(RuntimeWarning, match="still falling at end_lr"):
-        result = lrfinder.find_lr(lambda lr: 1.0 / (1.0 + lr), start_lr=1e-3, end_lr=10.0,
-                                  num_iter=50, progress=False)
+        result = lrfinder.find_lr(
+            lambda lr: 1.0 / (1.0 + lr), start_lr=1e-3, end_lr=10.0, num_iter=50, progress=False
+        )
     assert codes(result) == ["no_divergence"]

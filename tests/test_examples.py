@@ -54,16 +54,25 @@ def require_for(path: Path) -> list[str]:
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
-    proc = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc
 
 
 def test_there_are_examples_for_each_framework_and_a_notebook():
     names = {path.stem for path in EXAMPLES}
-    assert {"torch_digits", "keras_digits", "notebook", "step_function", "lightning_digits", "hf_text",
-            "sklearn_partial_fit", "jax_optax"} <= names
+    assert {
+        "torch_digits",
+        "keras_digits",
+        "notebook",
+        "step_function",
+        "lightning_digits",
+        "hf_text",
+        "sklearn_partial_fit",
+        "jax_optax",
+    } <= names
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
@@ -97,8 +106,22 @@ def test_the_quick_starts_confirm_run():
     require("sklearn")
     path = ROOT / "examples" / "torch_digits.py"
     with tempfile.TemporaryDirectory() as folder:
-        proc = run(["-m", "lrfinder", "find", str(path), "--schedule", "onecycle", "--train-steps", "500",
-                    "--confirm", "--json", "lr.json"], Path(folder))
+        proc = run(
+            [
+                "-m",
+                "lrfinder",
+                "find",
+                str(path),
+                "--schedule",
+                "onecycle",
+                "--train-steps",
+                "500",
+                "--confirm",
+                "--json",
+                "lr.json",
+            ],
+            Path(folder),
+        )
         result = LRFinderResult.from_json(Path(folder) / "lr.json")
     assert result.confirmation.probes and result.suggestion == result.confirmation.lr
     assert f"confirmed:     {result.suggestion:.3g} (best of 5 probes, 180 steps each" in proc.stdout

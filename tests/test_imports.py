@@ -5,14 +5,25 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("torch", "tensorflow", "keras", "matplotlib", "jax", "lightning", "pytorch_lightning",
-         "transformers", "accelerate", "optax")
+HEAVY = (
+    "torch",
+    "tensorflow",
+    "keras",
+    "matplotlib",
+    "jax",
+    "lightning",
+    "pytorch_lightning",
+    "transformers",
+    "accelerate",
+    "optax",
+)
 
 
 def loaded_after(code: str) -> list[str]:
     probe = f"{code}\nimport sys\nprint(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         check=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
     return out.stdout.split()
 
 

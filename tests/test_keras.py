@@ -58,13 +58,20 @@ class Batches(keras.utils.PyDataset):
 def run_in_subprocess(script: str, env: dict[str, str] | None = None) -> dict:
     """Run ``script`` with this worktree importable; it prints one JSON line last."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True,
-                          env=full_env, cwd=ROOT, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 # -- restoration -----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("ending", ["success", "exception", "interrupt"])
 def test_every_kind_of_state_changes_during_the_sweep_and_comes_back_bit_for_bit(ending):
@@ -91,8 +98,15 @@ def test_every_kind_of_state_changes_during_the_sweep_and_comes_back_bit_for_bit
         assert len(run_sweep(trainer, settings, callback=look, **QUIET).losses) == 12
     # The test can fail: each kind of state really moved during the sweep...
     changed = set(changed_keys(before, during))
-    for part in ("kernel", "moving_mean", "moving_variance", "seed_generator_state", "iteration",
-                 "kernel_momentum", "kernel_velocity"):
+    for part in (
+        "kernel",
+        "moving_mean",
+        "moving_variance",
+        "seed_generator_state",
+        "iteration",
+        "kernel_momentum",
+        "kernel_velocity",
+    ):
         assert any(key.endswith(part) for key in changed), f"no {part} changed during the sweep"
     # ...and all of it is back.
     assert_same(before, setup.state())
@@ -109,12 +123,14 @@ def test_the_model_metric_variables_are_restored_too():
 
 # -- the recorded loss -----------------------------------------------------------------------------
 
+
 def regression_setup(n_batches: int = 6, size: int = 16, scales=(1.0, 25.0)):
     """An MLP without BN or dropout (training and inference losses agree) and batches whose losses
     differ by orders of magnitude, so that a running mean could not pass for the batch losses."""
     keras.utils.set_random_seed(3)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="tanh"),
-                              keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(1)]
+    )
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
     rng = np.random.default_rng(4)
     w = rng.normal(size=(4, 1))
@@ -130,8 +146,16 @@ def test_each_recorded_loss_is_its_own_batch_loss_before_the_update_not_a_runnin
     reference = keras.models.clone_model(model)
     reference.set_weights(model.get_weights())
     reference.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
-    result = find_lr(model, Batches(batches), start_lr=1e-4, end_lr=1e-2, num_iter=len(batches),
-                     smooth=0.0, diverge_threshold=None, **QUIET)
+    result = find_lr(
+        model,
+        Batches(batches),
+        start_lr=1e-4,
+        end_lr=1e-2,
+        num_iter=len(batches),
+        smooth=0.0,
+        diverge_threshold=None,
+        **QUIET,
+    )
     expected = []
     for (x, y), lr in zip(batches, result.lrs, strict=True):
         expected.append(float(reference.test_on_batch(x, y)))  # evaluate-style, before the update
@@ -148,9 +172,12 @@ def test_the_lr_is_set_on_the_optimizer_for_every_batch():
     setup = case()
     seen = []
     trainer = keras_trainer.KerasTrainer(setup.model, setup.data, block_steps=1)  # read after each step
-    run_sweep(trainer, SweepSettings(num_iter=8, start_lr=1e-4, end_lr=1e-2),
-              callback=lambda step, lr, loss, smoothed: seen.append((lr, current_lr(setup.model.optimizer))),
-              **QUIET)
+    run_sweep(
+        trainer,
+        SweepSettings(num_iter=8, start_lr=1e-4, end_lr=1e-2),
+        callback=lambda step, lr, loss, smoothed: seen.append((lr, current_lr(setup.model.optimizer))),
+        **QUIET,
+    )
     lrs, on_optimizer = zip(*seen, strict=True)
     np.testing.assert_allclose(on_optimizer, lrs, rtol=1e-6)
     assert setup.model.optimizer.learning_rate.numpy() == np.float32(1e-3)  # restored
@@ -170,10 +197,10 @@ def blocks_against_steps(make_data, block_steps: int, **settings):
 def test_blocks_of_steps_record_what_single_steps_record_and_stop_at_the_same_step(form, block_steps):
     # 50 samples in batches of 16: every pass ends in a batch of 2, which runs apart from the block.
     x, y = arrays_of(make_batches(4))
-    make_data = {"arrays": lambda: (x[:50], y[:50]),
-                 "PyDataset": lambda: Batches(make_batches(5, size=12))}[form]
-    blocked, stepped = blocks_against_steps(make_data, block_steps, start_lr=1e-3, end_lr=1e4,
-                                            num_iter=120)
+    make_data = {"arrays": lambda: (x[:50], y[:50]), "PyDataset": lambda: Batches(make_batches(5, size=12))}[
+        form
+    ]
+    blocked, stepped = blocks_against_steps(make_data, block_steps, start_lr=1e-3, end_lr=1e4, num_iter=120)
     assert stepped.stop_reason in ("diverged", "non_finite") and len(stepped.losses) < 120
     assert blocked.stop_reason == stepped.stop_reason
     assert len(blocked.losses) == len(stepped.losses)  # steps run past the stop are not recorded
@@ -218,8 +245,12 @@ def test_the_engine_reads_losses_back_once_per_block():
     fetch = trainer.fetch_losses
     trainer.fetch_losses = lambda losses: reads.append(len(losses)) or fetch(losses)
     traces = []
-    run_sweep(trainer, SweepSettings(num_iter=40, diverge_threshold=None), progress=False,
-              callback=lambda *_: traces.append(trainer.traces))
+    run_sweep(
+        trainer,
+        SweepSettings(num_iter=40, diverge_threshold=None),
+        progress=False,
+        callback=lambda *_: traces.append(trainer.traces),
+    )
     assert trainer.sync_every == keras_trainer.BLOCK_STEPS == 16
     assert reads == [16, 16, 8]
     assert traces == [1] * 40  # the short last block ran in the same trace
@@ -230,20 +261,27 @@ def test_the_training_step_is_traced_once_for_all_learning_rates_and_batch_sizes
     x, y = arrays_of(make_batches(4))
     trainer = keras_trainer.make(setup.model, (x[:50], y[:50]), batch_size=16)  # the 4th batch has 2
     traces = []
-    run_sweep(trainer, SweepSettings(num_iter=15, end_lr=1e-2),
-              callback=lambda *_: traces.append(trainer.traces))
+    run_sweep(
+        trainer, SweepSettings(num_iter=15, end_lr=1e-2), callback=lambda *_: traces.append(trainer.traces)
+    )
     assert traces == [1] * 15
 
 
 # -- learning-rate schedules -----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["schedule", "callable"])
 def test_a_schedule_is_set_aside_and_the_same_object_put_back(kind):
-    schedule = (keras.optimizers.schedules.ExponentialDecay(1e-3, decay_steps=10, decay_rate=0.5)
-                if kind == "schedule" else (lambda: 1e-3))
+    schedule = (
+        keras.optimizers.schedules.ExponentialDecay(1e-3, decay_steps=10, decay_rate=0.5)
+        if kind == "schedule"
+        else (lambda: 1e-3)
+    )
     model = make_model(keras)
-    model.compile(optimizer=keras.optimizers.Adam(schedule),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     batches = make_batches(4)
     model.train_on_batch(*batches[0])  # built: its own state is swept and restored
     optimizer = model.optimizer
@@ -252,8 +290,12 @@ def test_a_schedule_is_set_aside_and_the_same_object_put_back(kind):
     before = state_of(model)
     seen = []
     trainer = keras_trainer.KerasTrainer(model, Batches(batches), block_steps=1)
-    stepped = run_sweep(trainer, SweepSettings(num_iter=6, start_lr=1e-5, end_lr=1e-2),
-                        callback=lambda step, lr, *_: seen.append((lr, current_lr(optimizer))), **QUIET)
+    stepped = run_sweep(
+        trainer,
+        SweepSettings(num_iter=6, start_lr=1e-5, end_lr=1e-2),
+        callback=lambda step, lr, *_: seen.append((lr, current_lr(optimizer))),
+        **QUIET,
+    )
     np.testing.assert_allclose([s[1] for s in seen], [s[0] for s in seen], rtol=1e-6)  # the ramp ruled
     assert optimizer._learning_rate is schedule
     result = find_lr(model, Batches(batches), num_iter=6, start_lr=1e-5, end_lr=1e-2, **QUIET)
@@ -270,8 +312,10 @@ def test_a_schedule_is_set_aside_and_the_same_object_put_back(kind):
 def test_an_unbuilt_optimizer_is_left_unbuilt_and_swept_as_a_copy():
     schedule = keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=100)
     model = make_model(keras)
-    model.compile(optimizer=keras.optimizers.Adam(schedule),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     weights = [np.array(v.numpy()) for v in model.variables]
     result = find_lr(model, Batches(make_batches(4)), num_iter=6, **QUIET)
     assert not model.optimizer.built and len(model.optimizer.variables) == 1  # its iteration count
@@ -281,6 +325,7 @@ def test_an_unbuilt_optimizer_is_left_unbuilt_and_swept_as_a_copy():
 
 
 # -- data forms ------------------------------------------------------------------------------------
+
 
 def arrays_of(batches):
     return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
@@ -317,9 +362,14 @@ def test_arrays_are_shuffled_each_pass_as_fit_does_from_numpys_seed_which_is_lef
     copy = np.random.RandomState()
     copy.set_state(state)
     orders = [copy.permutation(30), copy.permutation(30)]
-    expected = [batch_loss(keras, model, x[order[k * 10:(k + 1) * 10]], y[order[k * 10:(k + 1) * 10]])
-                for order in orders for k in range(3)]
-    in_order = [batch_loss(keras, model, x[k * 10:(k + 1) * 10], y[k * 10:(k + 1) * 10]) for k in range(3)]
+    expected = [
+        batch_loss(keras, model, x[order[k * 10 : (k + 1) * 10]], y[order[k * 10 : (k + 1) * 10]])
+        for order in orders
+        for k in range(3)
+    ]
+    in_order = [
+        batch_loss(keras, model, x[k * 10 : (k + 1) * 10], y[k * 10 : (k + 1) * 10]) for k in range(3)
+    ]
     result = find_lr(model, (x, y), batch_size=10, start_lr=1e-10, end_lr=1e-9, num_iter=6, **QUIET)
     np.testing.assert_allclose(result.losses, expected, rtol=1e-5)
     assert not np.array_equal(orders[0], orders[1])  # a new order each pass
@@ -329,8 +379,9 @@ def test_arrays_are_shuffled_each_pass_as_fit_does_from_numpys_seed_which_is_lef
     assert result.info["shuffle"] is True
     again = find_lr(model, (x, y), batch_size=10, start_lr=1e-10, end_lr=1e-9, num_iter=6, **QUIET)
     np.testing.assert_array_equal(again.losses, result.losses)  # the same seed, the same order
-    unshuffled = find_lr(model, (x, y), batch_size=10, shuffle=False, start_lr=1e-10, end_lr=1e-9,
-                         num_iter=3, **QUIET)
+    unshuffled = find_lr(
+        model, (x, y), batch_size=10, shuffle=False, start_lr=1e-10, end_lr=1e-9, num_iter=3, **QUIET
+    )
     np.testing.assert_allclose(unshuffled.losses, in_order, rtol=1e-5)
     assert unshuffled.info["shuffle"] is False
 
@@ -345,25 +396,40 @@ def test_shuffle_is_for_arrays_only():
 
 def test_sample_weights_in_arrays_weight_the_loss():
     setup = case()
-    (x, y), = make_batches(1, size=8)
+    ((x, y),) = make_batches(1, size=8)
     weights = np.arange(8, dtype="float32")
     result = find_lr(setup.model, (x, y, weights), batch_size=8, num_iter=2, **QUIET)
-    logits, _ = setup.model.stateless_call([v.value for v in setup.model.trainable_variables],
-                                           [v.value for v in setup.model.non_trainable_variables],
-                                           x, training=True)
+    logits, _ = setup.model.stateless_call(
+        [v.value for v in setup.model.trainable_variables],
+        [v.value for v in setup.model.non_trainable_variables],
+        x,
+        training=True,
+    )
     expected = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, logits, sample_weight=weights)
     assert result.losses[0] == pytest.approx(float(expected), rel=1e-5)
 
 
 BAD_DATA = {
     "empty arrays": (lambda: (np.zeros((0, 6), "float32"), np.zeros(0)), {}, ValueError, "empty"),
-    "unequal arrays": (lambda: (np.zeros((4, 6), "float32"), np.zeros(5)), {}, ValueError,
-                       "same number of samples"),
-    "empty tf.data": (lambda: tf.data.Dataset.from_tensor_slices((np.zeros((0, 6)), np.zeros(0))).batch(4),
-                      {}, ValueError, "empty"),
+    "unequal arrays": (
+        lambda: (np.zeros((4, 6), "float32"), np.zeros(5)),
+        {},
+        ValueError,
+        "same number of samples",
+    ),
+    "empty tf.data": (
+        lambda: tf.data.Dataset.from_tensor_slices((np.zeros((0, 6)), np.zeros(0))).batch(4),
+        {},
+        ValueError,
+        "empty",
+    ),
     "empty PyDataset": (lambda: Batches([]), {}, ValueError, "empty"),
-    "batch_size for tf.data": (lambda: tf.data.Dataset.from_tensor_slices((np.zeros((8, 6)), np.zeros(8))),
-                               {"batch_size": 8}, TypeError, "batch_size"),
+    "batch_size for tf.data": (
+        lambda: tf.data.Dataset.from_tensor_slices((np.zeros((8, 6)), np.zeros(8))),
+        {"batch_size": 8},
+        TypeError,
+        "batch_size",
+    ),
     "x alone": (lambda: np.zeros((4, 6), "float32"), {}, TypeError, r"tuple \(x, y\)"),
     "no data": (lambda: None, {}, TypeError, "data is missing"),
     "a number": (lambda: 42, {}, TypeError, "cannot read batches"),
@@ -383,10 +449,12 @@ def test_bad_data_is_a_clear_error_before_anything_changes(name):
 
 # -- uncompiled models and options -----------------------------------------------------------------
 
+
 def uncompiled_model():
     keras.utils.set_random_seed(5)
-    return keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"),
-                             keras.layers.Dense(3)])
+    return keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)]
+    )
 
 
 def test_an_uncompiled_model_without_optimizer_and_loss_is_a_clear_error():
@@ -403,14 +471,20 @@ def test_an_uncompiled_model_with_optimizer_and_loss_is_swept_and_left_uncompile
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     batches = make_batches(3)
     weights = [np.array(v.numpy()) for v in model.variables]
-    attributes = {"compiled": model.compiled, "optimizer": getattr(model, "optimizer", None),
-                  "loss": model.loss}
+    attributes = {
+        "compiled": model.compiled,
+        "optimizer": getattr(model, "optimizer", None),
+        "loss": model.loss,
+    }
     names = set(vars(model))
     expected = float(loss(batches[0][1], model(batches[0][0])))
     result = find_lr(model, Batches(batches), optimizer=optimizer, loss=loss, num_iter=8, **QUIET)
     assert result.losses[0] == pytest.approx(expected, rel=1e-5)
-    assert {"compiled": model.compiled, "optimizer": getattr(model, "optimizer", None),
-            "loss": model.loss} == attributes == {"compiled": False, "optimizer": None, "loss": None}
+    assert (
+        {"compiled": model.compiled, "optimizer": getattr(model, "optimizer", None), "loss": model.loss}
+        == attributes
+        == {"compiled": False, "optimizer": None, "loss": None}
+    )
     assert set(vars(model)) == names  # nothing was attached to the model
     assert not optimizer.built  # the user's optimizer object is not touched either
     assert result.info["loss"] == "sparse_categorical_crossentropy"
@@ -462,6 +536,7 @@ def test_the_result_records_what_was_swept():
 
 
 # -- validation mode -------------------------------------------------------------------------------
+
 
 def test_validation_errors_are_clear():
     setup = case()
@@ -697,15 +772,29 @@ def test_keras_on_the_jax_backend_sweeps_in_jitted_blocks_and_restores():
     assert out["eager_weights_back"]
 
 
-CONTRACT = [sys.executable, "-m", "pytest", "tests/test_contract.py", "-q", "-p", "no:cacheprovider",
-            "-k", "keras"]
+CONTRACT = [
+    sys.executable,
+    "-m",
+    "pytest",
+    "tests/test_contract.py",
+    "-q",
+    "-p",
+    "no:cacheprovider",
+    "-k",
+    "keras",
+]
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])
 def test_the_contract_suite_holds_for_keras_on_another_backend(backend):
     require(backend)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": backend,
-           "LRFINDER_REQUIRE_BACKENDS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "KERAS_BACKEND": backend,
+        "LRFINDER_REQUIRE_BACKENDS": "1",
+    }
     done = subprocess.run(CONTRACT, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert " passed" in done.stdout and "skipped" not in done.stdout, done.stdout[-2000:]

@@ -400,8 +400,15 @@ class Logging(Net):
 def test_confirm_scores_on_training_steps_loss_when_validation_step_returns_nothing():
     module = Logging()
     before = state(module)
-    result = find_lr(module, loader(), schedule="onecycle", train_steps=60, confirm=True,
-                     confirm_data=loader(32), progress=False)
+    result = find_lr(
+        module,
+        loader(),
+        schedule="onecycle",
+        train_steps=60,
+        confirm=True,
+        confirm_data=loader(32),
+        progress=False,
+    )
     assert result.confirmation.probes and all(np.isfinite(p.score) for p in result.confirmation.probes)
     assert state(module) == before
     # the score is training_step's loss on the held-out batches, in eval mode without gradients
@@ -425,9 +432,16 @@ def test_the_callback_plans_for_the_fits_length_and_confirms_on_its_validation_d
     with pytest.raises(TypeError, match="held-out data"):  # no validation data in this fit
         fit(Logging(), [finder], data=loader(1024, shuffle=True))
     finder = LRFinderCallback(schedule="onecycle", confirm=True, progress=False)
-    trainer = pl.Trainer(max_epochs=4, callbacks=[finder], logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
-                         num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        max_epochs=4,
+        callbacks=[finder],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        num_sanity_val_steps=0,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(Logging(), loader(256, shuffle=True), loader(32))

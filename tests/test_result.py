@@ -21,10 +21,16 @@ def synthetic(stop_reason: str = "diverged", n: int = 120, seed: int = 0) -> LRF
     losses[-10:] *= np.geomspace(1.5, 40, 10)
     smoothed = np.convolve(losses, np.ones(5) / 5, mode="same")
     smoothed[:2] = losses[:2]
-    return LRFinderResult(lrs=lrs, losses=losses, smoothed=smoothed, stop_reason=stop_reason,
-                          settings={"mode": "exp", "start_lr": 1e-6, "end_lr": 10.0},
-                          backend="synthetic", elapsed=1.25,
-                          info={"optimizer": "SGD", "strategy": None, "groups": [0.1, None]})
+    return LRFinderResult(
+        lrs=lrs,
+        losses=losses,
+        smoothed=smoothed,
+        stop_reason=stop_reason,
+        settings={"mode": "exp", "start_lr": 1e-6, "end_lr": 10.0},
+        backend="synthetic",
+        elapsed=1.25,
+        info={"optimizer": "SGD", "strategy": None, "groups": [0.1, None]},
+    )
 
 
 def test_suggestion_comes_from_the_default_rule_and_others_are_kept():
@@ -37,8 +43,7 @@ def test_suggestion_comes_from_the_default_rule_and_others_are_kept():
 
 
 def test_no_suggestion_has_a_reason():
-    result = LRFinderResult(lrs=[1e-3, 1e-2], losses=[1.0, 2.0], smoothed=[1.0, 2.0],
-                            stop_reason="diverged")
+    result = LRFinderResult(lrs=[1e-3, 1e-2], losses=[1.0, 2.0], smoothed=[1.0, 2.0], stop_reason="diverged")
     assert result.suggestion is None and "too few" in result.suggestion_reason
 
 
@@ -172,6 +177,7 @@ def test_non_main_process_writes_nothing(tmp_path):
 def test_raw_rules_read_the_raw_losses_and_others_the_smoothed_curve():
     result = synthetic()
     assert result.suggestions["raw_minimum"] == suggest.raw_minimum(result.lrs, result.losses)
-    assert result.suggest("raw_minimum", factor=1.0) == suggest.raw_minimum(result.lrs, result.losses,
-                                                                           factor=1.0)
+    assert result.suggest("raw_minimum", factor=1.0) == suggest.raw_minimum(
+        result.lrs, result.losses, factor=1.0
+    )
     assert result.suggest("minimum") == suggest.minimum(result.lrs, result.smoothed)

@@ -15,7 +15,7 @@ def test_ladder_has_exact_endpoints_and_length(mode):
 def test_exponential_steps_are_even_in_log_space():
     lrs = schedules.exponential(1e-6, 1.0, 61)
     ratios = lrs[1:] / lrs[:-1]
-    np.testing.assert_allclose(ratios, 10 ** 0.1, rtol=1e-12)
+    np.testing.assert_allclose(ratios, 10**0.1, rtol=1e-12)
 
 
 def test_linear_steps_are_even():

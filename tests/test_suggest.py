@@ -39,8 +39,7 @@ def descend_then_explode(n: int, drop_at: float, blow_at: float, noise: float, s
     seed=st.integers(0, 2**16),
     rule=st.sampled_from(RULE_NAMES),
 )
-def test_descending_then_exploding_curves_get_an_lr_in_the_descent(n, drop_at, gap, noise,
-                                                                  seed, rule):
+def test_descending_then_exploding_curves_get_an_lr_in_the_descent(n, drop_at, gap, noise, seed, rule):
     lrs, losses, t = descend_then_explode(n, drop_at, drop_at + gap, noise, seed)
     result = RULES[rule](lrs, losses)
     assert result.ok, result.reason
@@ -73,8 +72,7 @@ def test_flat_rising_nan_and_tiny_curves_give_a_clear_no_suggestion(losses, rule
 
 @settings(max_examples=200, deadline=None)
 @given(
-    losses=st.lists(st.one_of(st.floats(-1e9, 1e9), st.sampled_from([math.nan, math.inf])),
-                    max_size=80),
+    losses=st.lists(st.one_of(st.floats(-1e9, 1e9), st.sampled_from([math.nan, math.inf])), max_size=80),
     rule=st.sampled_from(RULE_NAMES),
 )
 def test_no_curve_makes_a_rule_raise(losses, rule):
@@ -229,8 +227,13 @@ def test_ladder_steps_evenly_in_log_lr_around_the_lr_itself():
 
 
 def test_ladder_rejects_bad_options():
-    for lr, options, word in ((0.0, {}, "lr"), (math.inf, {}, "lr"), (1.0, {"step": 0.0}, "step"),
-                              (1.0, {"up": -1}, "up"), (1.0, {"down": 1.5}, "down"),
-                              (1.0, {"up": True}, "up")):
+    for lr, options, word in (
+        (0.0, {}, "lr"),
+        (math.inf, {}, "lr"),
+        (1.0, {"step": 0.0}, "step"),
+        (1.0, {"up": -1}, "up"),
+        (1.0, {"down": 1.5}, "down"),
+        (1.0, {"up": True}, "up"),
+    ):
         with pytest.raises(ValueError, match=word):
             suggest.ladder(lr, **options)

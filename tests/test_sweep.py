@@ -22,8 +22,9 @@ class NoisyQuadratic:
     ``loss_noise`` multiplies each recorded loss by (1 + loss_noise * N(0, 1)).
     """
 
-    def __init__(self, a: float, dim: int = 10, sigma: float = 0.1, loss_noise: float = 0.0,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, a: float, dim: int = 10, sigma: float = 0.1, loss_noise: float = 0.0, seed: int = 0
+    ) -> None:
         self.a, self.sigma, self.loss_noise = a, sigma, loss_noise
         self.rng = np.random.default_rng(seed)
         self.w = np.ones(dim)
@@ -47,8 +48,15 @@ class NoisyQuadratic:
 def test_quadratic_stops_soon_after_two_over_a_and_suggests_below_it(a, loss_noise, seed):
     problem = NoisyQuadratic(a, loss_noise=loss_noise, seed=seed)
     w0 = problem.w.copy()
-    result = find_lr(problem.step, snapshot=problem.snapshot, restore=problem.restore,
-                     start_lr=1e-4 / a, end_lr=1e3 / a, num_iter=300, progress=False)
+    result = find_lr(
+        problem.step,
+        snapshot=problem.snapshot,
+        restore=problem.restore,
+        start_lr=1e-4 / a,
+        end_lr=1e3 / a,
+        num_iter=300,
+        progress=False,
+    )
     assert result.stop_reason == "diverged"
     assert 2 / a < result.lrs[-1] < 4 / a
     assert 0.01 / a < result.suggestion < 2 / a
@@ -66,8 +74,9 @@ def test_quadratic_with_default_range_and_steps_suggests_inside_the_stable_range
 
 def test_losses_are_recorded_raw_and_smoothed_with_bias_correction():
     losses = iter([4.0, 2.0, 3.0, 1.0])
-    result = find_lr(lambda lr: next(losses), start_lr=0.1, end_lr=1.0, num_iter=4,
-                     smooth=0.5, progress=False)
+    result = find_lr(
+        lambda lr: next(losses), start_lr=0.1, end_lr=1.0, num_iter=4, smooth=0.5, progress=False
+    )
     np.testing.assert_array_equal(result.losses, [4.0, 2.0, 3.0, 1.0])
     average, expected = 0.0, []
     for i, x in enumerate([4.0, 2.0, 3.0, 1.0], start=1):
@@ -80,8 +89,7 @@ def test_losses_are_recorded_raw_and_smoothed_with_bias_correction():
 def test_smooth_zero_turns_smoothing_off():
     values = [5.0, 3.0, 4.0, 2.0, 1.0]
     it = iter(values)
-    result = find_lr(lambda lr: next(it), start_lr=0.1, end_lr=1.0, num_iter=5, smooth=0.0,
-                     progress=False)
+    result = find_lr(lambda lr: next(it), start_lr=0.1, end_lr=1.0, num_iter=5, smooth=0.0, progress=False)
     np.testing.assert_array_equal(result.smoothed, values)
 
 
@@ -95,8 +103,7 @@ def test_a_non_finite_loss_stops_at_once(bad):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = find_lr(step, start_lr=1e-3, end_lr=1.0, num_iter=50, diverge_threshold=None,
-                         progress=False)
+        result = find_lr(step, start_lr=1e-3, end_lr=1.0, num_iter=50, diverge_threshold=None, progress=False)
     assert result.stop_reason == "non_finite"
     assert len(calls) == 6 and result.num_steps == 6
     assert not np.isfinite(result.losses[-1]) and np.isnan(result.smoothed[-1])
@@ -144,8 +151,13 @@ def test_exception_in_step_restores_and_reraises_with_a_note():
         return 1.0
 
     with pytest.raises(ZeroDivisionError) as info:
-        find_lr(step, snapshot=lambda: dict(state), restore=lambda s: (state.update(s),
-                restored.append(True)), num_iter=20, progress=False)
+        find_lr(
+            step,
+            snapshot=lambda: dict(state),
+            restore=lambda s: (state.update(s), restored.append(True)),
+            num_iter=20,
+            progress=False,
+        )
     assert state == {"w": 1.0} and restored == [True]
     if hasattr(info.value, "__notes__"):
         assert info.value.__notes__[0].startswith("lrfinder: raised by the step at lr=")
@@ -209,8 +221,14 @@ def test_block_reads_flush_the_tail():
 
 def test_callback_sees_every_step():
     seen = []
-    find_lr(lambda lr: 2.0, num_iter=5, start_lr=0.1, end_lr=1.0, progress=False,
-            callback=lambda *args: seen.append(args))
+    find_lr(
+        lambda lr: 2.0,
+        num_iter=5,
+        start_lr=0.1,
+        end_lr=1.0,
+        progress=False,
+        callback=lambda *args: seen.append(args),
+    )
     assert [s[0] for s in seen] == [0, 1, 2, 3, 4]
     assert seen[0][1] == 0.1 and seen[-1][1] == 1.0 and seen[0][2] == 2.0
 
@@ -302,8 +320,16 @@ def test_progress_bar_ends_full_on_a_divergence_stop_and_short_only_on_an_error(
 def test_run_range_test_with_a_ready_trainer_is_find_lr():
     settings = SweepSettings(start_lr=1e-3, end_lr=10.0, num_iter=60)
     problems = NoisyQuadratic(4.0, seed=3), NoisyQuadratic(4.0, seed=3)
-    by_find_lr = find_lr(problems[0].step, snapshot=problems[0].snapshot, restore=problems[0].restore,
-                         start_lr=1e-3, end_lr=10.0, num_iter=60, rule="valley", progress=False)
+    by_find_lr = find_lr(
+        problems[0].step,
+        snapshot=problems[0].snapshot,
+        restore=problems[0].restore,
+        start_lr=1e-3,
+        end_lr=10.0,
+        num_iter=60,
+        rule="valley",
+        progress=False,
+    )
     trainer = StepFunctionTrainer(problems[1].step, problems[1].snapshot, problems[1].restore)
     by_runner = run_range_test(trainer, settings, rule="valley", progress=False)
     np.testing.assert_array_equal(by_runner.lrs, by_find_lr.lrs)
@@ -341,8 +367,14 @@ def test_interrupt_from_the_callback_records_each_step_once():
             raise KeyboardInterrupt
 
     with pytest.raises(RangeTestInterrupted) as info:
-        find_lr(step, snapshot=lambda: dict(state), restore=state.update, num_iter=20,
-                callback=callback, progress=False)
+        find_lr(
+            step,
+            snapshot=lambda: dict(state),
+            restore=state.update,
+            num_iter=20,
+            callback=callback,
+            progress=False,
+        )
     result = info.value.result
     assert result.num_steps == 7 and np.all(np.diff(result.lrs) > 0)
     assert state == {"w": 0.0}
@@ -392,8 +424,7 @@ def test_ctrl_c_during_the_restore_is_held_until_it_has_finished():
         return step(lr)
 
     with pytest.raises(RangeTestInterrupted) as info:
-        find_lr(interrupted_step, snapshot=lambda: dict(state), restore=restore, num_iter=20,
-                progress=False)
+        find_lr(interrupted_step, snapshot=lambda: dict(state), restore=restore, num_iter=20, progress=False)
     assert finished == [True] and state == {"w": 0.0} and info.value.result.num_steps == 4
     # after a normal end too: the restore finishes, then the held Ctrl-C is raised
     finished.clear()

@@ -45,10 +45,11 @@ def _one_thread():
 
 
 def batches_of(x: torch.Tensor, y: torch.Tensor, size: int = BATCH) -> list[tuple[torch.Tensor, ...]]:
-    return [(x[i:i + size], y[i:i + size]) for i in range(0, len(x), size)]
+    return [(x[i : i + size], y[i : i + size]) for i in range(0, len(x), size)]
 
 
 # -- exact restoration of everything, with every source of randomness in play -----------------
+
 
 class AugmentingDataset(CountingDataset):
     """Adds NumPy and Python-random noise to each sample, as data augmentation does."""
@@ -61,9 +62,14 @@ class AugmentingDataset(CountingDataset):
 def every_state(model, optimizer, generator) -> dict[str, Any]:
     state = torch_state(model, optimizer, generators=(generator,))
     _, keys, pos, has_gauss, cached = np.random.get_state()
-    state.update({"numpy:keys": keys.copy(), "numpy:pos": np.array(pos),
-                  "numpy:gauss": np.array([has_gauss, cached]),
-                  "python": np.array(random.getstate()[1])})
+    state.update(
+        {
+            "numpy:keys": keys.copy(),
+            "numpy:pos": np.array(pos),
+            "numpy:gauss": np.array([has_gauss, cached]),
+            "python": np.array(random.getstate()[1]),
+        }
+    )
     return state
 
 
@@ -79,8 +85,12 @@ def test_everything_is_restored_bit_for_bit(outcome):
     generator = torch.Generator().manual_seed(3)
     fail_at = None if outcome == "success" else 5
     fail_with = KeyboardInterrupt if outcome == "interrupt" else Boom
-    data = DataLoader(AugmentingDataset(x, y, fail_at=fail_at, fail_with=fail_with),
-                      batch_size=BATCH, shuffle=True, generator=generator)
+    data = DataLoader(
+        AugmentingDataset(x, y, fail_at=fail_at, fail_with=fail_with),
+        batch_size=BATCH,
+        shuffle=True,
+        generator=generator,
+    )
     np.random.seed(4)
     random.seed(5)
     params = list(model.parameters())
@@ -116,16 +126,19 @@ def test_the_snapshot_is_a_cpu_copy_that_aliases_nothing():
     model = mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     warm_up(model, optimizer, setup_x[:BATCH], setup_y[:BATCH])
-    trainer = make_trainer(model, DataLoader(TensorDataset(setup_x, setup_y), batch_size=BATCH),
-                           optimizer=optimizer)
+    trainer = make_trainer(
+        model, DataLoader(TensorDataset(setup_x, setup_y), batch_size=BATCH), optimizer=optimizer
+    )
     trainer.snapshot()
     saved = trainer._snapshot._saved
     live = [p.data_ptr() for p in model.parameters()] + [b.data_ptr() for b in model.buffers()]
-    live += [v.data_ptr() for s in optimizer.state.values() for v in s.values()
-             if isinstance(v, torch.Tensor)]
+    live += [
+        v.data_ptr() for s in optimizer.state.values() for v in s.values() if isinstance(v, torch.Tensor)
+    ]
     copies = [t for t in saved["params"] + saved["grads"] + saved["buffers"] if t is not None]
-    copies += [v for s in saved["optimizer"]["state"].values() for v in s.values()
-               if isinstance(v, torch.Tensor)]
+    copies += [
+        v for s in saved["optimizer"]["state"].values() for v in s.values() if isinstance(v, torch.Tensor)
+    ]
     assert all(t.device.type == "cpu" for t in copies)
     assert not {t.data_ptr() for t in copies} & set(live)
     trainer.restore()
@@ -145,6 +158,7 @@ def test_rng_is_restored_so_later_dropout_masks_are_unchanged():
 
 # -- the recorded loss ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("grad_clip", [None, 0.05])
 def test_recorded_losses_are_those_of_a_bare_training_loop(grad_clip):
     x, y = classification_data(5 * BATCH)
@@ -152,8 +166,14 @@ def test_recorded_losses_are_those_of_a_bare_training_loop(grad_clip):
     twin = copy.deepcopy(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     options = {} if grad_clip is None else {"grad_clip": grad_clip}
-    result = find_lr(model, DataLoader(TensorDataset(x, y), batch_size=BATCH), optimizer,
-                     diverge_threshold=None, **options, **QUICK)
+    result = find_lr(
+        model,
+        DataLoader(TensorDataset(x, y), batch_size=BATCH),
+        optimizer,
+        diverge_threshold=None,
+        **options,
+        **QUICK,
+    )
     assert result.num_steps == QUICK["num_iter"]
 
     twin_optimizer = torch.optim.SGD(twin.parameters(), lr=0.01, momentum=0.9)
@@ -185,14 +205,21 @@ def test_a_sweep_started_under_no_grad_still_trains():
 
 def test_gradient_accumulation_gives_the_losses_of_the_larger_batch():
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(FEATURES, 16), torch.nn.Tanh(),
-                                torch.nn.Linear(16, CLASSES))  # no BatchNorm: micro-batches add up
+    model = torch.nn.Sequential(
+        torch.nn.Linear(FEATURES, 16), torch.nn.Tanh(), torch.nn.Linear(16, CLASSES)
+    )  # no BatchNorm: micro-batches add up
     x, y = classification_data(6 * BATCH)
     losses = []
     for batch_size, steps in ((2 * BATCH, 1), (BATCH, 2)):
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-        result = find_lr(model, DataLoader(TensorDataset(x, y), batch_size=batch_size), optimizer,
-                         accumulation_steps=steps, diverge_threshold=None, **QUICK)
+        result = find_lr(
+            model,
+            DataLoader(TensorDataset(x, y), batch_size=batch_size),
+            optimizer,
+            accumulation_steps=steps,
+            diverge_threshold=None,
+            **QUICK,
+        )
         assert result.info["accumulation_steps"] == steps
         losses.append(result.losses)
     assert len(losses[0]) == QUICK["num_iter"]
@@ -211,9 +238,17 @@ def test_validation_mode_records_the_eval_loss_after_each_step():
     )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     val = DataLoader(TensorDataset(xv, yv), batch_size=BATCH)
-    result = find_lr(model, DataLoader(TensorDataset(x, y), batch_size=BATCH), optimizer,
-                     val_loader=val, val_batches=2, start_lr=0.5, end_lr=1.0, num_iter=3,
-                     progress=False)
+    result = find_lr(
+        model,
+        DataLoader(TensorDataset(x, y), batch_size=BATCH),
+        optimizer,
+        val_loader=val,
+        val_batches=2,
+        start_lr=0.5,
+        end_lr=1.0,
+        num_iter=3,
+        progress=False,
+    )
     assert result.info["loss"] == "validation" and result.info["val_batches"] == 2
     # per step: one training forward, then two validation forwards in eval mode without grad
     assert seen == [(True, True, BATCH), (False, False, BATCH), (False, False, BATCH)] * 3
@@ -221,8 +256,9 @@ def test_validation_mode_records_the_eval_loss_after_each_step():
     def val_loss(net: torch.nn.Module) -> float:
         net.eval()
         with torch.no_grad():
-            return float(sum(F.cross_entropy(net(xv[i:i + BATCH]), yv[i:i + BATCH])
-                             for i in (0, BATCH)) / 2)
+            return float(
+                sum(F.cross_entropy(net(xv[i : i + BATCH]), yv[i : i + BATCH]) for i in (0, BATCH)) / 2
+            )
 
     before_step = val_loss(twin)
     twin.train()
@@ -244,12 +280,15 @@ def test_val_loader_settings_are_checked():
 
 # -- optimizers and learning rates ------------------------------------------------------------
 
+
 def test_param_groups_keep_their_lr_ratios_and_get_their_lrs_back():
     model = mlp()
-    optimizer = torch.optim.Adam([
-        {"params": model[0].parameters(), "lr": 1e-2},
-        {"params": list(model[1].parameters()) + list(model[3].parameters()), "lr": 1e-3},
-    ])
+    optimizer = torch.optim.Adam(
+        [
+            {"params": model[0].parameters(), "lr": 1e-2},
+            {"params": list(model[1].parameters()) + list(model[3].parameters()), "lr": 1e-3},
+        ]
+    )
     used: list[tuple[float, float]] = []
     optimizer.register_step_pre_hook(
         lambda opt, args, kwargs: used.append(tuple(g["lr"] for g in opt.param_groups))
@@ -298,11 +337,15 @@ def test_an_optimizer_class_or_unknown_options_are_clear_errors():
 
 # -- data -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("data", "message"), [
-    ((torch.zeros(4, FEATURES), torch.zeros(4)), "tuple of tensors"),
-    (TensorDataset(torch.zeros(4, FEATURES), torch.zeros(4)), "is a Dataset"),
-    (None, "needs data"),
-])
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ((torch.zeros(4, FEATURES), torch.zeros(4)), "tuple of tensors"),
+        (TensorDataset(torch.zeros(4, FEATURES), torch.zeros(4)), "is a Dataset"),
+        (None, "needs data"),
+    ],
+)
 def test_data_of_the_wrong_kind_is_a_clear_error(data, message):
     with pytest.raises(TypeError, match=message):
         find_lr(mlp(), data, **QUICK)
@@ -318,6 +361,7 @@ def test_batch_fn_reads_other_batch_shapes():
 
 
 # -- criterion inference ----------------------------------------------------------------------
+
 
 def first_loss_of(model: torch.nn.Module, loss_fn, *batch) -> float:
     twin = copy.deepcopy(model).train()
@@ -420,6 +464,7 @@ def test_a_loss_that_cannot_be_inferred_asks_for_criterion():
 
 # -- mixed precision --------------------------------------------------------------------------
 
+
 def test_bf16_autocast_runs_on_cpu():
     x, y = classification_data(3 * BATCH)
     model = mlp()
@@ -429,8 +474,7 @@ def test_bf16_autocast_runs_on_cpu():
     warm_up(model, optimizer, x[:BATCH], y[:BATCH])
     dtypes.clear()
     before = torch_state(model, optimizer)
-    result = find_lr(model, DataLoader(TensorDataset(x, y), batch_size=BATCH), optimizer, amp="bf16",
-                     **QUICK)
+    result = find_lr(model, DataLoader(TensorDataset(x, y), batch_size=BATCH), optimizer, amp="bf16", **QUICK)
     assert result.info["amp"] == "bfloat16"
     assert dtypes == [torch.bfloat16] * QUICK["num_iter"]
     assert np.all(np.isfinite(result.losses))
@@ -444,14 +488,20 @@ def test_a_user_grad_scaler_is_used_and_its_state_restored():
     model = mlp()
     before = scaler.state_dict()
     scales: list[float] = []
-    result = find_lr(model, DataLoader(TensorDataset(x, y), batch_size=BATCH), amp=scaler,
-                     callback=lambda *_: scales.append(scaler.get_scale()), **QUICK)
+    result = find_lr(
+        model,
+        DataLoader(TensorDataset(x, y), batch_size=BATCH),
+        amp=scaler,
+        callback=lambda *_: scales.append(scaler.get_scale()),
+        **QUICK,
+    )
     assert result.info["amp"] == "float16 with GradScaler"
     assert scales[-1] > 2.0**8  # the sweep used it (it grows after every finite step)
     assert scaler.state_dict() == before
 
 
 # -- on-disk snapshot -------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("fail_at", [None, 4])
 def test_an_on_disk_snapshot_loads_with_weights_only_and_leaves_no_file(tmp_path, fail_at):
@@ -506,6 +556,7 @@ def test_a_missing_snapshot_dir_is_a_clear_error(tmp_path):
 
 # -- devices ----------------------------------------------------------------------------------
 
+
 def test_sync_every_is_one_on_the_cpu():
     x, y = classification_data(2 * BATCH)
     trainer = make_trainer(mlp(), batches_of(x, y))
@@ -517,8 +568,11 @@ def test_losses_read_in_blocks_as_on_an_accelerator_are_the_same_and_stop_at_the
     outcomes = []
     for sync_every in (1, 8):
         model = mlp()
-        trainer = make_trainer(model, DataLoader(TensorDataset(x, y), batch_size=BATCH),
-                               optimizer=torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+        trainer = make_trainer(
+            model,
+            DataLoader(TensorDataset(x, y), batch_size=BATCH),
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
+        )
         trainer.sync_every = sync_every  # the engine then keeps 8 steps' losses before reading them
         outcomes.append(find_lr(trainer, start_lr=1e-3, end_lr=1e4, num_iter=100, progress=False))
     assert outcomes[0].stop_reason in ("diverged", "non_finite")
@@ -533,8 +587,14 @@ def test_a_cpu_model_swept_on_cuda_comes_back_to_the_cpu_unchanged():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     warm_up(model, optimizer, x[:BATCH], y[:BATCH])
     before = torch_state(model, optimizer)
-    result = find_lr(model, DataLoader(TensorDataset(x, y), batch_size=BATCH), optimizer,
-                     device="cuda", amp="fp16", **QUICK)
+    result = find_lr(
+        model,
+        DataLoader(TensorDataset(x, y), batch_size=BATCH),
+        optimizer,
+        device="cuda",
+        amp="fp16",
+        **QUICK,
+    )
     assert result.info["device"] == "cuda:0" and np.all(np.isfinite(result.losses))
     assert all(p.device.type == "cpu" for p in model.parameters())
     assert_same(before, torch_state(model, optimizer))
@@ -542,13 +602,19 @@ def test_a_cpu_model_swept_on_cuda_comes_back_to_the_cpu_unchanged():
 
 # -- distributed ------------------------------------------------------------------------------
 
+
 def _ddp_worker(rank: int, world_size: int, folder: str) -> None:
     """One rank of the DDP test: sweep, then report what it saw to ``report{rank}.json``."""
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank,
-                            world_size=world_size, timeout=timedelta(seconds=120))
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{folder}/store",
+        rank=rank,
+        world_size=world_size,
+        timeout=timedelta(seconds=120),
+    )
     try:
         model = mlp(seed=0)
         x, y = classification_data(4 * BATCH, seed=10 + rank)  # every rank has its own data
@@ -558,15 +624,25 @@ def _ddp_worker(rank: int, world_size: int, folder: str) -> None:
         before = torch_state(model, optimizer)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = find_lr(ddp, DataLoader(TensorDataset(x, y), batch_size=BATCH), optimizer,
-                             start_lr=1e-3, end_lr=1e4, num_iter=80, progress=False)
+            result = find_lr(
+                ddp,
+                DataLoader(TensorDataset(x, y), batch_size=BATCH),
+                optimizer,
+                start_lr=1e-3,
+                end_lr=1e4,
+                num_iter=80,
+                progress=False,
+            )
         after = torch_state(model, optimizer)
         result.to_json(Path(folder) / f"result{rank}.json")
         result.save_plot(Path(folder) / f"plot{rank}.png")
         report = {
-            "losses": result.losses.tolist(), "stop_reason": result.stop_reason,
-            "suggestion": result.suggestion, "is_main_process": result.is_main_process,
-            "world_size": result.info["world_size"], "local_first": local_first,
+            "losses": result.losses.tolist(),
+            "stop_reason": result.stop_reason,
+            "suggestion": result.suggestion,
+            "is_main_process": result.is_main_process,
+            "world_size": result.info["world_size"],
+            "local_first": local_first,
             "restored": all(before[k].tobytes() == after[k].tobytes() for k in before),
         }
         (Path(folder) / f"report{rank}.json").write_text(json.dumps(report))

@@ -66,10 +66,16 @@ def main() -> None:
     parser.add_argument("--report", default=str(HERE / "results" / "suggestion_quality.json"))
     parser.add_argument("--holdout", action="store_true", help="also score the held-out task")
     parser.add_argument("--sweep", action="store_true", help="also screen sweep settings and ladders")
-    parser.add_argument("--invariance", action="store_true",
-                        help="only print how each rule's answer moves with the sweep's smooth and num_iter")
-    parser.add_argument("--ceiling", action="store_true",
-                        help="only print the best regret that a landmark times a fixed factor could reach")
+    parser.add_argument(
+        "--invariance",
+        action="store_true",
+        help="only print how each rule's answer moves with the sweep's smooth and num_iter",
+    )
+    parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="only print the best regret that a landmark times a fixed factor could reach",
+    )
     args = parser.parse_args()
     report = json.loads(Path(args.report).read_text())
     cache = json.loads((HERE / "results" / "cache" / "suggestion_quality_cache.json").read_text())
@@ -91,6 +97,7 @@ def main() -> None:
         def apply(c: dict) -> float | None:
             lrs, raw, sm = protocols.replay(c, smooth, threshold)
             return rule(lrs, raw, sm)
+
         return apply
 
     base = DEFAULT_LADDER
@@ -102,17 +109,22 @@ def main() -> None:
             fn = on_ladder(base, smooth, 4.0, lambda lrs, raw, sm, k=k: rules.minimum(lrs, sm, factor=k).lr)
             candidates[f"minimum/{k:g} s{smooth}"] = (base, fn)
     if args.sweep:  # the default rule's options against the sweep settings and ladders recorded
-        ladders = sorted({k.split("|")[2].strip("'") for k in cache if k.startswith("'curve'")
-                          and "lrf:" in k})
+        ladders = sorted(
+            {k.split("|")[2].strip("'") for k in cache if k.startswith("'curve'") and "lrf:" in k}
+        )
         for ladder in ladders:
             for smooth in (0.3, 0.5, 0.6, 0.9):
                 for threshold in (2.0, 3.0, 4.0, 6.0, None):
                     for factor in (4.0, 6.0, 8.0, 10.0):
                         for tolerance in (0.0, 0.02):
+
                             def rule(lrs, raw, sm, f=factor, tol=tolerance):
                                 return rules.centered_minimum(lrs, sm, factor=f, tolerance=tol).lr
-                            name = (f"centered_minimum f{factor:g} tol{tolerance:g} {ladder} "
-                                    f"s{smooth} t{threshold}")
+
+                            name = (
+                                f"centered_minimum f{factor:g} tol{tolerance:g} {ladder} "
+                                f"s{smooth} t{threshold}"
+                            )
                             candidates[name] = (ladder, on_ladder(ladder, smooth, threshold, rule))
 
     print(f"{'candidate':40s} {'sched':9s} median  mean  worst  ok%  spread")
@@ -127,12 +139,14 @@ def main() -> None:
                         continue
                     lr = fn(curve(t, ladder, s))
                     per_seed.append(math.log10(lr) if lr else math.nan)
-                    for sc in (("constant", "onecycle") if sched == "both" else (sched,)):
+                    for sc in ("constant", "onecycle") if sched == "both" else (sched,):
                         regrets.append(interpolated_regret(entry, sc, lr))
                 logs.append(np.nanstd(per_seed) if per_seed else math.nan)
             r = np.array(regrets)
-            print(f"{name:40s} {sched:9s} {np.median(r):.3f} {r.mean():.3f} {r.max():.3f} "
-                  f"{100 * np.mean(r <= 0.05):4.0f} {np.nanmean(logs):.2f}")
+            print(
+                f"{name:40s} {sched:9s} {np.median(r):.3f} {r.mean():.3f} {r.max():.3f} "
+                f"{100 * np.mean(r <= 0.05):4.0f} {np.nanmean(logs):.2f}"
+            )
 
 
 def invariance(cache: dict, tasks: dict, seeds: list[int]) -> None:
@@ -142,8 +156,11 @@ def invariance(cache: dict, tasks: dict, seeds: list[int]) -> None:
     200-step sweep is a separate recording (same range), so its shift includes the noise of a new run.
     """
     base_ladder, long_ladder = DEFAULT_LADDER, ladder_key(200)
-    settings = {"smooth 0.6": (base_ladder, 0.6), "smooth 0.98": (base_ladder, 0.98),
-                "200 steps": (long_ladder, 0.9)}
+    settings = {
+        "smooth 0.6": (base_ladder, 0.6),
+        "smooth 0.98": (base_ladder, 0.98),
+        "200 steps": (long_ladder, 0.9),
+    }
     print(f"{'rule':18s} " + "  ".join(f"{k:>11s} mean |mean|" for k in settings) + "  (log10 shift, curves)")
     for name in rules.RULES:
         cells = []
@@ -205,8 +222,14 @@ def ceiling(cache: dict, tasks: dict, seeds: list[int]) -> None:
     names = list(tasks)
 
     def regrets(task_names: list[str], scheds: tuple[str, ...], log_lr: Callable[[dict], float]) -> Array:
-        return np.array([interpolated_regret(tasks[t], sc, 10 ** log_lr(marks[t, s]))
-                         for t in task_names for s in seeds for sc in scheds])
+        return np.array(
+            [
+                interpolated_regret(tasks[t], sc, 10 ** log_lr(marks[t, s]))
+                for t in task_names
+                for s in seeds
+                for sc in scheds
+            ]
+        )
 
     def best_and_lowest(scored: list[tuple[str, Array]]) -> tuple[str, Array, str]:
         name, r = max(scored, key=lambda item: (np.mean(item[1] <= 0.05), -item[1].max()))
@@ -214,31 +237,55 @@ def ceiling(cache: dict, tasks: dict, seeds: list[int]) -> None:
         return name, r, f"{low_r.max():.3f} ({low_name})"
 
     def row(label: str, rule: str, offset: str, r: Array, lowest: str = "") -> None:
-        print(f"| {label} | {rule} | {offset} | {np.mean(r <= 0.05):.0%} | {r.mean():.3f} | {r.max():.3f} "
-              f"| {lowest} |")
+        print(
+            f"| {label} | {rule} | {offset} | {np.mean(r <= 0.05):.0%} | {r.mean():.3f} | {r.max():.3f} "
+            f"| {lowest} |"
+        )
 
-    print("| task | bottom edge, log10 (sd over seeds) | best constant LR minus edge "
-          "| best one-cycle peak minus edge |")
+    print(
+        "| task | bottom edge, log10 (sd over seeds) | best constant LR minus edge "
+        "| best one-cycle peak minus edge |"
+    )
     print("|---|---|---|---|")
     for t in names:
         edges = np.array([marks[t, s]["edge"] for s in seeds])
         best = {sc: math.log10(tasks[t]["lr_best"][sc]) - edges.mean() for sc in ("constant", "onecycle")}
-        print(f"| {t} | {edges.mean():+.2f} ({edges.std():.2f}) | {best['constant']:+.2f} "
-              f"| {best['onecycle']:+.2f} |")
+        print(
+            f"| {t} | {edges.mean():+.2f} ({edges.std():.2f}) | {best['constant']:+.2f} "
+            f"| {best['onecycle']:+.2f} |"
+        )
     print()
     print("| schedule | rule | fitted offset (dec) | share <= 0.05 | mean | worst | lowest worst (offset) |")
     print("|---|---|---|---|---|---|---|")
-    for label, scheds in (("constant", ("constant",)), ("one-cycle", ("onecycle",)),
-                          ("both", ("constant", "onecycle"))):
+    for label, scheds in (
+        ("constant", ("constant",)),
+        ("one-cycle", ("onecycle",)),
+        ("both", ("constant", "onecycle")),
+    ):
         for mark in ("edge", "raw_edge", "minimum", "steepest", "lower"):
-            row(label, f"{mark} + offset", *best_and_lowest(
-                [(f"{c:+.2f}", regrets(names, scheds, lambda m, c=c, k=mark: m[k] + c)) for c in OFFSETS]))
-        blends = [(f"a={a:g}, {c:+.2f}",
-                   regrets(names, scheds, lambda m, a=a, c=c: a * m["edge"] + (1 - a) * m["steepest"] + c))
-                  for a in np.round(np.arange(0.0, 1.0001, 0.1), 1) for c in OFFSETS]
+            row(
+                label,
+                f"{mark} + offset",
+                *best_and_lowest(
+                    [(f"{c:+.2f}", regrets(names, scheds, lambda m, c=c, k=mark: m[k] + c)) for c in OFFSETS]
+                ),
+            )
+        blends = [
+            (
+                f"a={a:g}, {c:+.2f}",
+                regrets(names, scheds, lambda m, a=a, c=c: a * m["edge"] + (1 - a) * m["steepest"] + c),
+            )
+            for a in np.round(np.arange(0.0, 1.0001, 0.1), 1)
+            for c in OFFSETS
+        ]
         row(label, "a edge + (1 - a) steepest + offset", *best_and_lowest(blends))
-        per_task = [min((regrets([t], scheds, lambda m, c=c: m["edge"] + c) for c in OFFSETS),
-                        key=lambda r: (r.max(), r.mean())) for t in names]
+        per_task = [
+            min(
+                (regrets([t], scheds, lambda m, c=c: m["edge"] + c) for c in OFFSETS),
+                key=lambda r: (r.max(), r.mean()),
+            )
+            for t in names
+        ]
         row(label, "edge + one offset per task (oracle)", "per task", np.concatenate(per_task))
         for ladder in EDGE_LADDERS:
             r = np.minimum.reduce([regrets(names, scheds, lambda m, c=c: m["edge"] + c) for c in ladder])

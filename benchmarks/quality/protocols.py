@@ -30,13 +30,21 @@ Curve = dict[str, Any]
 
 def record_lrfinder(task: Task, seed: int, start_lr: float, end_lr: float, num_iter: int) -> Curve:
     """The raw curve of one lrfinder sweep (exp ladder), run through :func:`lrfinder.find_lr`."""
-    result = lrfinder.find_lr(step_function(task, seed), start_lr=start_lr, end_lr=end_lr,
-                              num_iter=num_iter, smooth=0.0, diverge_threshold=None, progress=False)
+    result = lrfinder.find_lr(
+        step_function(task, seed),
+        start_lr=start_lr,
+        end_lr=end_lr,
+        num_iter=num_iter,
+        smooth=0.0,
+        diverge_threshold=None,
+        progress=False,
+    )
     return {"lrs": result.lrs.tolist(), "losses": result.losses.tolist()}
 
 
-def replay(curve: Curve, smooth: float, diverge_threshold: float | None,
-           diverge_warmup: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def replay(
+    curve: Curve, smooth: float, diverge_threshold: float | None, diverge_warmup: int = 5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(lrs, losses, smoothed)`` that a sweep with these settings records on this raw curve.
 
     Mirrors the loop of :func:`lrfinder.sweep.run_sweep`: the step that trips a stop is recorded.
@@ -49,8 +57,11 @@ def replay(curve: Curve, smooth: float, diverge_threshold: float | None,
         smoothed.append(value)
         if not math.isfinite(loss):
             break
-        if (diverge_threshold is not None and step >= diverge_warmup
-                and smoother.has_diverged(loss, value, diverge_threshold)):
+        if (
+            diverge_threshold is not None
+            and step >= diverge_warmup
+            and smoother.has_diverged(loss, value, diverge_threshold)
+        ):
             break
     n = len(smoothed)
     return np.asarray(lrs[:n]), np.asarray(raw[:n]), np.asarray(smoothed)
@@ -182,5 +193,8 @@ def torch_lr_finder_run(task: Task, seed: int) -> Curve:
         plt.close(fig)
         finder.reset()
     lr = None if lr is None or not math.isfinite(lr) else float(lr)
-    return {"lrs": list(map(float, finder.history["lr"])), "losses": list(map(float, finder.history["loss"])),
-            "suggestion": lr}
+    return {
+        "lrs": list(map(float, finder.history["lr"])),
+        "losses": list(map(float, finder.history["loss"])),
+        "suggestion": lr,
+    }

@@ -56,8 +56,10 @@ LADDERS = {"best of candidates() (6 runs)": rules.DEFAULT_RULE}
 #: What a user might do instead of a range test: name -> (LR, optimizer). Prodigy replaces the task's
 #: optimizer (``prodigyopt.Prodigy`` with its defaults, lr=1, so the schedule's peak is 1); the other
 #: keeps the task's optimizer at the framework's usual default LR. Neither reads a curve.
-NO_SEARCH: dict[str, tuple[float, str]] = {"prodigy (lr=1, no search)": (1.0, "prodigy"),
-                                           "lr=1e-3 (no search)": (1e-3, "task")}
+NO_SEARCH: dict[str, tuple[float, str]] = {
+    "prodigy (lr=1, no search)": (1.0, "prodigy"),
+    "lr=1e-3 (no search)": (1e-3, "task"),
+}
 NO_CURVE = "none"
 #: Schedules whose grid is a window around another schedule's best: schedule -> (other, points either
 #: side). The cosine schedule's best peak lies near one-cycle's (both warm up and anneal), and CPU is short.
@@ -223,8 +225,9 @@ def ladder_key(start: float, end: float, n: int) -> str:
     return f"lrf:{start!r}:{end!r}:{n}"
 
 
-def suggesters(variants: bool, chosen_rules: tuple[str, ...] = tuple(rules.RULES)
-               ) -> dict[str, tuple[str, Callable[[dict[str, Any]], float | None]]]:
+def suggesters(
+    variants: bool, chosen_rules: tuple[str, ...] = tuple(rules.RULES)
+) -> dict[str, tuple[str, Callable[[dict[str, Any]], float | None]]]:
     """name -> (curve protocol it reads, function of that curve giving an LR or None)."""
     out: dict[str, tuple[str, Callable[[dict[str, Any]], float | None]]] = {}
     default_ladder = ladder_key(DEFAULTS.start_lr, DEFAULTS.end_lr, DEFAULTS.num_iter)
@@ -259,11 +262,15 @@ def check_replay(task_name: str, seed: int, cache: Cache) -> None:
 
     torch.set_num_threads(1)
     result = lrfinder.find_lr(sq_tasks.step_function(sq_tasks.TASKS[task_name], seed), progress=False)
-    curve = cache.get(("curve", task_name, ladder_key(DEFAULTS.start_lr, DEFAULTS.end_lr, DEFAULTS.num_iter),
-                       seed))
+    curve = cache.get(
+        ("curve", task_name, ladder_key(DEFAULTS.start_lr, DEFAULTS.end_lr, DEFAULTS.num_iter), seed)
+    )
     lrs, losses, smoothed = protocols.replay(curve, DEFAULTS.smooth, DEFAULTS.diverge_threshold)
-    for name, ours, engine in (("lrs", lrs, result.lrs), ("losses", losses, result.losses),
-                               ("smoothed", smoothed, result.smoothed)):
+    for name, ours, engine in (
+        ("lrs", lrs, result.lrs),
+        ("losses", losses, result.losses),
+        ("smoothed", smoothed, result.smoothed),
+    ):
         if not np.array_equal(ours, engine, equal_nan=True):
             raise AssertionError(f"replayed {name} differ from a default find_lr sweep on {task_name}")
 
@@ -277,18 +284,31 @@ def curve_cost(curve: dict[str, Any] | None, name: str) -> int:
     return len(curve["lrs"])
 
 
-def run(task_names: list[str], range_seeds: tuple[int, ...], workers: int, variants: bool,
-        cache: Cache, extra_ladders: tuple[str, ...] = (), chosen_rules: tuple[str, ...] = tuple(rules.RULES),
-        candidates_row: bool = True) -> dict[str, Any]:
+def run(
+    task_names: list[str],
+    range_seeds: tuple[int, ...],
+    workers: int,
+    variants: bool,
+    cache: Cache,
+    extra_ladders: tuple[str, ...] = (),
+    chosen_rules: tuple[str, ...] = tuple(rules.RULES),
+    candidates_row: bool = True,
+) -> dict[str, Any]:
     tasks = {name: sq_tasks.TASKS[name] for name in task_names}
     chosen = suggesters(variants, chosen_rules)
     ladders = LADDERS if candidates_row else {}
-    protocols_needed = sorted(({protocol for protocol, _ in chosen.values()} | set(extra_ladders))
-                              - {NO_CURVE})
+    protocols_needed = sorted(
+        ({protocol for protocol, _ in chosen.values()} | set(extra_ladders)) - {NO_CURVE}
+    )
 
     # 1. range-test curves
-    jobs = [(t, p, s) for t in tasks for p in protocols_needed for s in range_seeds
-            if cache.get(("curve", t, p, s)) is None]
+    jobs = [
+        (t, p, s)
+        for t in tasks
+        for p in protocols_needed
+        for s in range_seeds
+        if cache.get(("curve", t, p, s)) is None
+    ]
     for job, curve in _run(jobs, _curve_job, workers, "range tests"):
         cache.put(("curve", *job), curve)
     cache.save()
@@ -307,18 +327,31 @@ def run(task_names: list[str], range_seeds: tuple[int, ...], workers: int, varia
                     lr = None
                 suggested[(t, name, s)] = None if lr is None or not math.isfinite(lr) else float(lr)
 
-    rungs = {(t, row, s): [] if lr is None else [float(x) for x in rules.ladder(lr)]
-             for (t, name, s), lr in suggested.items() for row, rule in ladders.items() if name == rule}
+    rungs = {
+        (t, row, s): [] if lr is None else [float(x) for x in rules.ladder(lr)]
+        for (t, name, s), lr in suggested.items()
+        for row, rule in ladders.items()
+        if name == rule
+    }
     optimizer_of = {name: opt for name, (_, opt) in NO_SEARCH.items()}
 
     # 3. training: the grid and every suggested LR, every schedule, every training seed
     def train_missing(runs: set[tuple[str, str, float, str]], label: str) -> None:
-        jobs = [(t, sched, seed, lr, opt) for t, sched, lr, opt in sorted(runs)
-                if not known(cache, t, sched, lr, opt) for seed in TRAIN_SEEDS
-                if cache.get(train_key(t, sched, seed, lr, opt)) is None]
+        jobs = [
+            (t, sched, seed, lr, opt)
+            for t, sched, lr, opt in sorted(runs)
+            if not known(cache, t, sched, lr, opt)
+            for seed in TRAIN_SEEDS
+            if cache.get(train_key(t, sched, seed, lr, opt)) is None
+        ]
         # longest first, so that two workers finish together
-        heavy = ("adding_gru", "digits_cnn", "grammar_transformer", "digits_resnet_nesterov",
-                 "sums_lstm_nadam")
+        heavy = (
+            "adding_gru",
+            "digits_cnn",
+            "grammar_transformer",
+            "digits_resnet_nesterov",
+            "sums_lstm_nadam",
+        )
         jobs.sort(key=lambda j: -sq_tasks.TASKS[j[0]].steps * (3 if j[0] in heavy else 1))
         for done, (job, value) in enumerate(_run(jobs, _train_job, workers, label), start=1):
             cache.put(train_key(*job), value)
@@ -326,20 +359,38 @@ def run(task_names: list[str], range_seeds: tuple[int, ...], workers: int, varia
                 cache.save()
         cache.save()
 
-    train_missing({(t, sched, lr, "task") for t in tasks for sched in SCHEDULES if sched not in GRID_WINDOWS
-                   for lr in GRID}, "training runs (grids)")
+    train_missing(
+        {
+            (t, sched, lr, "task")
+            for t in tasks
+            for sched in SCHEDULES
+            if sched not in GRID_WINDOWS
+            for lr in GRID
+        },
+        "training runs (grids)",
+    )
     while True:  # windows grow while their best lies on an edge
         grids = {(t, sched): grid_lrs(cache, t, sched) for t in tasks for sched in SCHEDULES}
-        todo = {(t, sched, lr, "task") for (t, sched), lrs in grids.items() for lr in lrs
-                if not known(cache, t, sched, lr)}
+        todo = {
+            (t, sched, lr, "task")
+            for (t, sched), lrs in grids.items()
+            for lr in lrs
+            if not known(cache, t, sched, lr)
+        }
         if not todo:
             break
         train_missing(todo, "training runs (grid windows)")
-    train_missing({(t, sched, lr, "task") for (t, sched), lrs in grids.items() for lr in lrs}
-                  | {(t, sched, lr, optimizer_of.get(name, "task")) for (t, name, _), lr in suggested.items()
-                     if lr for sched in SCHEDULES}
-                  | {(t, sched, lr, "task") for (t, _, _), lrs in rungs.items() for lr in lrs
-                     for sched in SCHEDULES}, "training runs")
+    train_missing(
+        {(t, sched, lr, "task") for (t, sched), lrs in grids.items() for lr in lrs}
+        | {
+            (t, sched, lr, optimizer_of.get(name, "task"))
+            for (t, name, _), lr in suggested.items()
+            if lr
+            for sched in SCHEDULES
+        }
+        | {(t, sched, lr, "task") for (t, _, _), lrs in rungs.items() for lr in lrs for sched in SCHEDULES},
+        "training runs",
+    )
 
     def mean_v(t: str, sched: str, lr: float, optimizer: str = "task") -> float:
         return mean_loss(cache, t, sched, lr, optimizer)
@@ -353,8 +404,14 @@ def run(task_names: list[str], range_seeds: tuple[int, ...], workers: int, varia
     report: dict[str, Any] = {"tasks": {}, "runs": []}
     for t, task in tasks.items():
         untrained = sq_tasks.untrained_loss(task, TRAIN_SEEDS)
-        entry: dict[str, Any] = {"description": task.description, "holdout": task.holdout,
-                                 "v_untrained": untrained, "grid": {}, "v_best": {}, "lr_best": {}}
+        entry: dict[str, Any] = {
+            "description": task.description,
+            "holdout": task.holdout,
+            "v_untrained": untrained,
+            "grid": {},
+            "v_best": {},
+            "lr_best": {},
+        }
         for sched in SCHEDULES:
             grid = {lr: mean_v(t, sched, lr) for lr in grids[t, sched]}
             finite = {lr: v for lr, v in grid.items() if math.isfinite(v)}
@@ -366,8 +423,10 @@ def run(task_names: list[str], range_seeds: tuple[int, ...], workers: int, varia
             if tt != t:
                 continue
             protocol = chosen[name][0] if name in chosen else chosen[ladders[name]][0]
-            drawn = curve_cost(None if protocol == NO_CURVE else cache.get(("curve", t, protocol, s)),
-                               name if name in chosen else ladders[name])
+            drawn = curve_cost(
+                None if protocol == NO_CURVE else cache.get(("curve", t, protocol, s)),
+                name if name in chosen else ladders[name],
+            )
             cost = drawn / task.steps + (len(given) - 1 if isinstance(given, list) else 0)
             for sched in SCHEDULES:
                 lr = best_rung(t, sched, given) if isinstance(given, list) else given
@@ -375,9 +434,19 @@ def run(task_names: list[str], range_seeds: tuple[int, ...], workers: int, varia
                 best = entry["v_best"][sched]
                 failed = lr is None or not math.isfinite(v) or v > untrained
                 regret = 1.0 if failed else (v - best) / (untrained - best)
-                report["runs"].append({"task": t, "suggester": name, "seed": s, "schedule": sched, "lr": lr,
-                                       "v": None if not math.isfinite(v) else v, "regret": regret,
-                                       "failure": failed, "cost": cost})
+                report["runs"].append(
+                    {
+                        "task": t,
+                        "suggester": name,
+                        "seed": s,
+                        "schedule": sched,
+                        "lr": lr,
+                        "v": None if not math.isfinite(v) else v,
+                        "regret": regret,
+                        "failure": failed,
+                        "cost": cost,
+                    }
+                )
     return report
 
 
@@ -410,18 +479,23 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def table(runs: list[dict[str, Any]], names: list[str], schedule: str | None) -> str:
-    head = ("| rule | runs | median | mean | worst | share <= 0.05 | failures | seed spread sd (dec) "
-            "| worst seed range (dec) | cost (batches / train_steps) |\n" + "|---" * 10 + "|")
+    head = (
+        "| rule | runs | median | mean | worst | share <= 0.05 | failures | seed spread sd (dec) "
+        "| worst seed range (dec) | cost (batches / train_steps) |\n" + "|---" * 10 + "|"
+    )
     lines = [head]
     for name in names:
-        chosen = [r for r in runs
-                  if r["suggester"] == name and (schedule is None or r["schedule"] == schedule)]
+        chosen = [
+            r for r in runs if r["suggester"] == name and (schedule is None or r["schedule"] == schedule)
+        ]
         if not chosen:
             continue
         s = summarize(chosen)
-        lines.append(f"| {name} | {s['n']} | {s['median']:.3f} | {s['mean']:.3f} | {s['worst']:.3f} | "
-                     f"{100 * s['share_ok']:.0f}% | {s['failures']} | {s['spread_sd']:.2f} | "
-                     f"{s['spread_range_worst']:.2f} | {s['cost']:.2f} |")
+        lines.append(
+            f"| {name} | {s['n']} | {s['median']:.3f} | {s['mean']:.3f} | {s['worst']:.3f} | "
+            f"{100 * s['share_ok']:.0f}% | {s['failures']} | {s['spread_sd']:.2f} | "
+            f"{s['spread_range_worst']:.2f} | {s['cost']:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -431,13 +505,19 @@ def markdown(report: dict[str, Any], command: str) -> str:
     design = [r for r in runs if not report["tasks"][r["task"]]["holdout"]]
     holdout = [r for r in runs if report["tasks"][r["task"]]["holdout"]]
     out = [f"Command: `{command}`", ""]
-    out += ["### Tasks", "",
-            "| task | v_untrained | " + " | ".join(f"best LR {sc} (v_best)" for sc in SCHEDULES) + " |",
-            "|---|---|" + "---|" * len(SCHEDULES)]
+    out += [
+        "### Tasks",
+        "",
+        "| task | v_untrained | " + " | ".join(f"best LR {sc} (v_best)" for sc in SCHEDULES) + " |",
+        "|---|---|" + "---|" * len(SCHEDULES),
+    ]
     for t, e in report["tasks"].items():
         held = " (held out)" if e["holdout"] else ""
-        out.append(f"| {t}{held}: {e['description']} | {e['v_untrained']:.3f} | "
-                   + " | ".join(f"{e['lr_best'][sc]:.2g} ({e['v_best'][sc]:.4f})" for sc in SCHEDULES) + " |")
+        out.append(
+            f"| {t}{held}: {e['description']} | {e['v_untrained']:.3f} | "
+            + " | ".join(f"{e['lr_best'][sc]:.2g} ({e['v_best'][sc]:.4f})" for sc in SCHEDULES)
+            + " |"
+        )
     parts = (("all tasks", runs), ("design tasks only", design), ("held-out task only", holdout))
     for label, chosen in parts:
         if not chosen:
@@ -447,18 +527,21 @@ def markdown(report: dict[str, Any], command: str) -> str:
             out += ["", f"### {sched}, {label}", "", table(chosen, names, sched)]
     out += ["", "### Appendix: per task (regret median / worst per schedule; suggested LRs per seed)", ""]
     for t in report["tasks"]:
-        out += [f"#### {t}", "",
-                "| rule | " + " | ".join(f"{sc} median | {sc} worst" for sc in SCHEDULES)
-                + " | suggestions |",
-                "|---|" + "---|---|" * len(SCHEDULES) + "---|"]
+        out += [
+            f"#### {t}",
+            "",
+            "| rule | " + " | ".join(f"{sc} median | {sc} worst" for sc in SCHEDULES) + " | suggestions |",
+            "|---|" + "---|---|" * len(SCHEDULES) + "---|",
+        ]
         for name in names:
             rs = [r for r in runs if r["task"] == t and r["suggester"] == name]
             cells = []
             for sc in SCHEDULES:
                 reg = [r["regret"] for r in rs if r["schedule"] == sc]
                 cells.append(f"{np.median(reg):.3f} | {max(reg):.3f}")
-            lrs = ", ".join("none" if r["lr"] is None else f"{r['lr']:.2g}"
-                            for r in rs if r["schedule"] == "constant")
+            lrs = ", ".join(
+                "none" if r["lr"] is None else f"{r['lr']:.2g}" for r in rs if r["schedule"] == "constant"
+            )
             out.append(f"| {name} | " + " | ".join(cells) + f" | {lrs} |")
         out.append("")
     return "\n".join(out)
@@ -473,15 +556,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", action="store_true", help="also try the sweep-setting variants")
     parser.add_argument("--out", default=str(HERE / "results"), help="folder for the results")
     parser.add_argument("--name", default=None, help="base name of the result files")
-    parser.add_argument("--ladders", default="",
-                        help="extra lrfinder sweeps to record for explore.py (no training), "
-                             "comma-separated START:END:STEPS, e.g. 1e-7:10:200")
-    parser.add_argument("--rules", default=",".join(rules.RULES),
-                        help="lrfinder rules to train, comma-separated (default: all)")
-    parser.add_argument("--import-means", default="",
-                        help="committed reports (comma-separated) whose mean losses to reuse, not retrain")
-    parser.add_argument("--no-candidates", action="store_true",
-                        help="leave out the 'best of candidates()' row (it trains six runs per suggestion)")
+    parser.add_argument(
+        "--ladders",
+        default="",
+        help="extra lrfinder sweeps to record for explore.py (no training), "
+        "comma-separated START:END:STEPS, e.g. 1e-7:10:200",
+    )
+    parser.add_argument(
+        "--rules",
+        default=",".join(rules.RULES),
+        help="lrfinder rules to train, comma-separated (default: all)",
+    )
+    parser.add_argument(
+        "--import-means",
+        default="",
+        help="committed reports (comma-separated) whose mean losses to reuse, not retrain",
+    )
+    parser.add_argument(
+        "--no-candidates",
+        action="store_true",
+        help="leave out the 'best of candidates()' row (it trains six runs per suggestion)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     names = list(sq_tasks.SUITE)
@@ -498,21 +593,38 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     cache = Cache(out / "cache" / "suggestion_quality_cache.json")
     try:
-        extra = tuple(ladder_key(float(a), float(b), int(n))
-                      for a, b, n in (item.split(":") for item in args.ladders.split(",") if item))
+        extra = tuple(
+            ladder_key(float(a), float(b), int(n))
+            for a, b, n in (item.split(":") for item in args.ladders.split(",") if item)
+        )
     except ValueError:
         parser.error(f"--ladders takes START:END:STEPS items, e.g. 1e-7:10:200; got {args.ladders!r}")
     for path in filter(None, args.import_means.split(",")):
         print(f"imported {import_means(cache, Path(path))} mean losses from {path}", file=sys.stderr)
     chosen_rules = tuple(args.rules.split(",")) if args.rules else ()
     if set(chosen_rules) - set(rules.RULES):
-        parser.error(f"unknown rules {sorted(set(chosen_rules) - set(rules.RULES))}; "
-                     f"known: {', '.join(rules.RULES)}")
-    report = run(names, seeds, max(1, min(2, args.workers)), args.variants, cache, extra, chosen_rules,
-                 not args.no_candidates)
-    report["config"] = {"grid": GRID, "train_seeds": TRAIN_SEEDS, "range_seeds": seeds,
-                        "schedules": SCHEDULES, "default_rule": rules.DEFAULT_RULE,
-                        "sweep_defaults": DEFAULTS.to_dict(), "rules": list(rules.RULES)}
+        parser.error(
+            f"unknown rules {sorted(set(chosen_rules) - set(rules.RULES))}; known: {', '.join(rules.RULES)}"
+        )
+    report = run(
+        names,
+        seeds,
+        max(1, min(2, args.workers)),
+        args.variants,
+        cache,
+        extra,
+        chosen_rules,
+        not args.no_candidates,
+    )
+    report["config"] = {
+        "grid": GRID,
+        "train_seeds": TRAIN_SEEDS,
+        "range_seeds": seeds,
+        "schedules": SCHEDULES,
+        "default_rule": rules.DEFAULT_RULE,
+        "sweep_defaults": DEFAULTS.to_dict(),
+        "rules": list(rules.RULES),
+    }
     base = args.name or ("suggestion_quality_quick" if args.quick else "suggestion_quality")
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{base}.json").write_text(json.dumps(report, indent=1))

@@ -70,8 +70,12 @@ def _split(x: np.ndarray, y: np.ndarray, y_dtype: torch.dtype, seed: int = 1234)
     flat = x.reshape(len(x), -1)
     mean, std = flat[train].mean(axis=0), flat[train].std(axis=0) + 1e-6
     x = ((flat - mean) / std).reshape(x.shape).astype(np.float32)
-    return Data(torch.from_numpy(x[train]), torch.tensor(y[train], dtype=y_dtype),
-                torch.from_numpy(x[val]), torch.tensor(y[val], dtype=y_dtype))
+    return Data(
+        torch.from_numpy(x[train]),
+        torch.tensor(y[train], dtype=y_dtype),
+        torch.from_numpy(x[val]),
+        torch.tensor(y[val], dtype=y_dtype),
+    )
 
 
 @cache
@@ -111,8 +115,16 @@ def diabetes() -> Data:
 def synthetic_classes() -> Data:
     from sklearn.datasets import make_classification
 
-    x, y = make_classification(n_samples=3000, n_features=20, n_informative=10, n_redundant=4,
-                               n_classes=4, n_clusters_per_class=2, class_sep=1.0, random_state=7)
+    x, y = make_classification(
+        n_samples=3000,
+        n_features=20,
+        n_informative=10,
+        n_redundant=4,
+        n_classes=4,
+        n_clusters_per_class=2,
+        class_sep=1.0,
+        random_state=7,
+    )
     return _split(x, y, torch.long)
 
 
@@ -187,8 +199,16 @@ def wide_classes() -> Data:
     """Many weak features: 400 features, 8 classes, 2400 rows (generated, seeded)."""
     from sklearn.datasets import make_classification
 
-    x, y = make_classification(n_samples=2400, n_features=400, n_informative=40, n_redundant=20,
-                               n_classes=8, n_clusters_per_class=1, class_sep=0.8, random_state=21)
+    x, y = make_classification(
+        n_samples=2400,
+        n_features=400,
+        n_informative=40,
+        n_redundant=20,
+        n_classes=8,
+        n_clusters_per_class=1,
+        class_sep=0.8,
+        random_state=21,
+    )
     return _split(x, y, torch.long)
 
 
@@ -200,7 +220,6 @@ def breast_autoencode() -> Data:
     d = load_breast_cancer()
     split = _split(d.data, np.zeros(len(d.data)), torch.float32)
     return Data(split.x_train, split.x_train.clone(), split.x_val, split.x_val.clone())
-
 
 
 @cache
@@ -231,9 +250,15 @@ def mlp(sizes: list[int], activation: type[nn.Module] = nn.ReLU) -> nn.Module:
 
 def bn_cnn() -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
-        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 16, 10),
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 16, 10),
     )
 
 
@@ -255,8 +280,9 @@ class TinyTransformerLM(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(vocab, width)
         self.position = nn.Parameter(torch.randn(context, width) * 0.02)
-        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, batch_first=True,
-                                           norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            width, heads, 2 * width, dropout=0.0, batch_first=True, norm_first=True
+        )
         self.body = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, vocab)
@@ -276,8 +302,12 @@ class ResidualCNN(nn.Module):
         super().__init__()
         self.stem = nn.Conv2d(1, width, 3, padding=1)
         self.blocks = nn.ModuleList(
-            nn.Sequential(nn.ReLU(), nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
-                          nn.Conv2d(width, width, 3, padding=1))
+            nn.Sequential(
+                nn.ReLU(),
+                nn.Conv2d(width, width, 3, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(width, width, 3, padding=1),
+            )
             for _ in range(2)
         )
         self.head = nn.Linear(width, 10)
@@ -336,47 +366,162 @@ MSE = nn.functional.mse_loss
 TASKS: dict[str, Task] = {
     t.name: t
     for t in [
-        Task("digits_mlp", "digits, MLP 64-128-10, SGD momentum 0.9, batch 32, 300 steps",
-             digits_flat, lambda: mlp([64, 128, 10]), _sgd(0.9), CE, 32, 300),
-        Task("digits_cnn", "digits 8x8, BatchNorm CNN, Adam, batch 64, 200 steps",
-             digits_images, bn_cnn, _adam, CE, 64, 200),
-        Task("breast_logreg", "breast cancer, logistic regression, plain SGD, batch 16, 200 steps",
-             breast_cancer, lambda: nn.Linear(30, 2), _sgd(0.0), CE, 16, 200, cycle_momentum=False),
-        Task("diabetes_mlp", "diabetes regression, MLP 10-64-64-1, AdamW, batch 32, 300 steps",
-             diabetes, lambda: mlp([10, 64, 64, 1]), _adamw, MSE, 32, 300),
-        Task("adding_gru", "adding problem (T=16), GRU 32, Adam, batch 64, 300 steps",
-             adding_problem, GRURegressor, _adam, MSE, 64, 300),
-        Task("grammar_transformer", "char LM on a generated grammar, 2-layer transformer, AdamW, "
-             "batch 32, 200 steps", grammar_text, TinyTransformerLM, _adamw, lm_loss, 32, 200),
-        Task("synth_mlp_nesterov", "make_classification 4 classes, tanh MLP, SGD Nesterov 0.9, "
-             "batch 128, 200 steps", synthetic_classes, lambda: mlp([20, 64, 64, 4], nn.Tanh),
-             _sgd(0.9, nesterov=True), CE, 128, 200, holdout=True),
+        Task(
+            "digits_mlp",
+            "digits, MLP 64-128-10, SGD momentum 0.9, batch 32, 300 steps",
+            digits_flat,
+            lambda: mlp([64, 128, 10]),
+            _sgd(0.9),
+            CE,
+            32,
+            300,
+        ),
+        Task(
+            "digits_cnn",
+            "digits 8x8, BatchNorm CNN, Adam, batch 64, 200 steps",
+            digits_images,
+            bn_cnn,
+            _adam,
+            CE,
+            64,
+            200,
+        ),
+        Task(
+            "breast_logreg",
+            "breast cancer, logistic regression, plain SGD, batch 16, 200 steps",
+            breast_cancer,
+            lambda: nn.Linear(30, 2),
+            _sgd(0.0),
+            CE,
+            16,
+            200,
+            cycle_momentum=False,
+        ),
+        Task(
+            "diabetes_mlp",
+            "diabetes regression, MLP 10-64-64-1, AdamW, batch 32, 300 steps",
+            diabetes,
+            lambda: mlp([10, 64, 64, 1]),
+            _adamw,
+            MSE,
+            32,
+            300,
+        ),
+        Task(
+            "adding_gru",
+            "adding problem (T=16), GRU 32, Adam, batch 64, 300 steps",
+            adding_problem,
+            GRURegressor,
+            _adam,
+            MSE,
+            64,
+            300,
+        ),
+        Task(
+            "grammar_transformer",
+            "char LM on a generated grammar, 2-layer transformer, AdamW, batch 32, 200 steps",
+            grammar_text,
+            TinyTransformerLM,
+            _adamw,
+            lm_loss,
+            32,
+            200,
+        ),
+        Task(
+            "synth_mlp_nesterov",
+            "make_classification 4 classes, tanh MLP, SGD Nesterov 0.9, batch 128, 200 steps",
+            synthetic_classes,
+            lambda: mlp([20, 64, 64, 4], nn.Tanh),
+            _sgd(0.9, nesterov=True),
+            CE,
+            128,
+            200,
+            holdout=True,
+        ),
         # A second hold-out, defined and committed before any of its results existed, to check the
         # rule and candidates() chosen on the seven tasks above. Not in SUITE: run with --tasks.
         # RMSprop's momentum is 0, so one-cycle must not cycle it (OneCycleLR would set 0.85-0.95).
-        Task("wine_mlp_rmsprop", "wine (133 training rows), MLP 13-32-3, RMSprop, batch 16, 200 steps",
-             wine, lambda: mlp([13, 32, 3]), _rmsprop, CE, 16, 200, cycle_momentum=False, holdout=True),
-        Task("moons_deep_sgd", "two moons (noise 0.3), GELU MLP 2-64-64-64-2, SGD momentum 0.9, "
-             "batch 256, 150 steps", moons, lambda: mlp([2, 64, 64, 64, 2], nn.GELU), _sgd(0.9), CE,
-             256, 150, holdout=True),
+        Task(
+            "wine_mlp_rmsprop",
+            "wine (133 training rows), MLP 13-32-3, RMSprop, batch 16, 200 steps",
+            wine,
+            lambda: mlp([13, 32, 3]),
+            _rmsprop,
+            CE,
+            16,
+            200,
+            cycle_momentum=False,
+            holdout=True,
+        ),
+        Task(
+            "moons_deep_sgd",
+            "two moons (noise 0.3), GELU MLP 2-64-64-64-2, SGD momentum 0.9, batch 256, 150 steps",
+            moons,
+            lambda: mlp([2, 64, 64, 64, 2], nn.GELU),
+            _sgd(0.9),
+            CE,
+            256,
+            150,
+            holdout=True,
+        ),
         # A third hold-out, defined and committed before any of its results existed, for the plan-aware
         # suggestion and the confirm mode designed on SUITE (issue 11). Not in SUITE: see HOLDOUT3.
-        Task("digits_resnet_nesterov", "digits 8x8, residual CNN without normalisation, SGD Nesterov "
-             "0.9, batch 32, 250 steps", digits_images, ResidualCNN, _sgd(0.9, nesterov=True), CE, 32, 250,
-             holdout=True),
-        Task("breast_autoencoder", "breast-cancer features, tanh autoencoder 30-16-4-16-30, Adam, "
-             "batch 16, 250 steps", breast_autoencode,
-             lambda: mlp([30, 16, 4, 16, 30], nn.Tanh), _adam, MSE, 16, 250, holdout=True),
-        Task("wide_softmax_adam", "make_classification 400 features 8 classes, softmax regression, "
-             "Adam, batch 512, 120 steps", wide_classes, lambda: nn.Linear(400, 8), _adam, CE, 512, 120,
-             holdout=True),
-        Task("sums_lstm_nadam", "char LM on generated sums, LSTM 48, NAdam, batch 64, 200 steps",
-             arithmetic_text, LSTMLanguageModel, _nadam, lm_loss, 64, 200, holdout=True),
+        Task(
+            "digits_resnet_nesterov",
+            "digits 8x8, residual CNN without normalisation, SGD Nesterov 0.9, batch 32, 250 steps",
+            digits_images,
+            ResidualCNN,
+            _sgd(0.9, nesterov=True),
+            CE,
+            32,
+            250,
+            holdout=True,
+        ),
+        Task(
+            "breast_autoencoder",
+            "breast-cancer features, tanh autoencoder 30-16-4-16-30, Adam, batch 16, 250 steps",
+            breast_autoencode,
+            lambda: mlp([30, 16, 4, 16, 30], nn.Tanh),
+            _adam,
+            MSE,
+            16,
+            250,
+            holdout=True,
+        ),
+        Task(
+            "wide_softmax_adam",
+            "make_classification 400 features 8 classes, softmax regression, Adam, batch 512, 120 steps",
+            wide_classes,
+            lambda: nn.Linear(400, 8),
+            _adam,
+            CE,
+            512,
+            120,
+            holdout=True,
+        ),
+        Task(
+            "sums_lstm_nadam",
+            "char LM on generated sums, LSTM 48, NAdam, batch 64, 200 steps",
+            arithmetic_text,
+            LSTMLanguageModel,
+            _nadam,
+            lm_loss,
+            64,
+            200,
+            holdout=True,
+        ),
     ]
 }
 #: The suite behind the tables of ``suggestion_quality.md`` (the default of the benchmark's runs).
-SUITE = ["digits_mlp", "digits_cnn", "breast_logreg", "diabetes_mlp", "adding_gru", "grammar_transformer",
-         "synth_mlp_nesterov"]
+SUITE = [
+    "digits_mlp",
+    "digits_cnn",
+    "breast_logreg",
+    "diabetes_mlp",
+    "adding_gru",
+    "grammar_transformer",
+    "synth_mlp_nesterov",
+]
 #: The second hold-out (issue 7's closing note) and the third (issue 11), reported apart from SUITE.
 HOLDOUT2 = ["wine_mlp_rmsprop", "moons_deep_sgd"]
 HOLDOUT3 = ["digits_resnet_nesterov", "breast_autoencoder", "wide_softmax_adam", "sums_lstm_nadam"]
@@ -443,8 +588,16 @@ def make_optimizer(task: Task, params, lr: float, optimizer: str = "task") -> to
     raise ValueError(f"unknown optimizer {optimizer!r}")
 
 
-def train(task: Task, lr: float, schedule: str, seed: int, steps: int | None = None,
-          optimizer: str = "task", data_seed: int | None = None, lr_only: bool = False) -> float:
+def train(
+    task: Task,
+    lr: float,
+    schedule: str,
+    seed: int,
+    steps: int | None = None,
+    optimizer: str = "task",
+    data_seed: int | None = None,
+    lr_only: bool = False,
+) -> float:
     """Validation loss after ``steps`` (default: the task's budget) at ``lr`` under ``schedule``.
 
     ``"constant"``, ``"onecycle"`` (torch's ``OneCycleLR`` with the task's ``cycle_momentum``) or

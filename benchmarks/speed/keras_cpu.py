@@ -55,16 +55,27 @@ from lrfinder.trainers.keras_trainer import BLOCK_STEPS
 def build(kind: str) -> keras.Model:
     keras.utils.set_random_seed(0)
     if kind == "mlp":
-        layers = [keras.Input((64,)), keras.layers.Dense(128, activation="relu"),
-                  keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10)]
+        layers = [
+            keras.Input((64,)),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(10),
+        ]
     else:
-        layers = [keras.Input((8, 8, 1)), keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
-                  keras.layers.BatchNormalization(), keras.layers.MaxPooling2D(),
-                  keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
-                  keras.layers.Flatten(), keras.layers.Dense(10)]
+        layers = [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+            keras.layers.BatchNormalization(),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10),
+        ]
     model = keras.Sequential(layers)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     return model
 
 
@@ -91,8 +102,18 @@ def run_find_lr(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, ba
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        lrfinder.find_lr(model, (x, y), batch_size=batch_size, shuffle=False, num_iter=steps, start_lr=1e-5,
-                         end_lr=1.0, diverge_threshold=None, progress=False, callback=after)
+        lrfinder.find_lr(
+            model,
+            (x, y),
+            batch_size=batch_size,
+            shuffle=False,
+            num_iter=steps,
+            start_lr=1e-5,
+            end_lr=1.0,
+            diverge_threshold=None,
+            progress=False,
+            callback=after,
+        )
     return mark[0]
 
 
@@ -116,7 +137,7 @@ def run_loop(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, batch
     batches = -(-len(x) // batch_size)
     for step in range(steps):
         start = (step % batches) * batch_size
-        loss = train_step(x[start:start + batch_size], y[start:start + batch_size])
+        loss = train_step(x[start : start + batch_size], y[start : start + batch_size])
         if step == WARMUP - 1:
             float(loss)
             mark = time.perf_counter()
@@ -131,8 +152,8 @@ def run_torch_loop(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int,
     batches = -(-len(x) // batch_size)
     for step in range(steps):
         start = (step % batches) * batch_size
-        xb = keras.ops.convert_to_tensor(x[start:start + batch_size])
-        yb = keras.ops.convert_to_tensor(y[start:start + batch_size])
+        xb = keras.ops.convert_to_tensor(x[start : start + batch_size])
+        yb = keras.ops.convert_to_tensor(y[start : start + batch_size])
         y_pred = model(xb, training=True)
         model.zero_grad()
         loss = model.compute_loss(xb, yb, y_pred, training=True)
@@ -170,7 +191,7 @@ def run_jax_loop(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, b
     batches = -(-len(x) // batch_size)
     for step in range(steps):
         start = (step % batches) * batch_size
-        loss, state = train_step(state, x[start:start + batch_size], y[start:start + batch_size])
+        loss, state = train_step(state, x[start : start + batch_size], y[start : start + batch_size])
         if step == WARMUP - 1:
             float(loss)
             mark = time.perf_counter()
@@ -213,21 +234,37 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads for the framework (1: steadier timings on a shared machine)")
-    parser.add_argument("--methods", nargs="+", default=["find_lr", "loop", "fit"],
-                        choices=["find_lr", "loop", "fit"], help="find_lr and the baselines to time")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for the framework (1: steadier timings on a shared machine)",
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=["find_lr", "loop", "fit"],
+        choices=["find_lr", "loop", "fit"],
+        help="find_lr and the baselines to time",
+    )
     args = parser.parse_args()
     set_threads(args.threads)
 
     every: dict[str, Callable[..., float]] = {"find_lr": run_find_lr, "loop": run_loop, "fit": run_fit}
     methods = {name: every[name] for name in ["find_lr", *args.methods] if name in every}
     others = [name for name in methods if name != "find_lr"]
-    print(f"keras {keras.__version__} on {keras.backend.backend()}, {args.steps} steps of batch "
-          f"{args.batch_size}, {args.threads} CPU thread(s), medians of {args.repeats} interleaved "
-          "rounds\n")
-    header = ("| model | time | find_lr | " + " | ".join(others) + " | "
-              + " | ".join(f"find_lr / {name}" for name in others) + " |")
+    print(
+        f"keras {keras.__version__} on {keras.backend.backend()}, {args.steps} steps of batch "
+        f"{args.batch_size}, {args.threads} CPU thread(s), medians of {args.repeats} interleaved "
+        "rounds\n"
+    )
+    header = (
+        "| model | time | find_lr | "
+        + " | ".join(others)
+        + " | "
+        + " | ".join(f"find_lr / {name}" for name in others)
+        + " |"
+    )
     print(header)
     print("|---" * header.count(" | ") + "|---|")
     for kind in args.models:
@@ -244,9 +281,13 @@ def main() -> None:
                 steady[name].append((ended - warm) / (args.steps - WARMUP) * 1e3)
         for label, times, unit in (("whole call (s)", whole, "{:.3f}"), ("per step (ms)", steady, "{:.3f}")):
             median = {name: statistics.median(values) for name, values in times.items()}
-            print(f"| {kind} | {label} | {unit.format(median['find_lr'])} | "
-                  + " | ".join(unit.format(median[name]) for name in others) + " | "
-                  + " | ".join(f"{median['find_lr'] / median[name]:.2f}" for name in others) + " |")
+            print(
+                f"| {kind} | {label} | {unit.format(median['find_lr'])} | "
+                + " | ".join(unit.format(median[name]) for name in others)
+                + " | "
+                + " | ".join(f"{median['find_lr'] / median[name]:.2f}" for name in others)
+                + " |"
+            )
 
 
 if __name__ == "__main__":

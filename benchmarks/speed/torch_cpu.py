@@ -62,15 +62,22 @@ def build(model_name: str) -> tuple[Any, Any, Any, Any, Any]:
     y = torch.tensor(digits.target, dtype=torch.long)
     if model_name == "mlp":
         model = torch.nn.Sequential(
-            torch.nn.Linear(64, 512), torch.nn.ReLU(), torch.nn.Linear(512, 512), torch.nn.ReLU(),
+            torch.nn.Linear(64, 512),
+            torch.nn.ReLU(),
+            torch.nn.Linear(512, 512),
+            torch.nn.ReLU(),
             torch.nn.Linear(512, 10),
         )
     else:
         x = x.view(-1, 1, 8, 8)
         model = torch.nn.Sequential(
-            torch.nn.Conv2d(1, 32, 3, padding=1), torch.nn.ReLU(),
-            torch.nn.Conv2d(32, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-            torch.nn.Flatten(), torch.nn.Linear(64 * 4 * 4, 10),
+            torch.nn.Conv2d(1, 32, 3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(32, 64, 3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.MaxPool2d(2),
+            torch.nn.Flatten(),
+            torch.nn.Linear(64 * 4 * 4, 10),
         )
     loader = DataLoader(TensorDataset(x, y), batch_size=BATCH, shuffle=True)
     optimizer = torch.optim.SGD(model.parameters(), lr=START_LR, momentum=0.9)
@@ -111,14 +118,16 @@ def timed(model_name: str, method: str) -> dict[str, float]:
         trainer = make_trainer(model, loader, optimizer=optimizer, criterion=criterion)
         if method == "lrfinder_sync8":
             trainer.sync_every = 8
-        result = find_lr(trainer, start_lr=START_LR, end_lr=END_LR, num_iter=STEPS,
-                         diverge_threshold=None, progress=False)
+        result = find_lr(
+            trainer, start_lr=START_LR, end_lr=END_LR, num_iter=STEPS, diverge_threshold=None, progress=False
+        )
         steps = result.num_steps
     elif method == "torch_lr_finder":
         finder = LRFinder(model, optimizer, criterion, device="cpu")
         with contextlib.redirect_stdout(io.StringIO()):  # it prints; keep our JSON line clean
-            finder.range_test(loader, start_lr=START_LR, end_lr=END_LR, num_iter=STEPS,
-                              diverge_th=float("inf"))
+            finder.range_test(
+                loader, start_lr=START_LR, end_lr=END_LR, num_iter=STEPS, diverge_th=float("inf")
+            )
         finder.reset()
         steps = len(finder.history["lr"])
     else:
@@ -134,7 +143,7 @@ def time_worker(model_name: str, rounds: int, methods: list[str]) -> list[dict[s
     torch.set_num_threads(1)
     records = []
     for index in range(rounds + 1):
-        order = methods[index % len(methods):] + methods[:index % len(methods)]
+        order = methods[index % len(methods) :] + methods[: index % len(methods)]
         record = {method: timed(model_name, method) for method in order}
         if index:
             records.append(record)
@@ -144,9 +153,15 @@ def time_worker(model_name: str, rounds: int, methods: list[str]) -> list[dict[s
 def _subprocess(*args: str) -> Any:
     # -m from the repository root, so that the worker imports this checkout's lrfinder
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, "-m", "benchmarks.speed.torch_cpu", *args], cwd=ROOT,
-                         capture_output=True, text=True, env=env,
-                         check=False, timeout=1800)
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.speed.torch_cpu", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=1800,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -177,12 +192,16 @@ def main() -> None:
         print("torch-lr-finder is not installed: its column is left out", file=sys.stderr)
     import torch
 
-    print(f"torch {torch.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
-          f"1 thread; {STEPS} steps of batch {BATCH}; time: medians of {args.rounds} interleaved "
-          f"rounds in one process (ratios: median of the per-round ratios); memory: median of "
-          f"{args.memory_runs} fresh processes\n")
-    print("| model | method | steps | median s | vs bare | vs torch-lr-finder | peak RSS growth MiB "
-          "| over bare MiB |")
+    print(
+        f"torch {torch.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+        f"1 thread; {STEPS} steps of batch {BATCH}; time: medians of {args.rounds} interleaved "
+        f"rounds in one process (ratios: median of the per-round ratios); memory: median of "
+        f"{args.memory_runs} fresh processes\n"
+    )
+    print(
+        "| model | method | steps | median s | vs bare | vs torch-lr-finder | peak RSS growth MiB "
+        "| over bare MiB |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for model_name in MODELS:
         rounds = _subprocess("--time-worker", model_name, str(args.rounds), "--methods", ",".join(methods))
@@ -204,9 +223,12 @@ def main() -> None:
                 to_other = f"{versus:.2f}"
             else:
                 to_other = "n/a"
-            print(f"| {model_name} | {method} | {'/'.join(map(str, steps))} | {seconds:.3f} | "
-                  f"{to_bare:.2f} | {to_other} | {memory[method]:.1f} | "
-                  f"{memory[method] - memory['bare']:+.1f} |", flush=True)
+            print(
+                f"| {model_name} | {method} | {'/'.join(map(str, steps))} | {seconds:.3f} | "
+                f"{to_bare:.2f} | {to_other} | {memory[method]:.1f} | "
+                f"{memory[method] - memory['bare']:+.1f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -166,8 +166,15 @@ def _worker(kind: str, millions: float, rounds: int) -> dict[str, Any]:
         # the resident size follows the live tensors instead of the allocator's free lists
         env["MALLOC_MMAP_THRESHOLD_"] = "65536"
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.speed.torch_scale", f"--{kind}-worker", str(millions),
-         "--rounds", str(rounds)],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.speed.torch_scale",
+            f"--{kind}-worker",
+            str(millions),
+            "--rounds",
+            str(rounds),
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,

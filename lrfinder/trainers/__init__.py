@@ -39,15 +39,16 @@ def load_backend(module_name: str) -> TrainerBackend:
     module = importlib.import_module(module_name)
     if not isinstance(module, TrainerBackend):
         missing = [name for name in ("OPTIONS", "accepts", "make") if not hasattr(module, name)]
-        raise TypeError(f"{module_name} is not a trainer backend: it lacks {', '.join(missing)} "
-                        "(see lrfinder.trainers.base.TrainerBackend)")
+        raise TypeError(
+            f"{module_name} is not a trainer backend: it lacks {', '.join(missing)} "
+            "(see lrfinder.trainers.base.TrainerBackend)"
+        )
     return module
 
 
 def is_trainer(obj: Any) -> bool:
     """Whether ``obj`` already follows the Trainer protocol (and is not a framework model)."""
-    return all(callable(getattr(obj, name, None))
-               for name in ("snapshot", "step", "fetch_losses", "restore"))
+    return all(callable(getattr(obj, name, None)) for name in ("snapshot", "step", "fetch_losses", "restore"))
 
 
 def make_trainer(model: Any, data: Any = None, **options: Any) -> Trainer:
@@ -73,8 +74,12 @@ def make_trainer(model: Any, data: Any = None, **options: Any) -> Trainer:
                 "a step function takes no data: call find_lr(step) with a step(lr) -> loss that "
                 "draws its own batches"
             )
-        check_options("a step function", options, {"snapshot", "restore"},
-                      {name: "the step function does its own training" for name in options})
+        check_options(
+            "a step function",
+            options,
+            {"snapshot", "restore"},
+            {name: "the step function does its own training" for name in options},
+        )
         return StepFunctionTrainer(model, **options)
     raise TypeError(
         f"find_lr cannot train a {type(model).__module__}.{type(model).__qualname__}; it takes a "

@@ -91,8 +91,9 @@ class ArrayBatches(BatchSource):
 
     kind = "arrays"
 
-    def __init__(self, arrays: tuple[Any, ...], batch_size: int, name: str = "data",
-                 shuffle: bool = False) -> None:
+    def __init__(
+        self, arrays: tuple[Any, ...], batch_size: int, name: str = "data", shuffle: bool = False
+    ) -> None:
         super().__init__()
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -144,7 +145,7 @@ class ArrayBatches(BatchSource):
             self._order = self._random.permutation(self.samples)
         self._position += 1
         start = index * self.batch_size
-        return self._take(self._order[start:start + self.batch_size])
+        return self._take(self._order[start : start + self.batch_size])
 
 
 class PyDatasetBatches(BatchSource):
@@ -275,9 +276,7 @@ def make_source(data: Any, batch_size: int | None, name: str = "data", shuffle: 
         )
     if isinstance(data, keras.utils.PyDataset):
         return PyDatasetBatches(data, name)
-    if _has_shape(data) or (
-        isinstance(data, list) and data and all(_has_shape(item) for item in data)
-    ):
+    if _has_shape(data) or (isinstance(data, list) and data and all(_has_shape(item) for item in data)):
         raise TypeError(
             f"{name} is a single array or a list of arrays; pass a tuple (x, y) or "
             "(x, y, sample_weight) with batch_size=, or a tf.data.Dataset of (x, y) batches"

@@ -44,13 +44,16 @@ def _relaxed_specs(batch: Batch, kept: int = 0) -> tuple[Any, ...] | None:
     them is the batch dimension.
     """
     leaves = [leaf for part in batch if part is not None for leaf in keras.tree.flatten(part)]
-    if not all(hasattr(leaf, "shape") and hasattr(leaf, "dtype") and len(leaf.shape) > kept
-               for leaf in leaves):
+    if not all(
+        hasattr(leaf, "shape") and hasattr(leaf, "dtype") and len(leaf.shape) > kept for leaf in leaves
+    ):
         return None
     return tuple(
-        None if part is None else keras.tree.map_structure(
-            lambda a: tf.TensorSpec((*a.shape[:kept], None, *a.shape[kept + 1:]), tf.as_dtype(a.dtype)),
-            part)
+        None
+        if part is None
+        else keras.tree.map_structure(
+            lambda a: tf.TensorSpec((*a.shape[:kept], None, *a.shape[kept + 1 :]), tf.as_dtype(a.dtype)), part
+        )
         for part in batch
     )
 
@@ -86,8 +89,15 @@ class TFSteps:
         block_steps: Steps per compiled call (1 inside a distribution strategy, whatever is asked).
     """
 
-    def __init__(self, model: Any, compute_loss: LossFn, optimizer: Any, lr_variable: Any,
-                 jit_compile: bool, block_steps: int = 1) -> None:
+    def __init__(
+        self,
+        model: Any,
+        compute_loss: LossFn,
+        optimizer: Any,
+        lr_variable: Any,
+        jit_compile: bool,
+        block_steps: int = 1,
+    ) -> None:
         self.strategy = model.distribute_strategy
         self.distributed = is_distributed(model)
         self.replicas = int(self.strategy.num_replicas_in_sync)
@@ -138,8 +148,9 @@ class TFSteps:
                 loss = train_replica(entry(xs, index), entry(ys, index), entry(sample_weights, index))
                 return index + 1, tf.tensor_scatter_nd_update(losses, [[index]], [loss])
 
-            _, losses = tf.while_loop(lambda index, _: index < count, body,
-                                      (tf.constant(0), tf.zeros(tf.shape(lrs), tf.float32)))
+            _, losses = tf.while_loop(
+                lambda index, _: index < count, body, (tf.constant(0), tf.zeros(tf.shape(lrs), tf.float32))
+            )
             return losses
 
         # One step under a strategy: the per-replica results cannot be carried through a loop.
@@ -179,7 +190,8 @@ class TFSteps:
             return
         if kind == "train":
             self._train_block.get_concrete_function(
-                *specs, tf.TensorSpec((self.block_steps,), self._lr_dtype), tf.TensorSpec((), tf.int32))
+                *specs, tf.TensorSpec((self.block_steps,), self._lr_dtype), tf.TensorSpec((), tf.int32)
+            )
         else:
             self._evaluate.get_concrete_function(*specs)
 
@@ -219,7 +231,7 @@ class TFSteps:
         stacked = stack_batches(batches, size, _stack)
         self._relax("train", stacked, kept=1)
         rates = np.zeros(size, dtype=self._lr_dtype)
-        rates[:len(lrs)] = lrs
+        rates[: len(lrs)] = lrs
         return self._train_block(*stacked, rates, np.int32(len(lrs)))
 
     def train(self, batch: Batch, lr: float) -> Any:
@@ -258,7 +270,8 @@ def scope(model: Any) -> Any:
     return model.distribute_strategy.scope()
 
 
-def make_steps(model: Any, compute_loss: LossFn, optimizer: Any, lr_variable: Any, jit_compile: bool,
-               block_steps: int) -> TFSteps:
+def make_steps(
+    model: Any, compute_loss: LossFn, optimizer: Any, lr_variable: Any, jit_compile: bool, block_steps: int
+) -> TFSteps:
     """The steps for one sweep (see :class:`~lrfinder.trainers.base.KerasStepModule`)."""
     return TFSteps(model, compute_loss, optimizer, lr_variable, jit_compile, block_steps)

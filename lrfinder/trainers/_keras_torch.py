@@ -60,8 +60,15 @@ class TorchSteps:
     it is given, so an error surfaces in the step that raised it.
     """
 
-    def __init__(self, model: Any, compute_loss: LossFn, optimizer: Any, lr_variable: Any,
-                 jit_compile: bool, block_steps: int = 1) -> None:
+    def __init__(
+        self,
+        model: Any,
+        compute_loss: LossFn,
+        optimizer: Any,
+        lr_variable: Any,
+        jit_compile: bool,
+        block_steps: int = 1,
+    ) -> None:
         del jit_compile  # see HONOURS_JIT_COMPILE
         self.block_steps = int(block_steps)
         self.model = model
@@ -124,7 +131,8 @@ def scope(model: Any) -> Any:
     return contextlib.nullcontext()
 
 
-def make_steps(model: Any, compute_loss: LossFn, optimizer: Any, lr_variable: Any, jit_compile: bool,
-               block_steps: int) -> TorchSteps:
+def make_steps(
+    model: Any, compute_loss: LossFn, optimizer: Any, lr_variable: Any, jit_compile: bool, block_steps: int
+) -> TorchSteps:
     """The steps for one sweep (see :class:`~lrfinder.trainers.base.KerasStepModule`)."""
     return TorchSteps(model, compute_loss, optimizer, lr_variable, jit_compile, block_steps)

@@ -123,12 +123,15 @@ def compute_loss(kind: str, output: Any, targets: Any, criterion: Callable[..., 
     if kind == OUTPUT:
         loss = own_loss(output)
         if loss is None:
-            raise ValueError("the model's output carried a loss on the first batch but not on "
-                             "this one; pass criterion= to compute it the same way every time")
+            raise ValueError(
+                "the model's output carried a loss on the first batch but not on "
+                "this one; pass criterion= to compute it the same way every time"
+            )
         return scalar(loss)
     if targets is None:
-        raise ValueError("this batch has no targets for the loss; every batch must be "
-                         "(inputs, targets) (or use batch_fn=)")
+        raise ValueError(
+            "this batch has no targets for the loss; every batch must be (inputs, targets) (or use batch_fn=)"
+        )
     predictions = model_predictions(output)
     if kind == CRITERION:
         assert criterion is not None
@@ -188,8 +191,10 @@ def scalar(loss: Any) -> torch.Tensor:
         raise TypeError(f"the loss must be a tensor, got {describe(loss)}")
     if loss.ndim != 0:
         if loss.numel() != 1:
-            raise ValueError(f"the loss must be a scalar, got shape {tuple(loss.shape)}; use a "
-                             "criterion with reduction='mean'")
+            raise ValueError(
+                f"the loss must be a scalar, got shape {tuple(loss.shape)}; use a "
+                "criterion with reduction='mean'"
+            )
         loss = loss.reshape(())
     return loss
 

@@ -13,10 +13,20 @@ from typing import Any
 import torch
 
 #: Options ``make()`` takes; everything else find_lr passes is rejected with a TypeError.
-OPTIONS = frozenset({
-    "optimizer", "criterion", "val_loader", "val_batches", "accumulation_steps", "amp",
-    "grad_clip", "device", "batch_fn", "snapshot_dir",
-})
+OPTIONS = frozenset(
+    {
+        "optimizer",
+        "criterion",
+        "val_loader",
+        "val_batches",
+        "accumulation_steps",
+        "amp",
+        "grad_clip",
+        "device",
+        "batch_fn",
+        "snapshot_dir",
+    }
+)
 
 #: Why an option find_lr knows does not apply here (for the error message).
 NOT_HERE = {
@@ -27,16 +37,21 @@ NOT_HERE = {
 }
 
 _AMP_NAMES = {
-    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-    "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
 }
 
 
 def check_loader(data: Any, name: str) -> Any:
     """``data`` if it is a re-iterable of batches with at least one; TypeError/ValueError if not."""
     if data is None:
-        raise TypeError(f"find_lr(model, data): a PyTorch model needs {name}, a DataLoader "
-                        "(or any re-iterable of batches)")
+        raise TypeError(
+            f"find_lr(model, data): a PyTorch model needs {name}, a DataLoader "
+            "(or any re-iterable of batches)"
+        )
     if isinstance(data, tuple) and data and all(isinstance(x, torch.Tensor) for x in data):
         raise TypeError(
             f"{name} is a tuple of tensors, which would be read as one batch per tensor; wrap them: "
@@ -45,14 +60,19 @@ def check_loader(data: Any, name: str) -> Any:
     if isinstance(data, torch.utils.data.Dataset) and not isinstance(
         data, (torch.utils.data.IterableDataset, torch.utils.data.DataLoader)
     ):
-        raise TypeError(f"{name} is a Dataset, which yields single samples; wrap it: "
-                        "DataLoader(dataset, batch_size=..., shuffle=True)")
+        raise TypeError(
+            f"{name} is a Dataset, which yields single samples; wrap it: "
+            "DataLoader(dataset, batch_size=..., shuffle=True)"
+        )
     if not hasattr(data, "__iter__"):
-        raise TypeError(f"{name} must be a DataLoader or an iterable of batches, got "
-                        f"{type(data).__qualname__}")
+        raise TypeError(
+            f"{name} must be a DataLoader or an iterable of batches, got {type(data).__qualname__}"
+        )
     if length(data) == 0:
-        raise ValueError(f"{name} is empty (no batches); give it at least one batch (with "
-                         "drop_last=True, a dataset smaller than batch_size gives none)")
+        raise ValueError(
+            f"{name} is empty (no batches); give it at least one batch (with "
+            "drop_last=True, a dataset smaller than batch_size gives none)"
+        )
     return data
 
 
@@ -77,8 +97,10 @@ def check_validation(val_loader: Any, val_batches: Any) -> tuple[Any, int | None
             raise TypeError("val_batches only applies with val_loader=")
         return loader, positive_int(val_batches, "val_batches")
     if val_loader is not None and length(val_loader) is None:
-        raise ValueError("val_loader has no length, so it may never end: give val_batches= "
-                         "(how many of its batches make one step's validation loss)")
+        raise ValueError(
+            "val_loader has no length, so it may never end: give val_batches= "
+            "(how many of its batches make one step's validation loss)"
+        )
     return loader, None
 
 
@@ -104,8 +126,10 @@ def check_dir(folder: str | os.PathLike[str] | None) -> Path | None:
         return None
     path = Path(folder)
     if not path.is_dir():
-        raise ValueError(f"snapshot_dir={str(folder)!r} is not an existing folder; create it, or "
-                         "leave snapshot_dir out to keep the snapshot in memory")
+        raise ValueError(
+            f"snapshot_dir={str(folder)!r} is not an existing folder; create it, or "
+            "leave snapshot_dir out to keep the snapshot in memory"
+        )
     return path
 
 
@@ -121,8 +145,7 @@ def positive_int(value: Any, name: str) -> int:
 def check_grad_clip(grad_clip: Any) -> float | None:
     """``grad_clip`` as a float (None stays None); ValueError unless it is a positive number."""
     if grad_clip is not None and not (isinstance(grad_clip, (int, float)) and grad_clip > 0):
-        raise ValueError(f"grad_clip must be a positive number (the max gradient norm), got "
-                         f"{grad_clip!r}")
+        raise ValueError(f"grad_clip must be a positive number (the max gradient norm), got {grad_clip!r}")
     return None if grad_clip is None else float(grad_clip)
 
 
@@ -143,8 +166,10 @@ def check_optimizer(optimizer: Any) -> None:
     needed = ("param_groups", "step", "zero_grad", "state_dict", "load_state_dict")
     missing = [name for name in needed if not hasattr(optimizer, name)]
     if missing:
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__qualname__} "
-                        f"(no {', '.join(missing)})")
+        raise TypeError(
+            f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__qualname__} "
+            f"(no {', '.join(missing)})"
+        )
 
 
 def default_optimizer(params: list[torch.nn.Parameter]) -> tuple[torch.optim.Optimizer, dict[str, str]]:
@@ -155,8 +180,10 @@ def default_optimizer(params: list[torch.nn.Parameter]) -> tuple[torch.optim.Opt
     """
     trainable = [p for p in params if p.requires_grad]
     if not trainable:
-        raise ValueError("no parameter of the model requires grad, so there is nothing to "
-                         "train; unfreeze some, or pass optimizer=")
+        raise ValueError(
+            "no parameter of the model requires grad, so there is nothing to "
+            "train; unfreeze some, or pass optimizer="
+        )
     optimizer = torch.optim.AdamW(trainable)
     defaults = {k: optimizer.defaults[k] for k in ("betas", "eps", "weight_decay")}
     info = {
@@ -219,8 +246,10 @@ def name_of(obj: Any) -> str:
 
 
 def _is_scaler(value: Any) -> bool:
-    return all(callable(getattr(value, name, None))
-               for name in ("scale", "unscale_", "step", "update", "state_dict", "load_state_dict"))
+    return all(
+        callable(getattr(value, name, None))
+        for name in ("scale", "unscale_", "step", "update", "state_dict", "load_state_dict")
+    )
 
 
 def _new_scaler(device: torch.device) -> Any:
@@ -228,4 +257,3 @@ def _new_scaler(device: torch.device) -> Any:
     if amp_scaler is not None:  # torch >= 2.3
         return amp_scaler(device.type)
     return torch.cuda.amp.GradScaler()
-

@@ -126,7 +126,9 @@ class TorchSnapshot:
                 "state inside those processes (the random state of augmentations done in workers, "
                 "the position of an IterableDataset), so its next pass may differ from the one it "
                 "would have given; run the range test before iterating that loader to avoid this",
-                RuntimeWarning, stacklevel=4)
+                RuntimeWarning,
+                stacklevel=4,
+            )
         params = [p.detach() for p in self._params]
         grads = [None if p.grad is None else p.grad.detach() for p in self._params]
         buffers = [getattr(owner, name) for owner, name in self._buffer_slots]
@@ -173,8 +175,12 @@ class TorchSnapshot:
                     cause.errno,
                     f"snapshot_dir={str(self._dir)!r}: writing the snapshot of the model's state "
                     f"failed ({'the disk is full' if full else cause.strerror or cause}); "
-                    + ("free some space there, give a folder on a disk with room for the model "
-                       "and optimizer state, " if full else "give another folder, ")
+                    + (
+                        "free some space there, give a folder on a disk with room for the model "
+                        "and optimizer state, "
+                        if full
+                        else "give another folder, "
+                    )
                     + "or leave snapshot_dir out to keep the snapshot in memory; nothing was changed",
                 ) from error
             raise
@@ -246,16 +252,23 @@ class TorchSnapshot:
                 try:
                     path.unlink()
                 except OSError as error:
-                    warnings.warn(f"lrfinder: could not delete the snapshot file {path}: {error}",
-                                  RuntimeWarning, stacklevel=2)
+                    warnings.warn(
+                        f"lrfinder: could not delete the snapshot file {path}: {error}",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
         if errors:
             raise errors[0]
 
     def _restore_tensors(self, saved: dict[str, Any]) -> None:
         with torch.no_grad():
             for param, value, grad, (device, dtype), flag in zip(
-                self._params, saved["params"], saved["grads"], saved["param_places"],
-                saved["requires_grad"], strict=True,
+                self._params,
+                saved["params"],
+                saved["grads"],
+                saved["param_places"],
+                saved["requires_grad"],
+                strict=True,
             ):
                 param.grad = None
                 if param.device == device and param.dtype == dtype:
@@ -345,8 +358,9 @@ class _OptimizerObjects:
         self.per_param = {param: (values, dict(values)) for param, values in optimizer.state.items()}
 
 
-def _load_in_place(optimizer: torch.optim.Optimizer, state_dict: dict[str, Any],
-                   objects: _OptimizerObjects | None) -> None:
+def _load_in_place(
+    optimizer: torch.optim.Optimizer, state_dict: dict[str, Any], objects: _OptimizerObjects | None
+) -> None:
     """``optimizer.load_state_dict(state_dict)``, then the values moved back into the objects
     that existed at the snapshot, so that a ``param_groups[0]`` (or a tensor LR) the user holds
     still controls the optimizer.
@@ -359,8 +373,9 @@ def _load_in_place(optimizer: torch.optim.Optimizer, state_dict: dict[str, Any],
         return
     if len(objects.groups) != len(optimizer.param_groups):
         return  # the user added a param group during the sweep: torch's own objects stand
-    for group, old_values, loaded in zip(objects.groups, objects.group_values, optimizer.param_groups,
-                                         strict=True):
+    for group, old_values, loaded in zip(
+        objects.groups, objects.group_values, optimizer.param_groups, strict=True
+    ):
         fresh = {key: _reuse(old_values.get(key), value) for key, value in loaded.items()}
         group.clear()
         group.update(fresh)

@@ -196,8 +196,15 @@ class KerasStepModule(Protocol):
     def build_model(self, model: Any, x: Any) -> None:
         """Create the weights of a model never called, from inputs ``x`` (no state changes)."""
 
-    def make_steps(self, model: Any, compute_loss: Any, optimizer: Any, lr_variable: Any,
-                   jit_compile: bool, block_steps: int) -> KerasSteps:
+    def make_steps(
+        self,
+        model: Any,
+        compute_loss: Any,
+        optimizer: Any,
+        lr_variable: Any,
+        jit_compile: bool,
+        block_steps: int,
+    ) -> KerasSteps:
         """The steps for one sweep.
 
         Args:

@@ -55,7 +55,7 @@ OPTIONS = frozenset({"optimizer", "criterion", "val_loader", "val_batches", "bat
 NOT_FOR_KERAS = {
     "accumulation_steps": "give the Keras optimizer gradient_accumulation_steps= instead",
     "amp": "set a mixed-precision dtype policy (keras.mixed_precision.set_dtype_policy) before "
-           "building the model instead",
+    "building the model instead",
     "grad_clip": "give the Keras optimizer clipnorm= or global_clipnorm= instead",
     "device": "Keras places the model itself; use a tf.distribute strategy or keras.device",
     "batch_fn": "make the data yield (x, y) or (x, y, sample_weight) batches instead",
@@ -203,8 +203,9 @@ class KerasTrainer(TrainerBase):
             )
         self._ops: KerasStepModule = importlib.import_module(STEP_MODULES[backend_name])
         if not model.compiled and (optimizer is None or criterion is None):
-            missing = " and ".join(name for name, value in (("optimizer=", optimizer), ("loss=", criterion))
-                                   if value is None)
+            missing = " and ".join(
+                name for name, value in (("optimizer=", optimizer), ("loss=", criterion)) if value is None
+            )
             raise TypeError(
                 f"the Keras model {model.name!r} is not compiled and find_lr got no {missing}: call "
                 "model.compile(optimizer=..., loss=...) first, or pass both optimizer= and loss= to "
@@ -226,8 +227,9 @@ class KerasTrainer(TrainerBase):
             )
         if isinstance(block_steps, bool) or not isinstance(block_steps, int) or block_steps < 1:
             raise ValueError(f"block_steps must be a positive integer, got {block_steps!r}")
-        self.source: BatchSource = make_source(data, batch_size if is_arrays(data) else None, "data",
-                                               shuffle=shuffle is not False)
+        self.source: BatchSource = make_source(
+            data, batch_size if is_arrays(data) else None, "data", shuffle=shuffle is not False
+        )
         self.val_source: BatchSource | None = None
         self.val_batches: int | None = None
         self._set_up_validation(val_loader, val_batches, batch_size)
@@ -267,17 +269,19 @@ class KerasTrainer(TrainerBase):
         loss = criterion if criterion is not None else model.loss
         if loss is None:  # a model whose compute_loss or add_loss gives the loss
             loss = f"{type(model).__name__}.compute_loss"
-        self.info.update({
-            "keras_backend": backend_name,
-            "optimizer": type(self.optimizer).__name__,
-            "optimizer_state": "restored" if self.restores_optimizer else "fresh copy",
-            "loss": _loss_name(loss),
-            "strategy": type(model.distribute_strategy).__name__ if distributed else "none",
-            "schedule_set_aside": False,
-            "jit_compile": self.jit_compile and self._ops.HONOURS_JIT_COMPILE and not distributed,
-            "data": self.source.kind,
-            "block_steps": self.block_steps,
-        })
+        self.info.update(
+            {
+                "keras_backend": backend_name,
+                "optimizer": type(self.optimizer).__name__,
+                "optimizer_state": "restored" if self.restores_optimizer else "fresh copy",
+                "loss": _loss_name(loss),
+                "strategy": type(model.distribute_strategy).__name__ if distributed else "none",
+                "schedule_set_aside": False,
+                "jit_compile": self.jit_compile and self._ops.HONOURS_JIT_COMPILE and not distributed,
+                "data": self.source.kind,
+                "block_steps": self.block_steps,
+            }
+        )
         if is_arrays(data):
             self.info["batch_size"] = self.source.batch_size  # type: ignore[attr-defined]
             self.info["shuffle"] = shuffle is not False
@@ -307,9 +311,7 @@ class KerasTrainer(TrainerBase):
         if isinstance(val_batches, bool) or not isinstance(val_batches, int) or val_batches < 1:
             raise ValueError(f"val_batches must be a positive integer, got {val_batches!r}")
         if source.length is not None and val_batches > source.length:
-            raise ValueError(
-                f"val_batches={val_batches} but val_loader has only {source.length} batches"
-            )
+            raise ValueError(f"val_batches={val_batches} but val_loader has only {source.length} batches")
         self.val_source, self.val_batches = source, val_batches
 
     def _sweep_optimizer(self, optimizer: Any) -> tuple[Any, bool]:
@@ -364,11 +366,13 @@ class KerasTrainer(TrainerBase):
             if isinstance(current, keras.Variable):
                 lr_variable = current
             else:
-                lr_variable = keras.Variable(0.0, dtype=keras.backend.floatx(), trainable=False,
-                                             name="lrfinder_learning_rate")
+                lr_variable = keras.Variable(
+                    0.0, dtype=keras.backend.floatx(), trainable=False, name="lrfinder_learning_rate"
+                )
             self.source.start()  # a fresh pass (and, for shuffled arrays, a fresh order)
-            self._steps = self._ops.make_steps(model, self._compute_loss, self.optimizer, lr_variable,
-                                               self.jit_compile, self.block_steps)
+            self._steps = self._ops.make_steps(
+                model, self._compute_loss, self.optimizer, lr_variable, self.jit_compile, self.block_steps
+            )
             if lr_variable is not current:
                 # Last, so that a failure above leaves nothing to undo. The public setter takes a
                 # callable; the same schedule object goes back in restore().

@@ -256,8 +256,10 @@ class LightningTrainer(TorchTrainer):
             if loss is None and validating and self._scoring:
                 # the usual validation_step logs and returns nothing: score a confirm probe on
                 # training_step's loss over the held-out batch (still eval mode, no gradients)
-                loss = _step_loss(self._training_step(batch, 0) if self._takes_index
-                                  else self._training_step(batch), "training_step")
+                loss = _step_loss(
+                    self._training_step(batch, 0) if self._takes_index else self._training_step(batch),
+                    "training_step",
+                )
             if loss is not None:
                 return scalar(loss)
             if validating:

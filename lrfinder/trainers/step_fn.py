@@ -76,8 +76,9 @@ class StepFunctionTrainer(TrainerBase):
         try:
             return float(value)
         except (TypeError, ValueError):
-            raise TypeError(f"confirm_data() must return the loss as a number, got "
-                            f"{type(value).__name__}: {value!r}") from None
+            raise TypeError(
+                f"confirm_data() must return the loss as a number, got {type(value).__name__}: {value!r}"
+            ) from None
 
     def restore(self) -> None:
         if self._restore is not None and self._state is not _NOTHING:

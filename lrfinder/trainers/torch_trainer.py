@@ -183,8 +183,7 @@ class TorchTrainer(TrainerBase):
             extra_params=self._clip_params,
             scaler=self.scaler if user_scaler else None,
             generators=loader_generators(self.data, self.val_loader),
-            cuda=torch.cuda.is_available()
-            and (torch.cuda.is_initialized() or self.device.type == "cuda"),
+            cuda=torch.cuda.is_available() and (torch.cuda.is_initialized() or self.device.type == "cuda"),
             mps=self.device.type == "mps",
             snapshot_dir=check_dir(snapshot_dir),
             loaders=[self.data, self.val_loader],
@@ -209,8 +208,10 @@ class TorchTrainer(TrainerBase):
         if len(self._ratios) > 1:
             self.info["param_groups"] = len(self._ratios)
             self.info["lr_ratios"] = list(self._ratios)
-            self.info["base_lr"] = (f"the LR axis is param group {reference}'s; the other groups keep "
-                                    "their initial ratios to it (lr_ratios)")
+            self.info["base_lr"] = (
+                f"the LR axis is param group {reference}'s; the other groups keep "
+                "their initial ratios to it (lr_ratios)"
+            )
         self._clip_params = [p for g in optimizer.param_groups for p in g["params"]]
         return optimizer
 
@@ -402,8 +403,9 @@ class TorchTrainer(TrainerBase):
             return next(self._iterator)
         except StopIteration:
             if self._passes == 1:
-                raise ValueError("data yielded no batches: give a DataLoader (or iterable) with at "
-                                 "least one batch") from None
+                raise ValueError(
+                    "data yielded no batches: give a DataLoader (or iterable) with at least one batch"
+                ) from None
             raise ValueError(
                 "data ran out and cannot be iterated again (it is an iterator or generator, "
                 "which gives its batches only once); pass a DataLoader or a list of batches, "
