@@ -115,22 +115,49 @@ def plot_result(
     _set_ylim(ax, result)
     ax.set_xlabel("learning rate" + (" (log scale)" if ax.get_xscale() == "log" else ""))
     ax.set_ylabel("loss")
+    if not label and result.suggestion is not None and (result.plan is not None or result.confirmation):
+        # The LR to use differs from every plain rule's marker: draw it where it is.
+        confirmed = result.confirmation is not None and result.confirmation.lr is not None
+        ax.axvline(
+            result.suggestion,
+            color="tab:red",
+            linestyle="--",
+            linewidth=1.2,
+            label=f"{'confirmed' if confirmed else 'suggested for the plan'}: {result.suggestion:.2e}",
+        )
     if show_probes and not label and result.confirmation is not None and result.confirmation.probes:
         _draw_probes(ax, result)
     if title is None:
-        best = result.best
-        verdict = f"{best.lr:.2e}" if best.lr is not None else "none"
-        title = f"LR range test ({result.backend}) — suggestion by {result.rule}: {verdict}"
-        if result.plan is not None:
-            steps = "" if result.plan.train_steps is None else f", {result.plan.train_steps} steps"
-            title += f"\nplan: {result.plan.schedule}{steps}"
-        if result.confirmation is not None:
-            title += ("\n" if result.plan is None else "; ") + result.confirmation.summary()
+        title = _title(result)
     if title:
         ax.set_title(title, fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     return ax
+
+
+def _title(result: LRFinderResult) -> str:
+    """Two short lines: the LR to use and where it comes from; the plan and the probes."""
+    lr = result.suggestion
+    verdict = f"{lr:.3g}" if lr is not None else "none"
+    if result.confirmation is not None and result.confirmation.lr is not None:
+        source = "confirmed by training probes"
+    elif result.plan is not None:
+        source = f"{result.best.rule} for the plan"
+    else:
+        source = f"rule {result.rule}"
+    title = f"LR range test ({result.backend}) — suggested lr: {verdict} ({source})"
+    details = []
+    if result.plan is not None:
+        steps = "" if result.plan.train_steps is None else f", {result.plan.train_steps} steps"
+        details.append(f"plan: {result.plan.schedule}{steps}")
+    confirmation = result.confirmation
+    if confirmation is not None and confirmation.probes:
+        rounds = max(p.round for p in confirmation.probes) + 1
+        details.append(f"{len(confirmation.probes)} probes" + (f" in {rounds} rounds" if rounds > 1 else ""))
+    elif confirmation is not None:
+        details.append(f"not confirmed: {confirmation.reason}")
+    return title + ("\n" + "; ".join(details) if details else "")
 
 
 def _draw_probes(ax: Axes, result: LRFinderResult) -> None:
@@ -162,7 +189,7 @@ def _draw_probes(ax: Axes, result: LRFinderResult) -> None:
             marker="*",
             markersize=16,
             color="tab:red",
-            label=f"confirmed: {best.lr:.2e}",
+            label=f"best probe: {best.lr:.2e}",
             zorder=4,
         )
     twin.legend(fontsize=8, loc="upper center")

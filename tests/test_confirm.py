@@ -499,13 +499,30 @@ def test_the_plot_shows_the_plan_and_the_probes():
     ax = Figure().add_subplot()
     result.plot(ax=ax)
     assert "plan: cosine, 150 steps" in ax.get_title()
-    assert result.confirmation.summary() in ax.get_title()
+    assert f"suggested lr: {result.suggestion:.3g} (confirmed by training probes)" in ax.get_title()
+    assert f"{len(result.confirmation.probes)} probes" in ax.get_title()
     twin = [other for other in ax.figure.axes if other is not ax]
     assert len(twin) == 1
     labels = [line.get_label() for line in twin[0].get_lines()]
-    assert labels[0] == "probes, round 1 (40 steps)" and labels[-1].startswith("confirmed: ")
+    assert labels[0] == "probes, round 1 (40 steps)" and labels[-1].startswith("best probe: ")
     xs = np.concatenate([line.get_xdata() for line in twin[0].get_lines()[:1]])
     assert sorted(xs) == pytest.approx(sorted(p.lr for p in result.confirmation.probes))
+    # the LR to use is drawn on the main axes, apart from the best probe's (scaled for the run)
+    marked = [line for line in ax.get_lines() if line.get_label().startswith("confirmed: ")]
+    assert len(marked) == 1 and marked[0].get_xdata()[0] == pytest.approx(result.suggestion)
+
+
+def test_the_plot_title_names_the_plan_rule_without_confirmation():
+    from matplotlib.figure import Figure
+
+    problem, kwargs = quadratic()
+    del kwargs["confirm_data"]
+    result = find_lr(problem.step, schedule="onecycle", train_steps=300, **kwargs)
+    ax = Figure().add_subplot()
+    result.plot(ax=ax)
+    assert f"suggested lr: {result.suggestion:.3g} ({result.best.rule} for the plan)" in ax.get_title()
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert f"suggested for the plan: {result.suggestion:.2e}" in labels
 
 
 def test_halving_drops_blown_up_candidates_and_stops_when_one_is_left():
