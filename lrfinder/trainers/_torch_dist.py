@@ -20,7 +20,7 @@ import torch
 
 from lrfinder.errors import OtherRankFailed
 
-__all__ = ["FAILED", "INTERRUPTED", "OK", "RankAgreement"]
+__all__ = ["FAILED", "INTERRUPTED", "OK", "RankAgreement", "rank_mean"]
 
 OK, FAILED, INTERRUPTED = 0, 1, 2
 
@@ -95,6 +95,14 @@ class RankAgreement:
                 rank=failed[0],
             )
         raise KeyboardInterrupt(f"rank {interrupted[0]} of {self.world_size} was interrupted")
+
+
+def rank_mean(value: torch.Tensor, world_size: int) -> torch.Tensor:
+    """The float32 mean of ``value`` over the ``world_size`` ranks of the default group (a SUM
+    divided by the world size: gloo has no AVG); ``value`` itself is left unchanged."""
+    total = value.detach().float().clone()
+    torch.distributed.all_reduce(total, op=torch.distributed.ReduceOp.SUM)
+    return total / world_size
 
 
 def _gloo_group() -> Any:

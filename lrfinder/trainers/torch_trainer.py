@@ -7,7 +7,6 @@ module-level ``import torch`` costs nothing extra.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
@@ -16,7 +15,7 @@ from typing import Any, TypeVar
 import torch
 
 from lrfinder.trainers._torch_batches import call_model, choose_loss, compute_loss, split_batch, to_device
-from lrfinder.trainers._torch_dist import RankAgreement
+from lrfinder.trainers._torch_dist import RankAgreement, rank_mean
 from lrfinder.trainers._torch_options import (
     NOT_HERE,
     OPTIONS,
@@ -46,6 +45,9 @@ __all__ = ["ACCELERATOR_SYNC_EVERY", "OPTIONS", "TorchTrainer", "accepts", "make
 ACCELERATOR_SYNC_EVERY = 8
 
 _T = TypeVar("_T")
+
+# reused at every micro-batch that needs no DDP no_sync() (a nullcontext holds no state)
+_NO_CONTEXT = contextlib.nullcontext()
 
 
 def accepts(model: Any) -> bool:
@@ -265,12 +267,12 @@ class TorchTrainer(TrainerBase):
         if self._agreement is not None:
             self._agreement.report(interrupted)
 
-    def _agreed(self, action: Callable[[], _T]) -> _T:
-        """``action()``; under DDP, then a status exchange that its failure takes part in."""
+    def _agreed(self, action: Callable[..., _T], *args: Any) -> _T:
+        """``action(*args)``; under DDP, then a status exchange that its failure takes part in."""
         if self._agreement is None:
-            return action()
+            return action(*args)
         try:
-            value = action()
+            value = action(*args)
         except BaseException as failure:
             self._agreement.check(failure)  # tells the others, then re-raises
             raise
@@ -280,24 +282,16 @@ class TorchTrainer(TrainerBase):
     # -- one step ----------------------------------------------------------------------------
 
     def _step(self, lr: float) -> torch.Tensor:
-        optimizer, scaler, k = self.optimizer, self.scaler, self.accumulation_steps
-
-        def first_batch() -> Any:
-            if not self._started:
-                self._begin()
-            self._set_lr(lr)
-            optimizer.zero_grad(set_to_none=True)
-            return self._next_batch()
-
+        scaler, k = self.scaler, self.accumulation_steps
         total: torch.Tensor | None = None
         for i in range(k):
             # under DDP each exchange comes before a collective: the forward pass (buffers may be
             # broadcast) and the backward pass (gradients are all-reduced)
-            batch = self._agreed(first_batch if i == 0 else self._next_batch)
+            batch = self._agreed(self._first_batch, lr) if i == 0 else self._agreed(self._next_batch)
             # under DDP, gradients need averaging over ranks only once per optimizer step
-            sync = contextlib.nullcontext() if self._no_sync is None or i == k - 1 else self._no_sync()
+            sync = _NO_CONTEXT if self._no_sync is None or i == k - 1 else self._no_sync()
             with sync:
-                loss = self._agreed(functools.partial(self._forward, batch))
+                loss = self._agreed(self._forward, batch)
                 scaled = loss / k if k > 1 else loss
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()
             loss = loss.detach()
@@ -305,12 +299,19 @@ class TorchTrainer(TrainerBase):
         assert total is not None
         if k > 1:
             total = total / k
-        total = self._agreed(functools.partial(self._update, total))
+        total = self._agreed(self._update, total)
         if self.world_size > 1:
-            total = total.detach().float().clone()
-            torch.distributed.all_reduce(total, op=torch.distributed.ReduceOp.SUM)
-            total = total / self.world_size
+            total = rank_mean(total, self.world_size)
         return total
+
+    def _first_batch(self, lr: float) -> Any:
+        """Start the step: set up the sweep at its first step, set ``lr``, clear the gradients, and
+        return the step's first batch."""
+        if not self._started:
+            self._begin()
+        self._set_lr(lr)
+        self.optimizer.zero_grad(set_to_none=True)
+        return self._next_batch()
 
     def _forward(self, batch: Any) -> torch.Tensor:
         with self._autocast():
@@ -351,11 +352,9 @@ class TorchTrainer(TrainerBase):
             )
         if not self._started:
             self._begin()
-        total = self._validation_loss(loader, None).detach().float()
+        total = self._validation_loss(loader, None)
         if self.world_size > 1:
-            total = total.clone()
-            torch.distributed.all_reduce(total, op=torch.distributed.ReduceOp.SUM)
-            total = total / self.world_size
+            total = rank_mean(total, self.world_size)
         return float(total)
 
     def restore(self) -> None:
