@@ -247,19 +247,14 @@ class LightningTrainer(TorchTrainer):
                 warnings.filterwarnings("ignore", message=".*self.log.*")
                 if validating:
                     output = self.module.validation_step(batch, 0)
-                elif self._takes_index:
-                    output = self._training_step(batch, self._batch_idx)
                 else:
-                    output = self._training_step(batch)
+                    output = self._call_training_step(batch, self._batch_idx)
             self._batch_idx += 1
             loss = _step_loss(output, "validation_step" if validating else "training_step")
             if loss is None and validating and self._scoring:
                 # the usual validation_step logs and returns nothing: score a confirm probe on
                 # training_step's loss over the held-out batch (still eval mode, no gradients)
-                loss = _step_loss(
-                    self._training_step(batch, 0) if self._takes_index else self._training_step(batch),
-                    "training_step",
-                )
+                loss = _step_loss(self._call_training_step(batch, 0), "training_step")
             if loss is not None:
                 return scalar(loss)
             if validating:
@@ -272,6 +267,10 @@ class LightningTrainer(TorchTrainer):
             f"training_step returned None (skip the batch) for {MAX_SKIPPED} batches in a "
             "row: the range test has no loss to record"
         )
+
+    def _call_training_step(self, batch: Any, batch_idx: int) -> Any:
+        """``training_step(batch, batch_idx)``, or ``training_step(batch)`` where it takes no index."""
+        return self._training_step(batch, batch_idx) if self._takes_index else self._training_step(batch)
 
     def evaluate(self, data: Any) -> float:
         """Mean loss over ``data`` (confirm mode's probe score): ``validation_step``'s loss, or
