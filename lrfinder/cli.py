@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tempfile
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -505,6 +504,8 @@ def _check_script(script: str, data_path: str | None) -> Path:
 
 def _check_outputs(plot_path: str | None, json_path: str | None) -> dict[str, Path]:
     """Check, before the sweep, that every output path can be written (a sweep can be long)."""
+    from lrfinder._io import check_writable
+
     outputs: dict[str, Path] = {}
     for name, value in (("plot", plot_path), ("json", json_path)):
         if value is None:
@@ -527,10 +528,8 @@ def _check_outputs(plot_path: str | None, json_path: str | None) -> dict[str, Pa
             raise CommandLineError(
                 f"--{name} {value!r}: folder {str(folder)!r} does not exist; create it or choose another path"
             )
-        try:  # the same test the atomic write will face: a temporary file in that folder
-            fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-            os.close(fd)
-            os.unlink(probe)
+        try:
+            check_writable(target)
         except OSError as error:
             raise CommandLineError(
                 f"--{name} {value!r}: cannot write in folder {str(folder)!r} "
