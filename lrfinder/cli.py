@@ -412,16 +412,17 @@ def _check_device(device: str) -> None:
 def _write(result: LRFinderResult, outputs: dict[str, Path]) -> list[tuple[str, Path]]:
     """Write the outputs through the result (each whole or not at all); only the main process
     of a distributed run writes, and only it says so."""
+    from lrfinder._io import atomic_write_bytes
+
     if not result.is_main_process:
         return []
-    result.to_json()  # serialise first: a result that cannot be saved must leave no file behind
+    text = result.to_json()  # serialised first (and once): a result that cannot be saved leaves no file
     written = []
     try:
         if "plot" in outputs:
             written.append(("plot", result.save_plot(outputs["plot"])))
         if "json" in outputs:
-            result.to_json(outputs["json"])
-            written.append(("json", outputs["json"]))
+            written.append(("json", atomic_write_bytes(outputs["json"], text.encode("utf-8"))))
     except OSError as error:
         raise RunError(
             f"cannot write {error.filename or 'the output'}: {error.strerror or error}", error
