@@ -418,16 +418,22 @@ def _write(result: LRFinderResult, outputs: dict[str, Path]) -> list[tuple[str, 
         return []
     text = result.to_json()  # serialised first (and once): a result that cannot be saved leaves no file
     written = []
-    try:
-        if "plot" in outputs:
+    if "plot" in outputs:
+        with _writing(outputs["plot"]):
             written.append(("plot", result.save_plot(outputs["plot"])))
-        if "json" in outputs:
+    if "json" in outputs:
+        with _writing(outputs["json"]):
             written.append(("json", atomic_write_bytes(outputs["json"], text.encode("utf-8"))))
-    except OSError as error:
-        raise RunError(
-            f"cannot write {error.filename or 'the output'}: {error.strerror or error}", error
-        ) from error
     return written
+
+
+@contextmanager
+def _writing(target: Path) -> Iterator[None]:
+    """An ``OSError`` in the block is a run error naming ``target`` (not the temporary file)."""
+    try:
+        yield
+    except OSError as error:
+        raise RunError(f"cannot write {target}: {error.strerror or error}", error) from error
 
 
 def _check_plan(
@@ -585,10 +591,8 @@ def plot(results: tuple[str, ...], output: str) -> None:
         raise RunError(f"drawing the plot failed: {type(error).__name__}: {error}", error) from error
     from lrfinder._io import atomic_write_bytes
 
-    try:
+    with _writing(target):
         atomic_write_bytes(target, png)
-    except OSError as error:
-        raise RunError(f"cannot write {target}: {error.strerror or error}", error) from error
     click.echo(f"wrote plot: {target} ({len(loaded)} result{'s' if len(loaded) > 1 else ''})")
 
 
