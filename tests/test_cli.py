@@ -789,6 +789,7 @@ def mine():
     assert "the script uses something deprecated" in proc.stderr
 
 
+@pytest.mark.filterwarnings("ignore:lrfinder:RuntimeWarning")  # this curve gives no suggestion
 def test_a_failed_write_names_the_output_not_its_temporary_file(tmp_path):
     import re
 
