@@ -48,6 +48,16 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     return given
 
 
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Raise ``OSError`` unless :func:`atomic_write_bytes` could create its temporary file for ``path``.
+
+    The same test the write will face (same folder, links followed, same flags), without writing.
+    """
+    fd, tmp = _create_temporary(Path(os.path.realpath(path)))
+    os.close(fd)
+    os.unlink(tmp)
+
+
 def _create_temporary(target: Path) -> tuple[int, str]:
     """A new file beside ``target``, opened for writing, created with mode 0666 less the umask."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)

@@ -545,11 +545,11 @@ def run_job(
         except BaseException as error:
             raise ScriptError(f"the range test failed: {_what_failed(error, job.script)}", error) from error
     diagnosed = {d.message for d in result.diagnostics}
-    package = str(Path(__file__).resolve().parent)
+    package = Path(__file__).resolve().parent
     notes = []
     for warning in caught:
         text = str(warning.message)
-        if text.startswith("lrfinder: ") or str(Path(warning.filename).resolve()).startswith(package):
+        if text.startswith("lrfinder: ") or Path(warning.filename).resolve().is_relative_to(package):
             text = text.removeprefix("lrfinder: ")
             if text not in diagnosed and not text.startswith("interrupted after"):
                 notes.append(" ".join(text.split()))
@@ -558,12 +558,12 @@ def run_job(
     return result, notes
 
 
-def _shown(warning: warnings.WarningMessage, script: Any) -> bool:
+def _shown(warning: warnings.WarningMessage, script: Path) -> bool:
     """Whether Python would show ``warning`` if the script ran as ``__main__``: a deprecation
     warning only where the script itself triggers it (never from inside a framework), others always."""
     if not issubclass(warning.category, (DeprecationWarning, PendingDeprecationWarning)):
         return True
     try:
-        return script is not None and Path(warning.filename).resolve() == Path(script).resolve()
-    except (OSError, TypeError, ValueError):
+        return Path(warning.filename).resolve() == script.resolve()
+    except (OSError, ValueError):
         return True

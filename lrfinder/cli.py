@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tempfile
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -413,21 +412,28 @@ def _check_device(device: str) -> None:
 def _write(result: LRFinderResult, outputs: dict[str, Path]) -> list[tuple[str, Path]]:
     """Write the outputs through the result (each whole or not at all); only the main process
     of a distributed run writes, and only it says so."""
+    from lrfinder._io import atomic_write_bytes
+
     if not result.is_main_process:
         return []
-    result.to_json()  # serialise first: a result that cannot be saved must leave no file behind
+    text = result.to_json()  # serialised first (and once): a result that cannot be saved leaves no file
     written = []
-    try:
-        if "plot" in outputs:
+    if "plot" in outputs:
+        with _writing(outputs["plot"]):
             written.append(("plot", result.save_plot(outputs["plot"])))
-        if "json" in outputs:
-            result.to_json(outputs["json"])
-            written.append(("json", outputs["json"]))
-    except OSError as error:
-        raise RunError(
-            f"cannot write {error.filename or 'the output'}: {error.strerror or error}", error
-        ) from error
+    if "json" in outputs:
+        with _writing(outputs["json"]):
+            written.append(("json", atomic_write_bytes(outputs["json"], text.encode("utf-8"))))
     return written
+
+
+@contextmanager
+def _writing(target: Path) -> Iterator[None]:
+    """An ``OSError`` in the block is a run error naming ``target`` (not the temporary file)."""
+    try:
+        yield
+    except OSError as error:
+        raise RunError(f"cannot write {target}: {error.strerror or error}", error) from error
 
 
 def _check_plan(
@@ -505,6 +511,8 @@ def _check_script(script: str, data_path: str | None) -> Path:
 
 def _check_outputs(plot_path: str | None, json_path: str | None) -> dict[str, Path]:
     """Check, before the sweep, that every output path can be written (a sweep can be long)."""
+    from lrfinder._io import check_writable
+
     outputs: dict[str, Path] = {}
     for name, value in (("plot", plot_path), ("json", json_path)):
         if value is None:
@@ -527,10 +535,8 @@ def _check_outputs(plot_path: str | None, json_path: str | None) -> dict[str, Pa
             raise CommandLineError(
                 f"--{name} {value!r}: folder {str(folder)!r} does not exist; create it or choose another path"
             )
-        try:  # the same test the atomic write will face: a temporary file in that folder
-            fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-            os.close(fd)
-            os.unlink(probe)
+        try:
+            check_writable(target)
         except OSError as error:
             raise CommandLineError(
                 f"--{name} {value!r}: cannot write in folder {str(folder)!r} "
@@ -585,10 +591,8 @@ def plot(results: tuple[str, ...], output: str) -> None:
         raise RunError(f"drawing the plot failed: {type(error).__name__}: {error}", error) from error
     from lrfinder._io import atomic_write_bytes
 
-    try:
+    with _writing(target):
         atomic_write_bytes(target, png)
-    except OSError as error:
-        raise RunError(f"cannot write {target}: {error.strerror or error}", error) from error
     click.echo(f"wrote plot: {target} ({len(loaded)} result{'s' if len(loaded) > 1 else ''})")
 
 

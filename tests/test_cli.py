@@ -787,3 +787,18 @@ def mine():
     assert proc.returncode == 0, proc.stderr
     assert "inside the library" not in proc.stderr
     assert "the script uses something deprecated" in proc.stderr
+
+
+@pytest.mark.filterwarnings("ignore:lrfinder:RuntimeWarning")  # this curve gives no suggestion
+def test_a_failed_write_names_the_output_not_its_temporary_file(tmp_path):
+    import re
+
+    import click
+
+    from lrfinder import cli, find_lr
+
+    result = find_lr(lambda lr: (lr - 0.01) ** 2 + 1.0, num_iter=20, progress=False)
+    target = tmp_path / "gone" / "r.json"  # the folder vanished after the check before the sweep
+    with pytest.raises(click.ClickException, match="^" + re.escape(f"cannot write {target}: ")) as caught:
+        cli._write(result, {"json": target})
+    assert ".tmp" not in caught.value.format_message()
