@@ -116,7 +116,7 @@ class JaxSteps:
         self.lr_dtype = np.dtype(lr_variable.dtype)
         self.traces = 0
         self.jit_compile = bool(jit_compile)
-        step, evaluate = self._traced_step, self._evaluate_batch
+        step, evaluate = self._step, self._evaluate_batch
         self._train = jax.jit(step) if self.jit_compile else step
         self._evaluate = jax.jit(evaluate) if self.jit_compile else evaluate
         self._state: tuple[list[Any], list[Any], list[Any]] | None = None  # values not yet written back
@@ -135,6 +135,7 @@ class JaxSteps:
         lr: Any,
     ) -> tuple[list[Any], list[Any], list[Any], Any]:
         """One optimisation step on the values of the variables; their new values and the loss."""
+        self.traces += 1  # runs once per trace when jitted (once per step when not)
         model, optimizer = self.model, self.optimizer
 
         def forward(trainable: list[Any]) -> Any:
@@ -166,19 +167,6 @@ class JaxSteps:
             _updated(scope, self.optimizer_variables, slots),
             loss.astype(jnp.float32),
         )
-
-    def _traced_step(
-        self,
-        trainable: list[Any],
-        others: list[Any],
-        slots: list[Any],
-        x: Any,
-        y: Any,
-        sample_weight: Any,
-        lr: Any,
-    ) -> tuple[list[Any], list[Any], list[Any], Any]:
-        self.traces += 1  # runs once per trace when jitted
-        return self._step(trainable, others, slots, x, y, sample_weight, lr)
 
     def _evaluate_batch(
         self, trainable: list[Any], others: list[Any], x: Any, y: Any, sample_weight: Any
