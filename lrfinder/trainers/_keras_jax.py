@@ -19,7 +19,7 @@ the same step jitted alone (see benchmarks/speed/keras.md), and dispatch ahead a
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import jax
@@ -27,9 +27,7 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 
-from lrfinder.trainers._keras_data import Batch
-
-LossFn = Callable[[Any, Any, Any, Any, bool], Any]
+from lrfinder.trainers._keras_data import Batch, LossFn, batch_length
 
 #: The steps follow the model's ``jit_compile`` (``jax.jit``; eager steps when it is False).
 HONOURS_JIT_COMPILE = True
@@ -46,10 +44,6 @@ def _host(value: Any) -> Any:
 
 def _to_arrays(batch: Batch) -> Batch:
     return keras.tree.map_structure(_host, batch)
-
-
-def _batch_length(x: Any) -> int:
-    return int(next(leaf for leaf in keras.tree.flatten(x) if leaf is not None).shape[0])
 
 
 def _updated(scope: Any, variables: list[Any], values: list[Any]) -> list[Any]:
@@ -223,7 +217,7 @@ class JaxSteps:
         count = 0
         for batch in batches:
             x, y, sample_weight = _to_arrays(batch)
-            size = _batch_length(x)
+            size = batch_length(x)
             part = self._evaluate(trainable, others, x, y, sample_weight) * size
             loss_sum = part if loss_sum is None else loss_sum + part
             count += size
