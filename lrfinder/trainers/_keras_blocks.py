@@ -1,4 +1,4 @@
-"""Blocks of training steps for the compiled Keras backends (TensorFlow, JAX).
+"""Blocks of training steps for the Keras trainer on TensorFlow (JAX dispatches each step ahead).
 
 A block is up to ``block_steps`` consecutive steps run in one compiled call: their batches stacked
 along a new first axis, their learning rates in one vector, their losses returned in one vector and

@@ -10,11 +10,14 @@ starts again from its first batch.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import keras
 import numpy as np
+
+#: ``compute_loss(x, y, y_pred, sample_weight, training)``: the model's own loss, as the steps call it.
+LossFn = Callable[[Any, Any, Any, Any, bool], Any]
 
 #: Keras's own default when ``fit`` gets arrays without a batch size.
 DEFAULT_BATCH_SIZE = 32
@@ -32,6 +35,11 @@ def _has_shape(value: Any) -> bool:
 
 def _first_dim(value: Any) -> int:
     return int(value.shape[0])
+
+
+def batch_length(x: Any) -> int:
+    """Samples in a batch's inputs ``x`` (one array or a structure of them): its first leaf's first dim."""
+    return _first_dim(next(leaf for leaf in keras.tree.flatten(x) if leaf is not None))
 
 
 def _describe(data: Any) -> str:

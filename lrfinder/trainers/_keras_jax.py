@@ -19,7 +19,7 @@ the same step jitted alone (see benchmarks/speed/keras.md), and dispatch ahead a
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import jax
@@ -27,9 +27,7 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 
-from lrfinder.trainers._keras_data import Batch
-
-LossFn = Callable[[Any, Any, Any, Any, bool], Any]
+from lrfinder.trainers._keras_data import Batch, LossFn, batch_length
 
 #: The steps follow the model's ``jit_compile`` (``jax.jit``; eager steps when it is False).
 HONOURS_JIT_COMPILE = True
@@ -46,10 +44,6 @@ def _host(value: Any) -> Any:
 
 def _to_arrays(batch: Batch) -> Batch:
     return keras.tree.map_structure(_host, batch)
-
-
-def _batch_length(x: Any) -> int:
-    return int(next(leaf for leaf in keras.tree.flatten(x) if leaf is not None).shape[0])
 
 
 def _updated(scope: Any, variables: list[Any], values: list[Any]) -> list[Any]:
@@ -116,7 +110,7 @@ class JaxSteps:
         self.lr_dtype = np.dtype(lr_variable.dtype)
         self.traces = 0
         self.jit_compile = bool(jit_compile)
-        step, evaluate = self._traced_step, self._evaluate_batch
+        step, evaluate = self._step, self._evaluate_batch
         self._train = jax.jit(step) if self.jit_compile else step
         self._evaluate = jax.jit(evaluate) if self.jit_compile else evaluate
         self._state: tuple[list[Any], list[Any], list[Any]] | None = None  # values not yet written back
@@ -135,6 +129,7 @@ class JaxSteps:
         lr: Any,
     ) -> tuple[list[Any], list[Any], list[Any], Any]:
         """One optimisation step on the values of the variables; their new values and the loss."""
+        self.traces += 1  # runs once per trace when jitted (once per step when not)
         model, optimizer = self.model, self.optimizer
 
         def forward(trainable: list[Any]) -> Any:
@@ -166,19 +161,6 @@ class JaxSteps:
             _updated(scope, self.optimizer_variables, slots),
             loss.astype(jnp.float32),
         )
-
-    def _traced_step(
-        self,
-        trainable: list[Any],
-        others: list[Any],
-        slots: list[Any],
-        x: Any,
-        y: Any,
-        sample_weight: Any,
-        lr: Any,
-    ) -> tuple[list[Any], list[Any], list[Any], Any]:
-        self.traces += 1  # runs once per trace when jitted
-        return self._step(trainable, others, slots, x, y, sample_weight, lr)
 
     def _evaluate_batch(
         self, trainable: list[Any], others: list[Any], x: Any, y: Any, sample_weight: Any
@@ -235,7 +217,7 @@ class JaxSteps:
         count = 0
         for batch in batches:
             x, y, sample_weight = _to_arrays(batch)
-            size = _batch_length(x)
+            size = batch_length(x)
             part = self._evaluate(trainable, others, x, y, sample_weight) * size
             loss_sum = part if loss_sum is None else loss_sum + part
             count += size

@@ -11,7 +11,7 @@ traced once for any LRs, batch sizes and block lengths, and XLA-compiled when th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import keras
@@ -19,22 +19,16 @@ import numpy as np
 import tensorflow as tf
 
 from lrfinder.trainers._keras_blocks import BlockQueue, stack_batches
-from lrfinder.trainers._keras_data import Batch
+from lrfinder.trainers._keras_data import Batch, LossFn, batch_length
 
 #: The steps follow the model's ``jit_compile`` (XLA).
 HONOURS_JIT_COMPILE = True
 
-LossFn = Callable[[Any, Any, Any, Any, bool], Any]
 
-
-def _batch_length(x: Any) -> Any:
+def _length_tensor(x: Any) -> Any:
+    """:func:`~lrfinder.trainers._keras_data.batch_length` inside a traced function (a float32 tensor)."""
     first = next(leaf for leaf in keras.tree.flatten(x) if leaf is not None)
     return tf.cast(tf.shape(first)[0], tf.float32)
-
-
-def _host_length(x: Any) -> int:
-    first = next(leaf for leaf in keras.tree.flatten(x) if leaf is not None)
-    return int(first.shape[0])
 
 
 def _relaxed_specs(batch: Batch, kept: int = 0) -> tuple[Any, ...] | None:
@@ -122,13 +116,13 @@ class TFSteps:
             optimizer.apply(gradients, trainable)
             if not self.distributed:
                 return per_sample(loss)
-            count = _batch_length(x)
+            count = _length_tensor(x)
             return per_sample(loss) * count, count
 
         def eval_replica(x: Any, y: Any, sample_weight: Any) -> Any:
             y_pred = model(x, training=False)
             loss = compute_loss(x, y, y_pred, sample_weight, False)
-            count = _batch_length(x)
+            count = _length_tensor(x)
             return per_sample(loss) * count, count
 
         def total(per_replica: Any) -> Any:
@@ -205,7 +199,7 @@ class TFSteps:
         """The batch as it enters the step: split across replicas under a strategy."""
         if not self.distributed:
             return batch
-        size = _host_length(batch[0])
+        size = batch_length(batch[0])
         if size < self.replicas:
             raise ValueError(
                 f"a batch of {size} samples cannot be split across {self.replicas} replicas; "

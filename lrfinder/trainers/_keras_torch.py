@@ -8,15 +8,13 @@ device tensors until the engine reads them back, all the losses of a block at on
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import keras
 import torch
 
-from lrfinder.trainers._keras_data import Batch
-
-LossFn = Callable[[Any, Any, Any, Any, bool], Any]
+from lrfinder.trainers._keras_data import Batch, LossFn, batch_length
 
 #: Steps always run eagerly: torch.compile costs more than a range test's few hundred steps save.
 HONOURS_JIT_COMPILE = False
@@ -35,10 +33,6 @@ def _to_tensors(batch: Batch) -> Batch:
     if all(part is None or hasattr(part, "shape") for part in batch):  # no nesting: skip the tree walk
         return _tensor(x), _tensor(y), _tensor(sample_weight)
     return keras.tree.map_structure(_tensor, batch)
-
-
-def _batch_length(x: Any) -> int:
-    return int(next(leaf for leaf in keras.tree.flatten(x) if leaf is not None).shape[0])
 
 
 def uses_accelerator(model: Any) -> bool:
@@ -106,7 +100,7 @@ class TorchSteps:
             for batch in batches:
                 x, y, sample_weight = _to_tensors(batch)
                 y_pred = self.model(x, training=False)
-                size = _batch_length(x)
+                size = batch_length(x)
                 part = self.compute_loss(x, y, y_pred, sample_weight, False).float() * size
                 loss_sum = part if loss_sum is None else loss_sum + part
                 count += size

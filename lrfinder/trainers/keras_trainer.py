@@ -4,8 +4,9 @@ Each step runs a training step of lrfinder's own, written as Keras's ``train_ste
 in training mode, ``model.compute_loss``, gradients, ``optimizer.apply``) and compiled as ``fit``
 would compile it, and returns that batch's own loss. Keras's ``logs["loss"]`` is not used: during
 ``fit`` it is the running mean over the epoch, and finders that record it suggest LRs that are too
-high. On TensorFlow and JAX the steps run in blocks of :data:`BLOCK_STEPS` inside one compiled call
-(see :mod:`lrfinder.trainers._keras_blocks`); the engine reads the losses back once per block.
+high. The engine reads the losses back once per block of :data:`BLOCK_STEPS` steps; on TensorFlow a
+block runs inside one compiled call (see :mod:`lrfinder.trainers._keras_blocks`), on JAX and torch
+each step is dispatched on its own without waiting.
 
 This module is imported only when ``keras`` is already imported; it imports the backend's step
 module only (``_keras_tf``, ``_keras_torch`` or ``_keras_jax``, each a
@@ -40,7 +41,7 @@ if TYPE_CHECKING:  # mypy checks that every Keras step module follows the protoc
 
     _CHECKED: tuple[KerasStepModule, ...] = (_keras_tf, _keras_torch, _keras_jax)
 
-#: Training steps run together (one compiled call on TensorFlow and JAX) and read back at once.
+#: Training steps whose losses are read back at once (run in one compiled call on TensorFlow).
 #: The sweep may then stop up to a block after the step that diverged; the steps past it are
 #: not recorded and the state is restored anyway.
 BLOCK_STEPS = 16
