@@ -28,6 +28,7 @@ import numpy as np
 
 from lrfinder._signals import defer_sigint
 from lrfinder.plan import Plan, check_train_steps, lr_at
+from lrfinder.sweep import _add_note, _progress_bar, close_bar
 from lrfinder.trainers.base import Trainer
 
 #: The range test's length when the user does not set ``num_iter`` (``SweepSettings.num_iter``).
@@ -803,8 +804,6 @@ def confirm(
             schedule=user_plan.schedule,
             settings=settings,
         )
-    from lrfinder.sweep import _progress_bar, close_bar
-
     bar = _progress_bar(progress, trainer, plan.probe_steps, desc="Confirm probes")
     on_step = None if bar is None else (lambda: bar.update(1))
 
@@ -834,8 +833,3 @@ def confirm(
         # Halving may skip probes: end the bar full, so a notebook does not paint it red.
         close_bar(bar, complete=True)
     return result
-
-
-def _add_note(error: BaseException, note: str) -> None:
-    if hasattr(error, "add_note"):  # Python >= 3.11
-        error.add_note(note)
