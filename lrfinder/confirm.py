@@ -479,29 +479,19 @@ def run_plan(
             )
             probes.append(record)
             last.append(record)
+    settings = settings or ConfirmSettings()
     chosen = _best(last)
-    settings_dict = (settings or ConfirmSettings()).to_dict()
-    if chosen is None:
-        return Confirmation(
-            lr=None,
-            center=center,
-            probes=tuple(probes),
-            plan=plan,
-            schedule=schedule,
-            reason="every probe of the last round blew up (non-finite loss)",
-            settings=settings_dict,
-        )
-    horizon = (settings or ConfirmSettings()).horizon
-    lr = chosen.lr
-    if train_steps is not None and horizon > 0 and chosen.steps < train_steps:
-        lr = float(chosen.lr * (chosen.steps / train_steps) ** horizon)
+    kept = None if chosen is None else chosen.lr
+    if chosen is not None and train_steps is not None and settings.horizon > 0 and chosen.steps < train_steps:
+        kept = float(chosen.lr * (chosen.steps / train_steps) ** settings.horizon)
     return Confirmation(
-        lr=lr,
+        lr=kept,
         center=center,
         probes=tuple(probes),
         plan=plan,
         schedule=schedule,
-        settings=settings_dict,
+        reason="every probe of the last round blew up (non-finite loss)" if chosen is None else None,
+        settings=settings.to_dict(),
     )
 
 
