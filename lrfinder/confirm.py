@@ -358,6 +358,12 @@ class Confirmation:
         return _best(last) if self.lr is not None else None
 
     @property
+    def rounds_run(self) -> int:
+        """Rounds of probes that ran (fewer than planned when halving ran out of candidates); 0
+        without probes."""
+        return self.probes[-1].round + 1 if self.probes else 0
+
+    @property
     def probe_steps(self) -> int:
         """Training steps every probe ran, together."""
         return sum(len(p.losses) for p in self.probes)
@@ -380,7 +386,7 @@ class Confirmation:
         if self.lr is None:
             return f"none ({self.reason})"
         firsts = [p for p in self.probes if p.round == 0]
-        rounds = max(p.round for p in self.probes) + 1
+        rounds = self.rounds_run
         if rounds == 1:
             detail = f"{len(firsts)} probes, {firsts[0].steps} steps each"
         else:
