@@ -220,6 +220,8 @@ def run_sweep(
     trainer.snapshot()
     pending: list[tuple[float, Any]] = []
     failure: BaseException | None = None
+    step_lr: float | None = None  # the LR of the step running; named in the note of a failure
+    finishing = False
     where = ""
     # Ranks of a distributed run must stop at the same step: Ctrl-C becomes a flag that the
     # trainer reads at its next status exchange (a second Ctrl-C raises at once).
@@ -229,10 +231,9 @@ def run_sweep(
         trainer.interrupt_flag = flag  # type: ignore[attr-defined]
     try:
         for lr in ladder:
-            lr = float(lr)
-            where = f"the step at lr={lr:.3e} (step {len(losses) + len(pending) + 1} of {len(ladder)})"
+            step_lr = lr = float(lr)
             pending.append((lr, trainer.step(lr)))
-            where = ""
+            step_lr = None
             if len(pending) >= sync_every:
                 reason = record(pending)
                 if reason is not None:
@@ -243,11 +244,16 @@ def run_sweep(
                 stop_reason = record(pending) or FINISHED
         finish = getattr(trainer, "finish", None)
         if callable(finish):
-            where = "the final check with the other processes"
+            finishing = True
             finish()
-            where = ""
+            finishing = False
     except BaseException as error:  # everything is re-raised below, after the restore
         failure = error
+        # Built here, not before every step: the per-step loop stays free of string formatting.
+        if step_lr is not None:
+            where = f"the step at lr={step_lr:.3e} (step {len(losses) + len(pending) + 1} of {len(ladder)})"
+        else:
+            where = "the final check with the other processes" if finishing else ""
         if isinstance(error, KeyboardInterrupt):
             stop_reason = INTERRUPTED
             if pending:  # those steps ran; only their losses were not read yet
@@ -273,7 +279,7 @@ def run_sweep(
         finally:
             if bar is not None:
                 with contextlib.suppress(Exception):
-                    _close_bar(bar, stop_reason)
+                    close_bar(bar, complete=stop_reason in (DIVERGED, NON_FINITE))
     outcome = SweepOutcome(
         lrs=np.asarray(lrs, dtype=np.float64),
         losses=np.asarray(losses, dtype=np.float64),
@@ -282,17 +288,13 @@ def run_sweep(
         elapsed=time.perf_counter() - started,
     )
     restored = restore_error is None
-    state_note = (
-        "lrfinder: the model's state was restored"
-        if restored
-        else f"lrfinder: the model's state was NOT restored: restoring it raised {restore_error!r}"
-    )
+    state = "the model's state was restored" if restored else "the model's state was NOT restored"
+    state_note = f"lrfinder: {state}" + ("" if restored else f": restoring it raised {restore_error!r}")
     if isinstance(failure, KeyboardInterrupt) or (held and failure is None):
         done = f"{len(losses)} of {len(ladder)} steps"
         interrupt = RangeTestInterrupted(
-            f"lrfinder: range test interrupted after {done}; "
-            + ("the model's state was restored" if restored else "the model's state was NOT restored")
-            + " (the partial result is in this exception's .result)",
+            f"lrfinder: range test interrupted after {done}; {state} "
+            "(the partial result is in this exception's .result)",
             outcome=outcome,
             restored=restored,
         )
@@ -346,10 +348,6 @@ def close_bar(bar: Any, *, complete: bool) -> None:
         bar.reset(total=steps)
         bar.update(steps)
     bar.close()
-
-
-def _close_bar(bar: Any, stop_reason: str) -> None:
-    close_bar(bar, complete=stop_reason in (DIVERGED, NON_FINITE))
 
 
 def _progress_bar(progress: bool | None, trainer: Trainer, total: int, desc: str = "LR range test") -> Any:
