@@ -14,7 +14,7 @@ from lrfinder.confirm import ConfirmRun, ConfirmSettings
 from lrfinder.errors import RangeTestInterrupted
 from lrfinder.plan import Plan, make_plan
 from lrfinder.result import LRFinderResult
-from lrfinder.suggest import DEFAULT_RULE, for_plan, get_rule
+from lrfinder.suggest import DEFAULT_RULE, get_rule
 from lrfinder.sweep import INTERRUPTED, StepCallback, SweepOutcome, SweepSettings, run_sweep
 from lrfinder.trainers import Trainer, is_trainer, make_trainer
 
@@ -273,30 +273,28 @@ def _run(
         outcome = run_sweep(trainer, settings, progress=progress, callback=callback)
     except RangeTestInterrupted as stop:  # Ctrl-C means stop, not go on to the probes
         if stop.outcome is not None:
-            stop.result = _result(stop.outcome, settings, trainer, rule, plan, None)
+            stop.result = _result(stop.outcome, settings, trainer, rule, plan)
         raise
-    confirmation = None
+    result = _result(outcome, settings, trainer, rule, plan)
     if confirm is not None:
         assert plan is not None
         if outcome.stop_reason == INTERRUPTED:  # (a trainer's own outcome may still say so)
-            confirmation = confirming.no_confirmation(
+            result.confirmation = confirming.no_confirmation(
                 confirm.probes,
                 "the range test was interrupted",
                 schedule=plan.schedule,
                 settings=confirm.settings,
             )
-        else:
-            center = for_plan(outcome.lrs, outcome.smoothed, outcome.losses, plan, rule=rule).lr
-            confirmation = confirming.confirm(
+        else:  # the probes centre on the result's own suggestion for the plan, computed once
+            result.confirmation = confirming.confirm(
                 confirm.trainer or trainer,
                 confirm.probes,
-                center,
+                result.range_suggestion,
                 plan,
                 confirm.data,
                 settings=confirm.settings,
                 progress=progress,
             )
-    result = _result(outcome, settings, trainer, rule, plan, confirmation)
     if trainer.is_main_process:
         for diagnostic in result.diagnostics:
             warnings.warn(f"lrfinder: {diagnostic.message}", RuntimeWarning, stacklevel=stacklevel)
@@ -309,7 +307,6 @@ def _result(
     trainer: Trainer,
     rule: str,
     plan: Plan | None,
-    confirmation: Any,
 ) -> LRFinderResult:
     return LRFinderResult(
         lrs=outcome.lrs,
@@ -323,7 +320,6 @@ def _result(
         info=dict(trainer.info),
         is_main_process=trainer.is_main_process,
         plan=plan,
-        confirmation=confirmation,
     )
 
 

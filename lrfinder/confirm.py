@@ -28,6 +28,7 @@ import numpy as np
 
 from lrfinder._signals import defer_sigint
 from lrfinder.plan import Plan, check_train_steps, lr_at
+from lrfinder.sweep import _add_note, _progress_bar, close_bar
 from lrfinder.trainers.base import Trainer
 
 #: The range test's length when the user does not set ``num_iter`` (``SweepSettings.num_iter``).
@@ -357,6 +358,12 @@ class Confirmation:
         return _best(last) if self.lr is not None else None
 
     @property
+    def rounds_run(self) -> int:
+        """Rounds of probes that ran (fewer than planned when halving ran out of candidates); 0
+        without probes."""
+        return self.probes[-1].round + 1 if self.probes else 0
+
+    @property
     def probe_steps(self) -> int:
         """Training steps every probe ran, together."""
         return sum(len(p.losses) for p in self.probes)
@@ -379,7 +386,7 @@ class Confirmation:
         if self.lr is None:
             return f"none ({self.reason})"
         firsts = [p for p in self.probes if p.round == 0]
-        rounds = max(p.round for p in self.probes) + 1
+        rounds = self.rounds_run
         if rounds == 1:
             detail = f"{len(firsts)} probes, {firsts[0].steps} steps each"
         else:
@@ -478,29 +485,19 @@ def run_plan(
             )
             probes.append(record)
             last.append(record)
+    settings = settings or ConfirmSettings()
     chosen = _best(last)
-    settings_dict = (settings or ConfirmSettings()).to_dict()
-    if chosen is None:
-        return Confirmation(
-            lr=None,
-            center=center,
-            probes=tuple(probes),
-            plan=plan,
-            schedule=schedule,
-            reason="every probe of the last round blew up (non-finite loss)",
-            settings=settings_dict,
-        )
-    horizon = (settings or ConfirmSettings()).horizon
-    lr = chosen.lr
-    if train_steps is not None and horizon > 0 and chosen.steps < train_steps:
-        lr = float(chosen.lr * (chosen.steps / train_steps) ** horizon)
+    kept = None if chosen is None else chosen.lr
+    if chosen is not None and train_steps is not None and settings.horizon > 0 and chosen.steps < train_steps:
+        kept = float(chosen.lr * (chosen.steps / train_steps) ** settings.horizon)
     return Confirmation(
-        lr=lr,
+        lr=kept,
         center=center,
         probes=tuple(probes),
         plan=plan,
         schedule=schedule,
-        settings=settings_dict,
+        reason="every probe of the last round blew up (non-finite loss)" if chosen is None else None,
+        settings=settings.to_dict(),
     )
 
 
@@ -803,8 +800,6 @@ def confirm(
             schedule=user_plan.schedule,
             settings=settings,
         )
-    from lrfinder.sweep import _progress_bar, close_bar
-
     bar = _progress_bar(progress, trainer, plan.probe_steps, desc="Confirm probes")
     on_step = None if bar is None else (lambda: bar.update(1))
 
@@ -834,8 +829,3 @@ def confirm(
         # Halving may skip probes: end the bar full, so a notebook does not paint it red.
         close_bar(bar, complete=True)
     return result
-
-
-def _add_note(error: BaseException, note: str) -> None:
-    if hasattr(error, "add_note"):  # Python >= 3.11
-        error.add_note(note)

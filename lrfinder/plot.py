@@ -153,7 +153,7 @@ def _title(result: LRFinderResult) -> str:
         details.append(f"plan: {result.plan.schedule}{steps}")
     confirmation = result.confirmation
     if confirmation is not None and confirmation.probes:
-        rounds = max(p.round for p in confirmation.probes) + 1
+        rounds = confirmation.rounds_run
         details.append(f"{len(confirmation.probes)} probes" + (f" in {rounds} rounds" if rounds > 1 else ""))
     elif confirmation is not None:
         details.append(f"not confirmed: {confirmation.reason}")
@@ -166,7 +166,7 @@ def _draw_probes(ax: Axes, result: LRFinderResult) -> None:
     assert confirmation is not None
     twin = ax.twinx()
     twin.set_ylabel("probe score (held-out loss)")
-    rounds = max(p.round for p in confirmation.probes) + 1
+    rounds = confirmation.rounds_run
     for index in range(rounds):
         probes = [p for p in confirmation.probes if p.round == index and np.isfinite(p.score)]
         if probes:

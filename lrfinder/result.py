@@ -122,13 +122,7 @@ class LRFinderResult:
         Rules in :data:`lrfinder.suggest.RAW_RULES` read the raw losses, the others the smoothed curve.
         A flat curve gives no suggestion, whatever the options (see :func:`lrfinder.suggest.flat_reason`).
         """
-        name = rule or self.rule
-        curve = self.losses if name in rules.RAW_RULES else self.smoothed
-        fn = rules.get_rule(name)
-        flat = rules.flat_reason(self.lrs, self.losses)
-        if flat is not None:
-            return Suggestion(name, None, None, flat)
-        return fn(self.lrs, curve, **options)
+        return rules.suggest(self.lrs, self.smoothed, rule or self.rule, self.losses, **options)
 
     @cached_property
     def diagnostics(self) -> list[checks.Diagnostic]:

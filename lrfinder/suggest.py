@@ -16,6 +16,7 @@ import bisect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -481,26 +482,39 @@ def get_rule(name: str) -> Rule:
 
 
 def suggest(
-    lrs: np.ndarray, losses: np.ndarray, rule: str = DEFAULT_RULE, raw: np.ndarray | None = None
+    lrs: np.ndarray,
+    losses: np.ndarray,
+    rule: str = DEFAULT_RULE,
+    raw: np.ndarray | None = None,
+    **options: Any,
 ) -> Suggestion:
-    """Apply the rule called ``rule`` (default :data:`DEFAULT_RULE`) to the curve.
+    """Apply the rule called ``rule`` (default :data:`DEFAULT_RULE`) to the curve, with the rule's
+    own ``options`` (e.g. ``skip_start=5``).
 
     ``losses`` is the smoothed curve; a rule in :data:`RAW_RULES` reads ``raw`` (the per-batch
     losses) instead when it is given, and ``losses`` otherwise. A flat curve (see
-    :func:`flat_reason`, judged on ``raw`` when given) gives no suggestion.
+    :func:`flat_reason`, judged on ``raw`` when given) gives no suggestion, whatever the options.
     """
     rule_fn = get_rule(rule)
     flat = flat_reason(lrs, raw if raw is not None else losses)
     if flat is not None:
         return _none(rule, flat)
-    return rule_fn(lrs, raw if raw is not None and rule in RAW_RULES else losses)
+    return rule_fn(lrs, _rule_curve(rule, losses, raw), **options)
 
 
 def suggest_all(
     lrs: np.ndarray, smoothed: np.ndarray, raw: np.ndarray | None = None
 ) -> dict[str, Suggestion]:
     """Every rule's suggestion, by rule name; rules in :data:`RAW_RULES` read ``raw`` when given."""
-    return {name: suggest(lrs, smoothed, name, raw) for name in RULES}
+    flat = flat_reason(lrs, raw if raw is not None else smoothed)  # judged once for every rule
+    if flat is not None:
+        return {name: _none(name, flat) for name in RULES}
+    return {name: fn(lrs, _rule_curve(name, smoothed, raw)) for name, fn in RULES.items()}
+
+
+def _rule_curve(rule: str, smoothed: np.ndarray, raw: np.ndarray | None) -> np.ndarray:
+    """The curve ``rule`` reads: ``raw`` for a rule in :data:`RAW_RULES` when given, else ``smoothed``."""
+    return raw if raw is not None and rule in RAW_RULES else smoothed
 
 
 #: Decades between the raw curve's bottom edge (``raw_minimum`` with ``factor=1``) and the LR to
