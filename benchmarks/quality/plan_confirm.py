@@ -431,7 +431,7 @@ def replay_confirm(
         raise Missing(("curve", task, range_ladder(plan.range_steps), seed))
     center = rule(sq_explore.landmarks(curve), schedule, n)
     # the round of each call, so that the missing probes of one round are collected together
-    round_of = [i for i, r in enumerate(plan.rounds) for _ in range(r.count)]
+    round_of = [i for i, r in enumerate(plan.rounds) for _ in range(r.size)]
     calls: list[int] = []
     missing: list[Job] = []
 
