@@ -40,7 +40,11 @@ class ConfirmSettings:
     """Every knob of confirm mode, with its default.
 
     Candidates: the LRs ``center * 10 ** (shift + k * spacing)`` for ``k = -down .. up``, where
-    ``center`` is the range test's suggestion for the plan.
+    ``center`` is the range test's suggestion for the plan. With ``extra > 0`` the search then
+    places ``extra`` more probes one at a time where the scores so far point (:func:`next_offset`):
+    past the lowest or highest candidate while the best score lies on that edge (no further than
+    ``reach`` decades from the centre), else halfway between the best candidate and its better
+    neighbour.
 
     Attributes:
         up: Candidates above the centre (>= 0).
@@ -65,6 +69,10 @@ class ConfirmSettings:
             (>= 0; 0 keeps the best probe's LR): a probe shorter than the run favours a higher LR
             than the whole run wants. On the benchmark the best LR fell by about 0.2 decades per
             doubling of the run, and 0.45 gave the best confirm results at the default budget.
+        extra: Probes placed adaptively after the first candidates (>= 0; needs ``rounds=1``).
+        reach: How far from the centre, in decades, an adaptive probe may go (> 0).
+        finest: The smallest gap, in decades, that an adaptive probe halves (> 0): closer
+            candidates differ by less than the probes' noise.
     """
 
     up: int = 2
@@ -79,9 +87,12 @@ class ConfirmSettings:
     min_probe_steps: int = 5
     max_probe_fraction: float = 1.0
     horizon: float = 0.45
+    extra: int = 0
+    reach: float = 2.0
+    finest: float = 0.2
 
     def __post_init__(self) -> None:
-        for name in ("up", "down", "rounds", "min_range_steps", "min_probe_steps"):
+        for name in ("up", "down", "rounds", "min_range_steps", "min_probe_steps", "extra"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"ConfirmSettings.{name} must be an integer >= 0, got {value!r}")
@@ -99,7 +110,11 @@ class ConfirmSettings:
                 raise ValueError(
                     f"ConfirmSettings.{name} must lie strictly between {low} and {high}, got {value!r}"
                 )
-        for name in ("spacing", "budget_factor", "max_probe_fraction"):
+        if self.extra > 0 and self.rounds > 1:
+            raise ValueError(
+                "ConfirmSettings: adaptive probes (extra > 0) replace successive halving; set rounds=1"
+            )
+        for name in ("spacing", "budget_factor", "max_probe_fraction", "reach", "finest"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"ConfirmSettings.{name} must be a finite number > 0, got {value!r}")
@@ -112,8 +127,9 @@ class ConfirmSettings:
 
     @property
     def candidates(self) -> int:
-        """How many LRs the first round probes: ``up + down + 1``."""
-        return self.up + self.down + 1
+        """How many probes the first round trains: ``up + down + 1`` candidates and ``extra``
+        adaptive probes."""
+        return self.up + self.down + 1 + self.extra
 
     def offsets(self) -> tuple[float, ...]:
         """The candidates' offsets from the suggestion, in decades, increasing.
@@ -464,9 +480,20 @@ def run_plan(
     """
     if not (math.isfinite(center) and center > 0):
         raise ValueError(f"center must be a finite LR > 0, got {center}")
+    settings = settings or ConfirmSettings()
     candidates = [float(center * 10.0**offset) for offset in plan.offsets]
     probes: list[Probe] = []
     last: list[Probe] = []
+
+    def run(lr: float, steps: int, index: int) -> Probe:
+        losses, score = probe(lr, steps)
+        record = Probe(
+            lr=lr, steps=steps, round=index, losses=tuple(float(x) for x in losses), score=float(score)
+        )
+        probes.append(record)
+        last.append(record)
+        return record
+
     for index, round_ in enumerate(plan.rounds):
         if index > 0:
             ranked = [p for p in sorted(last, key=_rank)[: round_.size] if _rank(p)[0] < math.inf]
@@ -475,17 +502,15 @@ def run_plan(
             candidates = sorted(p.lr for p in ranked)
         last = []
         for lr in candidates:
-            losses, score = probe(lr, round_.steps)
-            record = Probe(
-                lr=lr,
-                steps=round_.steps,
-                round=index,
-                losses=tuple(float(x) for x in losses),
-                score=float(score),
-            )
-            probes.append(record)
-            last.append(record)
-    settings = settings or ConfirmSettings()
+            run(lr, round_.steps, index)
+        if index == 0 and round_.size > len(candidates):
+            # the adaptive probes: each placed by the scores so far, offsets from the centre
+            scores = {offset: _rank(p)[0] for offset, p in zip(plan.offsets, last, strict=True)}
+            for _ in range(round_.size - len(candidates)):
+                offset = next_offset(scores, settings)
+                if offset is None:
+                    break
+                scores[offset] = _rank(run(float(center * 10.0**offset), round_.steps, index))[0]
     chosen = _best(last)
     kept = None if chosen is None else chosen.lr
     if chosen is not None and train_steps is not None and settings.horizon > 0 and chosen.steps < train_steps:
@@ -499,6 +524,39 @@ def run_plan(
         reason="every probe of the last round blew up (non-finite loss)" if chosen is None else None,
         settings=settings.to_dict(),
     )
+
+
+def next_offset(scores: dict[float, float], settings: ConfirmSettings) -> float | None:
+    """Where the adaptive search probes next, in decades from the centre, or None to stop.
+
+    ``scores`` maps each offset probed so far to its score (``inf`` for a probe that blew up).
+    The best is the lowest score, the lower offset on a tie. When it is the lowest offset, the
+    next probe lies ``spacing`` below it; when it is the highest, ``spacing`` above; either only
+    within ``reach`` decades of ``settings.shift``. Otherwise the next probe halves the gap between
+    the best and its better-scoring neighbour, or, when that gap is at most ``finest``, the gap to
+    the other neighbour; when both are that fine, the search stops.
+
+    >>> s = ConfirmSettings(up=1, down=1, spacing=0.5, extra=2)
+    >>> next_offset({-0.5: 2.0, 0.0: 1.5, 0.5: 1.0}, s)  # best on the upper edge: go higher
+    1.0
+    >>> next_offset({-0.5: 2.0, 0.0: 1.0, 0.5: 1.5}, s)  # inside: halve towards the better side
+    0.25
+    >>> next_offset({-0.5: 1.0, 0.0: 2.0, 0.5: math.inf}, s)  # a blow-up counts as the worst
+    -1.0
+    """
+    order = sorted(scores)
+    best = min(order, key=lambda x: (scores[x], x))
+    low, high = settings.shift - settings.reach - 1e-9, settings.shift + settings.reach + 1e-9
+    position = order.index(best)
+    if position == 0 and best - settings.spacing >= low:
+        return round(best - settings.spacing, 10)
+    if position == len(order) - 1 and best + settings.spacing <= high:
+        return round(best + settings.spacing, 10)
+    neighbours = [order[i] for i in (position - 1, position + 1) if 0 <= i < len(order)]
+    for neighbour in sorted(neighbours, key=lambda x: (scores[x], x)):
+        if abs(neighbour - best) > settings.finest + 1e-9:
+            return round((neighbour + best) / 2, 10)
+    return None
 
 
 def no_confirmation(

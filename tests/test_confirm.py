@@ -374,6 +374,46 @@ def test_run_plan_ties_go_to_the_lower_lr_and_blown_up_probes_lose():
     assert everything_blew_up.summary().startswith("confirmed: none (")
 
 
+def test_adaptive_probes_follow_the_best_past_the_edge_then_halve_towards_it():
+    knobs = ConfirmSettings(up=1, down=1, extra=3)
+    plan = plan_probes(300, 100, knobs)
+    assert plan.rounds == (ProbeRound(size=6, steps=33),) and plan.offsets == (-0.5, 0.0, 0.5)
+    probe, calls = score_table(best_log10=-3.2)  # 1.2 decades below the centre, 0.01
+    confirmation = run_plan(plan, 0.01, probe, settings=knobs)
+    offsets = [round(math.log10(lr) + 2.0, 6) for lr, _ in calls]
+    # past the lower edge twice, then halfway between the best (-1.0) and its better neighbour
+    assert offsets == [-0.5, 0.0, 0.5, -1.0, -1.5, -1.25]
+    assert confirmation.lr == pytest.approx(10**-3.25)
+    assert confirmation.summary() == "confirmed: 0.000562 (best of 6 probes, 33 steps each)"
+
+
+def test_adaptive_probes_stay_within_reach_and_stop_when_the_gaps_are_fine():
+    knobs = ConfirmSettings(up=1, down=1, extra=6, reach=1.0, finest=0.25)
+    probe, calls = score_table(best_log10=-5.0)  # far below anything within reach
+    run_plan(plan_probes(1000, 100, knobs), 0.01, probe, settings=knobs)
+    offsets = [round(math.log10(lr) + 2.0, 6) for lr, _ in calls]
+    assert offsets == [-0.5, 0.0, 0.5, -1.0, -0.75]  # -1.5 is out of reach; 0.25 gaps are not halved
+    assert min(offsets) >= -1.0
+
+
+def test_adaptive_probes_go_lower_when_everything_blows_up():
+    knobs = ConfirmSettings(up=1, down=1, extra=2)
+    seen = []
+
+    def probe(lr, steps):
+        seen.append(lr)
+        return [1.0], (1.0 + abs(math.log10(lr) + 3.0) if lr < 2e-3 else math.inf)
+
+    confirmation = run_plan(plan_probes(300, 100, knobs), 0.01, probe, settings=knobs)
+    assert seen[3:] == pytest.approx([1e-3, 10**-3.5])  # below the lowest, then below the best again
+    assert confirmation.lr == pytest.approx(1e-3)
+
+
+def test_adaptive_probes_and_halving_do_not_mix():
+    with pytest.raises(ValueError, match="set rounds=1"):
+        ConfirmSettings(extra=2, rounds=2)
+
+
 # -- confirm mode with a step function --------------------------------------------------------------
 
 

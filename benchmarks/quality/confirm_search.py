@@ -1,0 +1,201 @@
+"""Confirm-mode search designs on the suggestion-quality tasks, replayed with the library's own search.
+
+For each task, range-test seed and schedule it runs the range test the probe plan asks for (shortened
+to fit the budget when it would take more than ``range_share`` of it), places the candidates around
+the plan-aware suggestion, and carries the search out with ``lrfinder.confirm.plan_probes`` and
+``run_plan`` (adaptive probes included): every probe is a real training run from the range-test
+seed's initial weights on its own batch stream, under the schedule compressed to the probe's
+length, scored on the validation loss. The kept LR is scored on the task's 1x grid by interpolated
+regret (``plan_confirm.Grid``). Probes are cached (``results/cache/confirm_search_cache.json``), so
+designs that probe the same LRs share them; cells run in parallel, each one's probes in order.
+
+    python -m benchmarks.quality.confirm_search --designs grid5,bracket3+2 --workers 2
+    python -m benchmarks.quality.confirm_search --tasks digits_lnres_adamw,... --designs bracket3+2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks.quality import explore as sq_explore
+from benchmarks.quality import plan_confirm as pc
+from benchmarks.quality import suggestion_quality as sq
+from benchmarks.quality import tasks as sq_tasks
+from lrfinder.confirm import ConfirmSettings, plan_probes, run_plan
+from lrfinder.plan import SCHEDULES
+
+CACHE = pc.HERE / "results" / "cache" / "confirm_search_cache.json"
+RUNS = pc.HERE / "results" / "cache" / "confirm_search_runs.json"
+TUNING = [*sq_tasks.SUITE, *sq_tasks.HOLDOUT2, *sq_tasks.HOLDOUT3]
+
+#: Designs by name. "grid5" is the library's default up to issue 11's second pass.
+DESIGNS: dict[str, ConfirmSettings] = {
+    "grid5": ConfirmSettings(),
+    "bracket3+2": ConfirmSettings(up=1, down=1, extra=2),
+    "bracket3+3": ConfirmSettings(up=1, down=1, extra=3),
+    "bracket3+1": ConfirmSettings(up=1, down=1, extra=1),
+    "bracket3+2 r.3": ConfirmSettings(up=1, down=1, extra=2, range_share=0.3),
+    "bracket3+3 r.3": ConfirmSettings(up=1, down=1, extra=3, range_share=0.3),
+    "bracket3+2 s.6": ConfirmSettings(up=1, down=1, extra=2, spacing=0.6),
+    "bracket3+2 s.4": ConfirmSettings(up=1, down=1, extra=2, spacing=0.4),
+    "bracket2+2": ConfirmSettings(up=0, down=1, extra=2),
+    "grid5 r.3": ConfirmSettings(range_share=0.3),
+    "bracket3+1 r.3": ConfirmSettings(up=1, down=1, extra=1, range_share=0.3),
+    "grid3 r.3": ConfirmSettings(up=1, down=1, range_share=0.3),
+}
+HORIZONS = (0.0, 0.3, 0.45, 0.6, 0.75)
+
+Cell = tuple[str, str, str, int]  # design, task, schedule, range-test seed
+
+
+def _probe_key(task: str, schedule: str, seed: int, lr: float, steps: int) -> tuple[Any, ...]:
+    return pc.run_key(*pc.probe_job(task, schedule, seed, lr, steps))
+
+
+def simulate(cell: Cell, known: dict[str, Any]) -> tuple[Cell, dict[str, Any], dict[str, Any]]:
+    """Run one cell's search; returns what it found and the cache entries it trained."""
+    torch.set_num_threads(1)
+    design, task, schedule, seed = cell
+    settings = DESIGNS[design]
+    n = sq_tasks.TASKS[task].steps
+    plan = plan_probes(math.floor(settings.budget_factor * n), sq.DEFAULTS.num_iter, settings, train_steps=n)
+    new: dict[str, Any] = {}
+    curve_key = sq.Cache.key(("curve", task, pc.range_ladder(plan.range_steps), seed))
+    curve = known.get(curve_key)
+    if curve is None:
+        _, curve = sq._curve_job((task, pc.range_ladder(plan.range_steps), seed))
+        new[curve_key] = curve
+    center = pc.plan_rule(sq_explore.landmarks(curve), schedule, n)
+
+    def probe(lr: float, steps: int) -> tuple[list[float], float]:
+        key = sq.Cache.key(_probe_key(task, schedule, seed, lr, steps))
+        value = known.get(key, new.get(key))
+        if value is None:
+            value = sq_tasks.train(
+                sq_tasks.TASKS[task], lr, schedule, seed, steps, "task", pc.PROBE_DATA_OFFSET + seed, True
+            )
+            new[key] = value
+        return [], value if math.isfinite(value) else math.inf
+
+    # the horizon correction is applied when reporting, for each exponent tried
+    found = run_plan(plan, center, probe, schedule=schedule, settings=replace(settings, horizon=0.0))
+    out = {
+        "center": center,
+        "best": found.lr,
+        "probe_steps": plan.rounds[0].steps,
+        "probes": [(p.lr, p.score) for p in found.probes],
+        "range_steps": plan.range_steps,
+        "cost": plan.total_steps / n,
+    }
+    return cell, out, new
+
+
+def _simulate(args: tuple[Cell, dict[str, Any]]) -> tuple[Cell, dict[str, Any], dict[str, Any]]:
+    return simulate(*args)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", default=",".join(TUNING))
+    parser.add_argument("--designs", default="grid5,bracket3+2")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--schedules", default=",".join(SCHEDULES))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--per-task", action="store_true", help="also print every cell")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    tasks = args.tasks.split(",")
+    designs = args.designs.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    schedules = args.schedules.split(",")
+    cache = pc.LayeredCache(CACHE, pc.CACHE)
+    cells = [(d, t, sc, s) for d in designs for t in tasks for sc in schedules for s in seeds]
+    start = time.time()
+    results: dict[Cell, dict[str, Any]] = {}
+    todo = []
+    for cell in cells:
+        todo.append((cell, _known(cache, cell)))
+    with multiprocessing.get_context("fork").Pool(args.workers) as pool:
+        for done, (cell, out, new) in enumerate(pool.imap_unordered(_simulate, todo), start=1):
+            results[cell] = out
+            for key, value in new.items():
+                cache.data[key] = value
+            if done % 20 == 0:
+                cache.save()
+                print(f"{done}/{len(cells)} cells, {time.time() - start:.0f} s", file=sys.stderr)
+    cache.save()
+    RUNS.write_text(json.dumps({"|".join(map(str, k)): v for k, v in results.items()}))
+    report(results, cache, tasks, designs, schedules, seeds, args.per_task)
+
+
+def _known(cache: pc.LayeredCache, cell: Cell) -> dict[str, Any]:
+    """The cache entries a cell may read (its task's curves and probes), to ship to a worker."""
+    _, task, schedule, _ = cell
+    prefix_curve = sq.Cache.key(("curve", task))[:-1]
+    out = {}
+    for key, value in cache.data.items():
+        if key.startswith(prefix_curve) or (task in key and schedule in key):
+            out[key] = value
+    return out
+
+
+def report(
+    results: dict[Cell, dict[str, Any]],
+    cache: Any,
+    tasks: Sequence[str],
+    designs: Sequence[str],
+    schedules: Sequence[str],
+    seeds: Sequence[int],
+    per_task: bool,
+) -> None:
+    untrained = {t: sq_tasks.untrained_loss(sq_tasks.TASKS[t], sq.TRAIN_SEEDS) for t in tasks}
+    grids = {(t, sc): pc.load_grid(t, sc, 1.0, cache, untrained[t]) for t in tasks for sc in SCHEDULES}
+    print("| design | horizon | schedule " + pc.SUMMARY_HEAD + " cost |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for d in designs:
+        for h in HORIZONS:
+            for sc in [*schedules, "all"]:
+                regrets, costs = [], []
+                for t in tasks:
+                    for s in seeds:
+                        for sc2 in schedules if sc == "all" else [sc]:
+                            out = results[d, t, sc2, s]
+                            n = sq_tasks.TASKS[t].steps
+                            lr = out["best"]
+                            kept = None if lr is None else lr * (out["probe_steps"] / n) ** h
+                            regrets.append(grids[t, sc2].regret(kept))
+                            costs.append(out["cost"])
+                print(f"| {d} | {h:g} | {sc} " + pc.summary(regrets) + f" {np.mean(costs):.2f} |")
+    if per_task:
+        for d in designs:
+            for t in tasks:
+                for sc in schedules:
+                    for s in seeds:
+                        out = results[d, t, sc, s]
+                        n = sq_tasks.TASKS[t].steps
+                        r = [
+                            grids[t, sc].regret(
+                                None if out["best"] is None else out["best"] * (out["probe_steps"] / n) ** h
+                            )
+                            for h in HORIZONS
+                        ]
+                        probes = " ".join(f"{lr:.2g}:{v:.3g}" for lr, v in out["probes"])
+                        print(
+                            f"{d:>16} {t:>24} {sc:>8} {s} centre {out['center']:.2g} "
+                            f"regret@h {' '.join(f'{x:.3f}' for x in r)} | {probes}"
+                        )
+
+
+if __name__ == "__main__":
+    main()
