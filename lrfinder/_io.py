@@ -1,12 +1,20 @@
-"""Writing files whole or not at all."""
+"""Writing files whole or not at all, and the JSON form of numbers in saved results.
+
+JSON has no NaN or infinity: :func:`encode` writes NaN as ``null`` and infinities as ``"inf"`` and
+``"-inf"``; :func:`decode` and :func:`decode_number` read them back.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import secrets
 import stat
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 #: Tries at a fresh temporary name before giving up (names are 64 random bits).
 _NAME_TRIES = 16
@@ -81,3 +89,55 @@ def _fsync_folder(folder: Path) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# -- non-finite numbers in JSON ------------------------------------------------------------------
+
+NON_FINITE = {"inf": math.inf, "-inf": -math.inf}
+
+
+def encode(value: Any) -> Any:
+    """``value`` made JSON-ready: NaN becomes ``null``, infinities ``"inf"``/``"-inf"``, NumPy
+    scalars Python numbers, tuples lists, keys strings, and anything else its ``str``."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return value
+    if isinstance(value, (np.floating, np.integer)):
+        return encode(value.item())
+    if isinstance(value, dict):
+        return {str(k): encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [encode(v) for v in value]
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return str(value)
+
+
+def decode(value: Any) -> Any:
+    """Undo :func:`encode` in free-form data (settings, info): ``"inf"``/``"-inf"`` become
+    infinities; ``null`` stays None, since there it need not have been a number."""
+    if isinstance(value, str) and value in NON_FINITE:
+        return NON_FINITE[value]
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    if isinstance(value, dict):
+        return {k: decode(v) for k, v in value.items()}
+    return value
+
+
+def decode_number(value: Any, where: str = "the value") -> float:
+    """A number written by :func:`encode`: ``null`` is NaN, ``"inf"``/``"-inf"`` are infinities.
+
+    Raises:
+        ValueError: Anything else that is not a number (``where`` names the field).
+    """
+    if value is None:
+        return math.nan
+    if isinstance(value, str) and value in NON_FINITE:
+        return NON_FINITE[value]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f'{where} must be a number (null for NaN, "inf" or "-inf"), got {value!r}')
+    return float(value)

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from lrfinder._io import decode_number
 from lrfinder._signals import defer_sigint
 from lrfinder.plan import Plan, check_train_steps, lr_at
 from lrfinder.sweep import _add_note, _progress_bar, close_bar
@@ -415,8 +416,8 @@ class Confirmation:
                 lr=float(p["lr"]),
                 steps=int(p["steps"]),
                 round=int(p["round"]),
-                losses=tuple(_number(x) for x in p["losses"]),
-                score=_number(p["score"]),
+                losses=tuple(decode_number(x) for x in p["losses"]),
+                score=decode_number(p["score"]),
             )
             for p in data.get("probes", [])
         )
@@ -526,16 +527,6 @@ def _best(probes: Sequence[Probe]) -> Probe | None:
         return None
     best = min(probes, key=_rank)
     return best if _rank(best)[0] < math.inf else None
-
-
-def _number(value: Any) -> float:
-    if value is None:
-        return math.nan
-    if value == "inf":
-        return math.inf
-    if value == "-inf":
-        return -math.inf
-    return float(value)
 
 
 def _positive(value: Any, what: str) -> int:

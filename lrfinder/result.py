@@ -19,7 +19,7 @@ import numpy as np
 
 from lrfinder import diagnose as checks
 from lrfinder import suggest as rules
-from lrfinder._io import atomic_write_bytes
+from lrfinder._io import atomic_write_bytes, decode, decode_number, encode
 from lrfinder.confirm import Confirmation
 from lrfinder.plan import Plan
 from lrfinder.suggest import Suggestion
@@ -241,7 +241,7 @@ class LRFinderResult:
             "suggestion": self.suggestion,
             "range_suggestion": self.range_suggestion,
             "plan": None if self.plan is None else self.plan.to_dict(),
-            "confirmation": None if self.confirmation is None else _encode(self.confirmation.to_dict()),
+            "confirmation": None if self.confirmation is None else encode(self.confirmation.to_dict()),
             "suggestions": {
                 name: {"lr": s.lr, "index": s.index, "reason": s.reason}
                 for name, s in self.suggestions.items()
@@ -249,11 +249,11 @@ class LRFinderResult:
             "lr_range": list(self.lr_range) if self.lr_range else None,
             "candidates": self.candidates(),
             "diagnostics": [d._asdict() for d in self.diagnostics],
-            "settings": _encode(self.settings),
-            "info": _encode(self.info),
-            "lrs": _encode(self.lrs.tolist()),
-            "losses": _encode(self.losses.tolist()),
-            "smoothed": _encode(self.smoothed.tolist()),
+            "settings": encode(self.settings),
+            "info": encode(self.info),
+            "lrs": encode(self.lrs.tolist()),
+            "losses": encode(self.losses.tolist()),
+            "smoothed": encode(self.smoothed.tolist()),
         }
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
@@ -291,7 +291,7 @@ class LRFinderResult:
         stop_reason = data["stop_reason"]
         if stop_reason not in STOP_REASONS:
             raise ValueError(f"stop_reason must be one of {', '.join(STOP_REASONS)}, got {stop_reason!r}")
-        settings, info = _decode(data.get("settings", {})), _decode(data.get("info", {}))
+        settings, info = decode(data.get("settings", {})), decode(data.get("info", {}))
         for key, value in (("settings", settings), ("info", info)):
             if not isinstance(value, dict):
                 raise ValueError(f"{key} must be a JSON object, got {type(value).__name__}")
@@ -332,35 +332,12 @@ class LRFinderResult:
         return cls.from_dict(data)
 
 
-_NON_FINITE = {"inf": math.inf, "-inf": -math.inf}
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return value
-    if isinstance(value, (np.floating, np.integer)):
-        return _encode(value.item())
-    if isinstance(value, dict):
-        return {str(k): _encode(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_encode(v) for v in value]
-    if value is None or isinstance(value, (str, int, bool)):
-        return value
-    return str(value)
-
-
 def _decode_curve(values: Any, name: str) -> np.ndarray:
-    """A curve written by :func:`_encode`: ``null`` is NaN, ``"inf"``/``"-inf"`` are infinities."""
+    """A curve written by :func:`~lrfinder._io.encode`: ``null`` is NaN, ``"inf"``/``"-inf"`` are
+    infinities."""
     if not isinstance(values, list):
         raise ValueError(f"{name} must be a list of numbers, got {type(values).__name__}")
-    decoded = [math.nan if v is None else _decode(v) for v in values]
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in decoded):
-        raise ValueError(f'{name} must be a list of numbers (null for NaN, "inf", "-inf")')
-    return np.asarray(decoded, dtype=np.float64)
+    return np.asarray([decode_number(v, f"{name}[{i}]") for i, v in enumerate(values)], dtype=np.float64)
 
 
 def _check_curve(lrs: np.ndarray, losses: np.ndarray, smoothed: np.ndarray) -> None:
@@ -376,14 +353,3 @@ def _check_curve(lrs: np.ndarray, losses: np.ndarray, smoothed: np.ndarray) -> N
         raise ValueError("lrs must be strictly increasing")
     if losses.size and not np.any(np.isfinite(losses)):
         raise ValueError("losses holds no finite value: there is no curve")
-
-
-def _decode(value: Any) -> Any:
-    """Settings and info written by :func:`_encode`: infinities come back, ``null`` stays None."""
-    if isinstance(value, str) and value in _NON_FINITE:
-        return _NON_FINITE[value]
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _decode(v) for k, v in value.items()}
-    return value

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lrfinder import LRFinderResult, find_lr, suggest
+from lrfinder._io import encode
 from lrfinder.confirm import (
     Confirmation,
     ConfirmSettings,
@@ -24,7 +25,6 @@ from lrfinder.confirm import (
     run_plan,
 )
 from lrfinder.plan import Plan
-from lrfinder.result import _encode
 from tests.test_result import synthetic
 from tests.test_sweep import NoisyQuadratic
 
@@ -485,7 +485,7 @@ def test_confirmation_from_dict_reads_what_to_dict_wrote():
         probes=(Probe(0.1, 3, 0, (1.0, math.nan, 0.5), 0.25),),
         plan=ProbePlan(10, 4, (0.0,), (ProbeRound(1, 3),)),
     )
-    text = json.dumps(_encode(c.to_dict()), allow_nan=False)
+    text = json.dumps(encode(c.to_dict()), allow_nan=False)
     back = Confirmation.from_dict(json.loads(text))
     assert back.probes[0].losses[0] == 1.0 and math.isnan(back.probes[0].losses[1])
     assert back == Confirmation(**{**c.__dict__, "probes": back.probes}) and back.plan == c.plan
