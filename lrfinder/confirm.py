@@ -27,9 +27,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from lrfinder._io import decode_number
+from lrfinder._progress import close_bar, progress_bar
 from lrfinder._signals import defer_sigint
+from lrfinder.errors import add_note
 from lrfinder.plan import Plan, check_train_steps, lr_at
-from lrfinder.sweep import _add_note, _progress_bar, close_bar
 from lrfinder.trainers.base import Trainer
 
 #: The range test's length when the user does not set ``num_iter`` (``SweepSettings.num_iter``).
@@ -726,7 +727,7 @@ def train_probe(
             try:
                 pending.append(trainer.step(float(lr)))
             except BaseException as error:
-                _add_note(
+                add_note(
                     error,
                     f"lrfinder: raised by step {step} of a confirm probe at "
                     f"lr={float(lr):.3e}; the model's state was restored",
@@ -791,7 +792,7 @@ def confirm(
             schedule=user_plan.schedule,
             settings=settings,
         )
-    bar = _progress_bar(progress, trainer, plan.probe_steps, desc="Confirm probes")
+    bar = progress_bar(progress, trainer, plan.probe_steps, desc="Confirm probes")
     on_step = None if bar is None else (lambda: bar.update(1))
 
     def probe(lr: float, steps: int) -> tuple[list[float], float]:
