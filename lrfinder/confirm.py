@@ -30,7 +30,7 @@ from lrfinder._io import decode_number
 from lrfinder._progress import close_bar, progress_bar
 from lrfinder._signals import defer_sigint
 from lrfinder.errors import add_note
-from lrfinder.plan import Plan, check_train_steps, lr_at
+from lrfinder.plan import Plan, ScheduleLRs, check_train_steps
 from lrfinder.trainers.base import Trainer
 
 #: The range test's length when the user does not set ``num_iter`` (``SweepSettings.num_iter``).
@@ -676,29 +676,9 @@ def check_evaluates(trainer: Any) -> None:
         )
 
 
-class ProbeLRs(Sequence[float]):
-    """The LR of every step of a ``total``-step run under ``schedule`` peaking at ``peak``, as
-    :func:`lrfinder.plan.lr_curve` gives them, each computed when read: a probe of any length
-    costs no memory for its schedule.
-
-    >>> lrs = ProbeLRs("cosine", 2.0, 4)
-    >>> len(lrs), [round(lr, 12) for lr in lrs]
-    (4, [0.0, 2.0, 1.5, 0.5])
-    """
-
-    def __init__(self, schedule: str, peak: float, total: int) -> None:
-        self.schedule, self.peak, self.total = schedule, float(peak), int(total)
-
-    def __len__(self) -> int:
-        return self.total
-
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self.total))]
-        step = int(index) + (self.total if int(index) < 0 else 0)
-        if not 0 <= step < self.total:
-            raise IndexError(f"step {index} of a {self.total}-step schedule")
-        return lr_at(self.schedule, self.peak, step, self.total)
+#: A probe's LRs: the user's schedule compressed to the probe's length, each computed when read
+#: (a probe of any length costs no memory for its schedule).
+ProbeLRs = ScheduleLRs
 
 
 def train_probe(

@@ -560,6 +560,29 @@ def test_a_probes_lrs_are_computed_step_by_step_not_held_in_memory():
         small[17]
 
 
+@pytest.mark.parametrize("schedule", ["constant", "onecycle", "cosine"])
+@pytest.mark.parametrize("total", [1, 2, 3, 4, 17, 100, 1001])
+def test_a_probes_lrs_are_the_plans_lr_curve_step_for_step(schedule, total):
+    from lrfinder.confirm import ProbeLRs
+    from lrfinder.plan import lr_curve
+
+    lazy, curve = ProbeLRs(schedule, 0.3, total), lr_curve(schedule, 0.3, total)
+    assert len(lazy) == curve.shape[0] == total
+    assert np.array_equal(np.asarray(list(lazy)), curve)  # bit for bit, iterated
+    assert [lazy[i] for i in range(total)] == curve.tolist()  # and indexed
+    assert lazy[-1] == curve[-1] and lazy[::2] == curve[::2].tolist()
+
+
+def test_a_schedule_needs_a_known_name_and_a_length_of_at_least_zero():
+    from lrfinder.plan import ScheduleLRs, lr_curve
+
+    assert lr_curve("cosine", 0.3, 0).shape == (0,) and len(ScheduleLRs("cosine", 0.3, 0)) == 0
+    with pytest.raises(ValueError, match="number of steps >= 0, got -1"):
+        ScheduleLRs("cosine", 0.3, -1)
+    with pytest.raises(ValueError, match="schedule must be one of 'constant', 'onecycle', 'cosine'"):
+        ScheduleLRs("linear", 0.3, 10)
+
+
 # -- the horizon correction (the benchmark's evidence: a short probe favours a higher LR) ----------
 
 
