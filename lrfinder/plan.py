@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from lrfinder._io import read_field, read_int, read_object, read_str
+
 CONSTANT = "constant"
 ONECYCLE = "onecycle"
 COSINE = "cosine"
@@ -199,3 +201,25 @@ class Plan:
 
     def to_dict(self) -> dict[str, object]:
         return {"schedule": self.schedule, "train_steps": self.train_steps}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "plan") -> Plan:
+        """Read back :meth:`to_dict` (from a saved result, where it is the field ``where``).
+
+        Raises:
+            ValueError: Not an object, or a field missing or of the wrong kind; the message names
+                the field and says what a valid plan looks like.
+        """
+        names = " | ".join(f'"{name}"' for name in SCHEDULES)
+        shape = f'{{"schedule": {names}, "train_steps": an integer >= 1 or null}}'
+        fields = read_object(data, where, shape)
+        schedule = read_field(fields, "schedule", where, shape=shape)
+        schedule = read_str(schedule, f"{where}.schedule", SCHEDULES)
+        train_steps = read_field(fields, "train_steps", where, None)
+        if train_steps is not None:
+            read_int(train_steps, f"{where}.train_steps", 1)
+            if train_steps > MAX_TRAIN_STEPS:
+                raise ValueError(
+                    f"{where}.train_steps must be at most {MAX_TRAIN_STEPS:.0e}, got {train_steps}"
+                )
+        return cls(schedule, train_steps)
