@@ -301,7 +301,10 @@ class LRFinderResult:
             )
         missing = [key for key in ("lrs", "losses", "smoothed", "stop_reason") if key not in data]
         if missing:
-            raise ValueError(f"the field(s) {', '.join(missing)} are missing")
+            raise ValueError(
+                f"the field(s) {', '.join(missing)} are missing; a result holds lrs, losses and smoothed "
+                "(arrays of numbers of one length) and stop_reason"
+            )
         curves = {key: _decode_curve(data[key], key) for key in ("lrs", "losses", "smoothed")}
         stop_reason = read_str(data["stop_reason"], "stop_reason", STOP_REASONS)
         settings = read_object(decode(data.get("settings", {})), "settings")
@@ -322,10 +325,8 @@ class LRFinderResult:
             elapsed=elapsed,
             rule=rule,
             info=info,
-            plan=None if plan is None else Plan.from_dict(plan, "plan"),
-            confirmation=None
-            if confirmation is None
-            else Confirmation.from_dict(confirmation, "confirmation"),
+            plan=None if plan is None else Plan.from_dict(plan),
+            confirmation=None if confirmation is None else Confirmation.from_dict(confirmation),
         )
 
     @classmethod
