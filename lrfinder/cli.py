@@ -578,7 +578,9 @@ def plot(results: tuple[str, ...], output: str) -> None:
             loaded.append(LRFinderResult.from_json(Path(name)))
         except OSError as error:
             raise CommandLineError(f"cannot read {name}: {error.strerror or error}") from None
-        except Exception as error:  # whatever the file holds, one line
+        except ValueError as error:  # names the file and the field, and what a valid one is
+            raise CommandLineError(str(error)) from None
+        except Exception as error:  # whatever else the file holds, one line
             raise CommandLineError(f"{name} is not an lrfinder result: {error}") from None
         if loaded[-1].num_steps == 0:
             raise CommandLineError(f"{name} holds no steps: there is no curve to draw")

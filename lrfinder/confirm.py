@@ -26,9 +26,23 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from lrfinder._io import (
+    decode,
+    decode_number,
+    describe,
+    read_field,
+    read_float,
+    read_int,
+    read_list,
+    read_object,
+    read_optional_float,
+    read_optional_str,
+    read_str,
+)
+from lrfinder._progress import close_bar, progress_bar
 from lrfinder._signals import defer_sigint
-from lrfinder.plan import Plan, check_train_steps, lr_at
-from lrfinder.sweep import _add_note, _progress_bar, close_bar
+from lrfinder.errors import add_note
+from lrfinder.plan import CONSTANT, SCHEDULES, Plan, ScheduleLRs, check_train_steps
 from lrfinder.trainers.base import Trainer
 
 #: The range test's length when the user does not set ``num_iter`` (``SweepSettings.num_iter``).
@@ -195,13 +209,46 @@ class ProbePlan:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ProbePlan:
+    def from_dict(cls, data: Any, where: str = "confirmation.plan") -> ProbePlan:
+        """Read back :meth:`to_dict` (from a saved result, where it is the field ``where``).
+
+        Raises:
+            ValueError: A field missing or of the wrong kind; the message names it and says what a
+                valid one is.
+        """
+        shape = (
+            '{"budget": steps, "range_steps": steps, "offsets": [decades, ...], '
+            '"rounds": [[probes, steps], ...], "lookahead": batches}'
+        )
+        fields = read_object(data, where, shape)
+
+        def steps(key: str) -> int:
+            return read_int(read_field(fields, key, where, shape=shape), f"{where}.{key}", 1)
+
+        budget, range_steps = steps("budget"), steps("range_steps")
+        offsets = read_list(
+            read_field(fields, "offsets", where, shape=shape), f"{where}.offsets", "of numbers"
+        )
+        rounds = read_list(
+            read_field(fields, "rounds", where, shape=shape), f"{where}.rounds", "of [probes, steps] pairs"
+        )
+        for i, round_ in enumerate(rounds):
+            if not (isinstance(round_, list) and len(round_) == 2):
+                raise ValueError(
+                    f"{where}.rounds[{i}] must be a pair [probes, steps] of integers >= 1, "
+                    f"got {describe(round_)}"
+                )
         return cls(
-            budget=int(data["budget"]),
-            range_steps=int(data["range_steps"]),
-            offsets=tuple(float(x) for x in data["offsets"]),
-            rounds=tuple(ProbeRound(int(c), int(s)) for c, s in data["rounds"]),
-            lookahead=int(data.get("lookahead", 0)),
+            budget=budget,
+            range_steps=range_steps,
+            offsets=tuple(read_float(x, f"{where}.offsets[{i}]") for i, x in enumerate(offsets)),
+            rounds=tuple(
+                ProbeRound(
+                    read_int(size, f"{where}.rounds[{i}][0]", 1), read_int(n, f"{where}.rounds[{i}][1]", 1)
+                )
+                for i, (size, n) in enumerate(rounds)
+            ),
+            lookahead=read_int(read_field(fields, "lookahead", where, 0), f"{where}.lookahead", 0),
         )
 
 
@@ -340,6 +387,32 @@ class Probe:
             "score": self.score,
         }
 
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "probe") -> Probe:
+        """Read back :meth:`to_dict` (from a saved result, where it is the field ``where``): ``null``
+        losses and score are NaN, as JSON writes it, and ``"inf"``/``"-inf"`` infinities.
+
+        Raises:
+            ValueError: A field missing or of the wrong kind; the message names it.
+        """
+        shape = (
+            '{"lr": number > 0, "steps": integer >= 1, "round": integer >= 0, "losses": [numbers], '
+            '"score": number}'
+        )
+        fields = read_object(data, where, shape)
+
+        def field(key: str) -> Any:
+            return read_field(fields, key, where, shape=shape)
+
+        losses = read_list(field("losses"), f"{where}.losses", 'of numbers (null for NaN, "inf", "-inf")')
+        return cls(
+            lr=read_float(field("lr"), f"{where}.lr", positive=True),
+            steps=read_int(field("steps"), f"{where}.steps", 1),
+            round=read_int(field("round"), f"{where}.round", 0),
+            losses=tuple(decode_number(x, f"{where}.losses[{i}]") for i, x in enumerate(losses)),
+            score=decode_number(field("score"), f"{where}.score"),
+        )
+
 
 #: ``probe(lr, steps) -> (training losses, score)``: one probe, from the starting state.
 ProbeFunction = Callable[[float, int], tuple[Sequence[float], float]]
@@ -424,26 +497,36 @@ class Confirmation:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Confirmation:
-        """Read back :meth:`to_dict` (``None`` scores or losses, as JSON writes NaN, become NaN)."""
-        probes = tuple(
-            Probe(
-                lr=float(p["lr"]),
-                steps=int(p["steps"]),
-                round=int(p["round"]),
-                losses=tuple(_number(x) for x in p["losses"]),
-                score=_number(p["score"]),
-            )
-            for p in data.get("probes", [])
+    def from_dict(cls, data: Any, where: str = "confirmation") -> Confirmation:
+        """Read back :meth:`to_dict` (from a saved result, where it is the field ``where``): ``null``
+        scores or losses, as JSON writes NaN, become NaN.
+
+        Raises:
+            ValueError: A field missing or of the wrong kind, at any depth; the message names it
+                (``confirmation.probes[2].score``) and says what a valid one is.
+        """
+        shape = (
+            '{"lr": number or null, "center": number or null, "schedule": name, "reason": text or null, '
+            '"plan": {...}, "settings": {...}, "probes": [{...}, ...]}'
         )
+        fields = read_object(data, where, shape)
+        probes = read_list(read_field(fields, "probes", where, []), f"{where}.probes", "of probe objects")
+        lr = read_optional_float(read_field(fields, "lr", where, None), f"{where}.lr", positive=True)
+        if lr is not None and not probes:
+            raise ValueError(f"{where}.lr is {lr} but {where}.probes is empty: a chosen LR needs its probes")
+        settings = decode(read_field(fields, "settings", where, {}))
         return cls(
-            lr=None if data.get("lr") is None else float(data["lr"]),
-            center=None if data.get("center") is None else float(data["center"]),
-            probes=probes,
-            plan=ProbePlan.from_dict(data["plan"]),
-            schedule=data.get("schedule", "constant"),
-            reason=data.get("reason"),
-            settings=dict(data.get("settings", {})),
+            lr=lr,
+            center=read_optional_float(
+                read_field(fields, "center", where, None), f"{where}.center", positive=True
+            ),
+            probes=tuple(Probe.from_dict(p, f"{where}.probes[{i}]") for i, p in enumerate(probes)),
+            plan=ProbePlan.from_dict(read_field(fields, "plan", where, shape=shape), f"{where}.plan"),
+            schedule=read_str(
+                read_field(fields, "schedule", where, CONSTANT), f"{where}.schedule", SCHEDULES
+            ),
+            reason=read_optional_str(read_field(fields, "reason", where, None), f"{where}.reason"),
+            settings=read_object(settings, f"{where}.settings"),
         )
 
 
@@ -584,16 +667,6 @@ def _best(probes: Sequence[Probe]) -> Probe | None:
         return None
     best = min(probes, key=_rank)
     return best if _rank(best)[0] < math.inf else None
-
-
-def _number(value: Any) -> float:
-    if value is None:
-        return math.nan
-    if value == "inf":
-        return math.inf
-    if value == "-inf":
-        return -math.inf
-    return float(value)
 
 
 def _positive(value: Any, what: str) -> int:
@@ -742,29 +815,9 @@ def check_evaluates(trainer: Any) -> None:
         )
 
 
-class ProbeLRs(Sequence[float]):
-    """The LR of every step of a ``total``-step run under ``schedule`` peaking at ``peak``, as
-    :func:`lrfinder.plan.lr_curve` gives them, each computed when read: a probe of any length
-    costs no memory for its schedule.
-
-    >>> lrs = ProbeLRs("cosine", 2.0, 4)
-    >>> len(lrs), [round(lr, 12) for lr in lrs]
-    (4, [0.0, 2.0, 1.5, 0.5])
-    """
-
-    def __init__(self, schedule: str, peak: float, total: int) -> None:
-        self.schedule, self.peak, self.total = schedule, float(peak), int(total)
-
-    def __len__(self) -> int:
-        return self.total
-
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self.total))]
-        step = int(index) + (self.total if int(index) < 0 else 0)
-        if not 0 <= step < self.total:
-            raise IndexError(f"step {index} of a {self.total}-step schedule")
-        return lr_at(self.schedule, self.peak, step, self.total)
+#: A probe's LRs: the user's schedule compressed to the probe's length, each computed when read
+#: (a probe of any length costs no memory for its schedule).
+ProbeLRs = ScheduleLRs
 
 
 def train_probe(
@@ -793,7 +846,7 @@ def train_probe(
             try:
                 pending.append(trainer.step(float(lr)))
             except BaseException as error:
-                _add_note(
+                add_note(
                     error,
                     f"lrfinder: raised by step {step} of a confirm probe at "
                     f"lr={float(lr):.3e}; the model's state was restored",
@@ -858,7 +911,7 @@ def confirm(
             schedule=user_plan.schedule,
             settings=settings,
         )
-    bar = _progress_bar(progress, trainer, plan.probe_steps, desc="Confirm probes")
+    bar = progress_bar(progress, trainer, plan.probe_steps, desc="Confirm probes")
     on_step = None if bar is None else (lambda: bar.update(1))
 
     def probe(lr: float, steps: int) -> tuple[list[float], float]:

@@ -1,4 +1,5 @@
-"""Exceptions that lrfinder raises for the caller to catch."""
+"""Exceptions that lrfinder raises for the caller to catch, and :func:`add_note` for the context it
+attaches to the others."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lrfinder.result import LRFinderResult
 
-__all__ = ["OtherRankFailed", "RangeTestInterrupted"]
+__all__ = ["OtherRankFailed", "RangeTestInterrupted", "add_note"]
 
 
 class RangeTestInterrupted(KeyboardInterrupt):
@@ -52,3 +53,10 @@ class OtherRankFailed(RuntimeError):
     def __init__(self, message: str, rank: int) -> None:
         super().__init__(message)
         self.rank = rank
+
+
+def add_note(error: BaseException, note: str) -> None:
+    """Attach ``note`` to ``error`` (shown under its traceback), e.g. which step raised it and
+    whether the model's state was restored. A no-op before Python 3.11, which has no notes."""
+    if hasattr(error, "add_note"):
+        error.add_note(note)

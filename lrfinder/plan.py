@@ -18,9 +18,13 @@ and matches the framework objects it names exactly:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from lrfinder._io import read_field, read_int, read_object, read_str
 
 CONSTANT = "constant"
 ONECYCLE = "onecycle"
@@ -134,13 +138,43 @@ def lr_at(schedule: str, peak: float, step: int, total: int) -> float:
     return peak * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+class ScheduleLRs(Sequence[float]):
+    """The LR of every step of a ``total``-step run under ``schedule`` peaking at ``peak``, each
+    computed by :func:`lr_at` when read: a run of any length costs no memory for its schedule.
+
+    >>> lrs = ScheduleLRs("cosine", 2.0, 4)
+    >>> len(lrs), [round(lr, 12) for lr in lrs], lrs[1:3], lrs[-1] == lrs[3]
+    (4, [0.0, 2.0, 1.5, 0.5], [2.0, 1.5], True)
+    """
+
+    def __init__(self, schedule: str, peak: float, total: int) -> None:
+        if int(total) < 0:
+            raise ValueError(f"a schedule needs a number of steps >= 0, got {total}")
+        self.schedule, self.peak, self.total = check_schedule(schedule), float(peak), int(total)
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.total))]
+        step = int(index) + (self.total if int(index) < 0 else 0)
+        if not 0 <= step < self.total:
+            raise IndexError(f"step {index} of a {self.total}-step schedule")
+        return lr_at(self.schedule, self.peak, step, self.total)
+
+    def __iter__(self) -> Iterator[float]:
+        return (lr_at(self.schedule, self.peak, step, self.total) for step in range(self.total))
+
+
 def lr_curve(schedule: str, peak: float, total: int) -> np.ndarray:
-    """The LR of every step of a ``total``-step run under ``schedule``, shape ``(total,)``.
+    """The LR of every step of a ``total``-step run under ``schedule``, shape ``(total,)``: the
+    values of :class:`ScheduleLRs`, held in an array.
 
     >>> lr_curve("cosine", 2.0, 4)
     array([0. , 2. , 1.5, 0.5])
     """
-    return np.array([lr_at(schedule, peak, step, total) for step in range(total)], dtype=np.float64)
+    return np.fromiter(ScheduleLRs(schedule, peak, total), dtype=np.float64, count=total)
 
 
 @dataclass(frozen=True)
@@ -167,3 +201,25 @@ class Plan:
 
     def to_dict(self) -> dict[str, object]:
         return {"schedule": self.schedule, "train_steps": self.train_steps}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "plan") -> Plan:
+        """Read back :meth:`to_dict` (from a saved result, where it is the field ``where``).
+
+        Raises:
+            ValueError: Not an object, or a field missing or of the wrong kind; the message names
+                the field and says what a valid plan looks like.
+        """
+        names = " | ".join(f'"{name}"' for name in SCHEDULES)
+        shape = f'{{"schedule": {names}, "train_steps": an integer >= 1 or null}}'
+        fields = read_object(data, where, shape)
+        schedule = read_field(fields, "schedule", where, shape=shape)
+        schedule = read_str(schedule, f"{where}.schedule", SCHEDULES)
+        train_steps = read_field(fields, "train_steps", where, None)
+        if train_steps is not None:
+            read_int(train_steps, f"{where}.train_steps", 1)
+            if train_steps > MAX_TRAIN_STEPS:
+                raise ValueError(
+                    f"{where}.train_steps must be at most {MAX_TRAIN_STEPS:.0e}, got {train_steps}"
+                )
+        return cls(schedule, train_steps)

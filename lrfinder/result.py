@@ -8,7 +8,6 @@ state that could disagree with it.
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -18,8 +17,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lrfinder import diagnose as checks
+from lrfinder import schedules
 from lrfinder import suggest as rules
-from lrfinder._io import atomic_write_bytes
+from lrfinder._io import (
+    atomic_write_bytes,
+    decode,
+    decode_number,
+    encode,
+    read_float,
+    read_int,
+    read_list,
+    read_object,
+    read_str,
+)
 from lrfinder.confirm import Confirmation
 from lrfinder.plan import Plan
 from lrfinder.suggest import Suggestion
@@ -241,7 +251,7 @@ class LRFinderResult:
             "suggestion": self.suggestion,
             "range_suggestion": self.range_suggestion,
             "plan": None if self.plan is None else self.plan.to_dict(),
-            "confirmation": None if self.confirmation is None else _encode(self.confirmation.to_dict()),
+            "confirmation": None if self.confirmation is None else encode(self.confirmation.to_dict()),
             "suggestions": {
                 name: {"lr": s.lr, "index": s.index, "reason": s.reason}
                 for name, s in self.suggestions.items()
@@ -249,11 +259,11 @@ class LRFinderResult:
             "lr_range": list(self.lr_range) if self.lr_range else None,
             "candidates": self.candidates(),
             "diagnostics": [d._asdict() for d in self.diagnostics],
-            "settings": _encode(self.settings),
-            "info": _encode(self.info),
-            "lrs": _encode(self.lrs.tolist()),
-            "losses": _encode(self.losses.tolist()),
-            "smoothed": _encode(self.smoothed.tolist()),
+            "settings": encode(self.settings),
+            "info": encode(self.info),
+            "lrs": encode(self.lrs.tolist()),
+            "losses": encode(self.losses.tolist()),
+            "smoothed": encode(self.smoothed.tolist()),
         }
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
@@ -268,39 +278,41 @@ class LRFinderResult:
         return text
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LRFinderResult:
+    def from_dict(cls, data: Any) -> LRFinderResult:
         """A result from :meth:`to_dict`'s output, checked as the sweep would have produced it.
+
+        The fields derived from the curve (``suggestion``, ``suggestions``, ``lr_range``,
+        ``candidates``, ``diagnostics``...) are computed again, not read.
 
         Raises:
             ValueError: Not an lrfinder result, another format version, or a field that no sweep
-                produces (the message names it): learning rates that are not finite, positive and
-                strictly increasing; losses none of which is finite; an unknown stop reason or
-                rule; settings or info that are not objects.
+                produces; the message names the field (``plan.train_steps``,
+                ``confirmation.probes[0].score``) and says what a valid one is: a field missing or of
+                the wrong kind; learning rates that are not finite, positive and strictly
+                increasing; losses none of which is finite; an unknown stop reason or rule.
         """
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ValueError("not an lrfinder result (the 'format' field is missing or different)")
-        if data.get("version") not in READABLE_VERSIONS:
+            raise ValueError(f"not an lrfinder result (the 'format' field is missing or not {FORMAT!r})")
+        version = data.get("version")
+        if isinstance(version, bool) or version not in READABLE_VERSIONS:
             raise ValueError(
-                f"lrfinder result format version {data.get('version')!r} is not supported "
+                f"lrfinder result format version {version!r} is not supported "
                 f"(this lrfinder reads versions {', '.join(map(str, READABLE_VERSIONS))})"
             )
         missing = [key for key in ("lrs", "losses", "smoothed", "stop_reason") if key not in data]
         if missing:
-            raise ValueError(f"the field(s) {', '.join(missing)} are missing")
+            raise ValueError(
+                f"the field(s) {', '.join(missing)} are missing; a result holds lrs, losses and smoothed "
+                "(arrays of numbers of one length) and stop_reason"
+            )
         curves = {key: _decode_curve(data[key], key) for key in ("lrs", "losses", "smoothed")}
-        stop_reason = data["stop_reason"]
-        if stop_reason not in STOP_REASONS:
-            raise ValueError(f"stop_reason must be one of {', '.join(STOP_REASONS)}, got {stop_reason!r}")
-        settings, info = _decode(data.get("settings", {})), _decode(data.get("info", {}))
-        for key, value in (("settings", settings), ("info", info)):
-            if not isinstance(value, dict):
-                raise ValueError(f"{key} must be a JSON object, got {type(value).__name__}")
-        backend, rule = data.get("backend", "unknown"), data.get("rule", rules.DEFAULT_RULE)
-        if not isinstance(backend, str) or not isinstance(rule, str):
-            raise ValueError("backend and rule must be strings")
-        elapsed = data.get("elapsed", 0.0)
-        if isinstance(elapsed, bool) or not isinstance(elapsed, (int, float)) or not math.isfinite(elapsed):
-            raise ValueError(f"elapsed must be a finite number of seconds, got {elapsed!r}")
+        stop_reason = read_str(data["stop_reason"], "stop_reason", STOP_REASONS)
+        settings = read_object(decode(data.get("settings", {})), "settings")
+        _check_settings(settings)
+        info = read_object(decode(data.get("info", {})), "info")
+        backend = read_str(data.get("backend", "unknown"), "backend")
+        rule = read_str(data.get("rule", rules.DEFAULT_RULE), "rule", sorted(rules.RULES))
+        elapsed = read_float(data.get("elapsed", 0.0), "elapsed")
         _check_curve(curves["lrs"], curves["losses"], curves["smoothed"])
         plan, confirmation = data.get("plan"), data.get("confirmation")
         return cls(
@@ -310,57 +322,60 @@ class LRFinderResult:
             stop_reason=stop_reason,
             settings=settings,
             backend=backend,
-            elapsed=float(elapsed),
+            elapsed=elapsed,
             rule=rule,
             info=info,
-            plan=None if plan is None else Plan(plan["schedule"], plan.get("train_steps")),
+            plan=None if plan is None else Plan.from_dict(plan),
             confirmation=None if confirmation is None else Confirmation.from_dict(confirmation),
         )
 
     @classmethod
     def from_json(cls, source: str | os.PathLike[str]) -> LRFinderResult:
-        """Read a result written by :meth:`to_json`: a path, or the JSON text itself."""
-        text = str(source)
-        if not (isinstance(source, str) and text.lstrip().startswith("{")):
-            text = Path(source).read_text(encoding="utf-8")
+        """Read a result written by :meth:`to_json`: a path, or the JSON text itself.
+
+        Raises:
+            ValueError: The file is not an lrfinder result (see :meth:`from_dict`); the message
+                starts ``<path> is not an lrfinder result`` when ``source`` is a path.
+            OSError: The file cannot be read.
+        """
+        path = None if isinstance(source, str) and source.lstrip().startswith("{") else Path(source)
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{source}: not valid JSON ({error})") from None
-        except RecursionError:
-            raise ValueError(f"{source}: JSON nested too deeply to be an lrfinder result") from None
-        return cls.from_dict(data)
-
-
-_NON_FINITE = {"inf": math.inf, "-inf": -math.inf}
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return value
-    if isinstance(value, (np.floating, np.integer)):
-        return _encode(value.item())
-    if isinstance(value, dict):
-        return {str(k): _encode(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_encode(v) for v in value]
-    if value is None or isinstance(value, (str, int, bool)):
-        return value
-    return str(value)
+            text = str(source) if path is None else path.read_text(encoding="utf-8")
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"not valid JSON ({error})") from None
+            except RecursionError:
+                raise ValueError("JSON nested too deeply to be an lrfinder result") from None
+            return cls.from_dict(data)
+        except UnicodeDecodeError as error:  # a ValueError too, but it names no field
+            raise ValueError(f"{source} is not an lrfinder result: not UTF-8 text ({error.reason})") from None
+        except ValueError as error:
+            if path is None:
+                raise
+            said = str(error)
+            if said.startswith("not an lrfinder result"):  # the 'format' field: say it once
+                raise ValueError(f"{source} is {said}") from None
+            raise ValueError(f"{source} is not an lrfinder result: {said}") from None
 
 
 def _decode_curve(values: Any, name: str) -> np.ndarray:
-    """A curve written by :func:`_encode`: ``null`` is NaN, ``"inf"``/``"-inf"`` are infinities."""
-    if not isinstance(values, list):
-        raise ValueError(f"{name} must be a list of numbers, got {type(values).__name__}")
-    decoded = [math.nan if v is None else _decode(v) for v in values]
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in decoded):
-        raise ValueError(f'{name} must be a list of numbers (null for NaN, "inf", "-inf")')
-    return np.asarray(decoded, dtype=np.float64)
+    """A curve written by :func:`~lrfinder._io.encode`: ``null`` is NaN, ``"inf"``/``"-inf"`` are
+    infinities."""
+    read_list(values, name, 'of numbers (null for NaN, "inf", "-inf")')
+    return np.asarray([decode_number(v, f"{name}[{i}]") for i, v in enumerate(values)], dtype=np.float64)
+
+
+def _check_settings(settings: dict[str, Any]) -> None:
+    """Raise ``ValueError`` unless the settings that lrfinder reads back (the plot's axis, the
+    diagnostics) are of the kind :class:`~lrfinder.sweep.SweepSettings` writes."""
+    if settings.get("num_iter") is not None:
+        read_int(settings["num_iter"], "settings.num_iter", 1)
+    for key in ("start_lr", "end_lr"):
+        if key in settings:
+            read_float(settings[key], f"settings.{key}", positive=True)
+    if "mode" in settings:
+        read_str(settings["mode"], "settings.mode", schedules.MODES)
 
 
 def _check_curve(lrs: np.ndarray, losses: np.ndarray, smoothed: np.ndarray) -> None:
@@ -376,14 +391,3 @@ def _check_curve(lrs: np.ndarray, losses: np.ndarray, smoothed: np.ndarray) -> N
         raise ValueError("lrs must be strictly increasing")
     if losses.size and not np.any(np.isfinite(losses)):
         raise ValueError("losses holds no finite value: there is no curve")
-
-
-def _decode(value: Any) -> Any:
-    """Settings and info written by :func:`_encode`: infinities come back, ``null`` stays None."""
-    if isinstance(value, str) and value in _NON_FINITE:
-        return _NON_FINITE[value]
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _decode(v) for k, v in value.items()}
-    return value

@@ -7,9 +7,7 @@ This module knows nothing of any framework, of plotting or of files. It drives a
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -18,9 +16,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from lrfinder import schedules
+from lrfinder._progress import close_bar, progress_bar
 from lrfinder._signals import SigintFlag
 from lrfinder._signals import defer_sigint as _defer_sigint
-from lrfinder.errors import RangeTestInterrupted
+from lrfinder.errors import RangeTestInterrupted, add_note
 from lrfinder.trainers.base import Trainer
 
 FINISHED = "finished"
@@ -184,7 +183,7 @@ def run_sweep(
     smoothed: list[float] = []
     stop_reason = FINISHED
     sync_every = max(1, int(getattr(trainer, "sync_every", 1)))
-    bar = _progress_bar(progress, trainer, len(ladder))
+    bar = progress_bar(progress, trainer, len(ladder))
 
     def record(pending: list[tuple[float, Any]]) -> str | None:
         """Read back pending losses, record them, and say why to stop (None: go on).
@@ -264,7 +263,7 @@ def run_sweep(
             try:
                 abort(isinstance(error, KeyboardInterrupt))
             except Exception as abort_error:  # the first failure is the one to report
-                _add_note(error, f"lrfinder: telling the other processes failed too: {abort_error!r}")
+                add_note(error, f"lrfinder: telling the other processes failed too: {abort_error!r}")
     finally:
         if flag is not None:
             flag.uninstall()
@@ -299,17 +298,17 @@ def run_sweep(
             restored=restored,
         )
         if not restored:
-            _add_note(interrupt, state_note)
+            add_note(interrupt, state_note)
         raise interrupt from (restore_error if restore_error is not None else failure)
     if failure is not None:
         if where:
-            _add_note(failure, f"lrfinder: raised by {where}")
-        _add_note(failure, state_note)
+            add_note(failure, f"lrfinder: raised by {where}")
+        add_note(failure, state_note)
         if held:  # Ctrl-C pressed during the restore: it wins, as the user asked to stop
             raise KeyboardInterrupt from failure
         raise failure
     if restore_error is not None:
-        _add_note(
+        add_note(
             restore_error,
             "lrfinder: the sweep ran to its end, but putting the model's state "
             "back failed; the model is NOT as it was",
@@ -321,45 +320,3 @@ def run_sweep(
 def _is_distributed(trainer: Trainer) -> bool:
     world_size = getattr(trainer, "world_size", 1)
     return isinstance(world_size, int) and world_size > 1 and hasattr(trainer, "interrupt_flag")
-
-
-def _add_note(error: BaseException, note: str) -> None:
-    if hasattr(error, "add_note"):  # Python >= 3.11
-        error.add_note(note)
-
-
-def _in_notebook() -> bool:
-    shell = sys.modules.get("IPython")
-    if shell is None:
-        return False
-    ipython = getattr(shell, "get_ipython", lambda: None)()
-    return ipython is not None and "IPKernelApp" in getattr(ipython, "config", {})
-
-
-def close_bar(bar: Any, *, complete: bool) -> None:
-    """Close a progress bar; one whose run ended normally but short of its total ends full.
-
-    ``tqdm.notebook`` paints a bar closed short of its total red, as for an error, and its text reads
-    the share of the total run; a divergence stop (or probes left out by halving) is a normal end,
-    so the total becomes the steps run (``reset`` also resizes the notebook's widget).
-    """
-    if complete and bar.total and bar.n < bar.total:
-        steps = bar.n
-        bar.reset(total=steps)
-        bar.update(steps)
-    bar.close()
-
-
-def _progress_bar(progress: bool | None, trainer: Trainer, total: int, desc: str = "LR range test") -> Any:
-    if not getattr(trainer, "is_main_process", True):
-        return None
-    if progress is None:
-        progress = _in_notebook() or (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
-    if not progress:
-        return None
-    if _in_notebook() and importlib.util.find_spec("ipywidgets") is not None:
-        from tqdm.notebook import tqdm
-    else:  # tqdm.auto would warn in a notebook without widgets
-        from tqdm.std import tqdm
-
-    return tqdm(total=total, desc=desc, unit="step", leave=False)

@@ -17,6 +17,7 @@ import pytest
 from lrfinder import LRFinderResult
 from tests.cases import require
 from tests.test_cli import QUADRATIC, run, run_subprocess, subprocess_env, write
+from tests.test_result import MALFORMED, MALFORMED_IDS, changed, saved_with_everything
 
 SCRIPTS = {
     "quad.py": QUADRATIC,
@@ -70,8 +71,8 @@ CASES = [
     (["plot", "negative_lrs.json"], 2, "lrs must be finite positive learning rates"),
     (["plot", "nan_losses.json"], 2, "losses holds no finite value"),
     (["plot", "empty.json"], 2, "empty.json holds no steps"),
-    (["plot", "bad_stop.json"], 2, "stop_reason must be one of finished, diverged, non_finite, interrupted"),
-    (["plot", "settings_string.json"], 2, "settings must be a JSON object, got str"),
+    (["plot", "bad_stop.json"], 2, "stop_reason must be one of 'finished', 'diverged', 'non_finite', 'inter"),
+    (["plot", "settings_string.json"], 2, "settings must be a JSON object, got a string ('fast')"),
     (["plot", "unreadable.json"], 2, "cannot read unreadable.json: Permission denied"),
 ]
 
@@ -124,6 +125,24 @@ def test_bad_input_is_one_error_line_and_changes_no_file(folder, args, code, mes
     got, out, err = run([*args, *extra], folder)
     assert_one_error_line(got, out, err, code, message)
     assert snapshot(folder) == before
+
+
+@pytest.mark.parametrize(("path", "value", "message"), MALFORMED, ids=MALFORMED_IDS)
+def test_plot_of_a_malformed_file_is_one_error_line_naming_it_and_the_field(tmp_path, path, value, message):
+    (tmp_path / "good.json").write_text(json.dumps(saved_with_everything()))
+    (tmp_path / "bad.json").write_text(json.dumps(changed(saved_with_everything(), path, value)))
+    got, out, err = run(["plot", "good.json", "bad.json", "-o", "plot.png"], tmp_path)
+    assert_one_error_line(got, out, err, 2, message)
+    assert err.startswith("Error: bad.json is not an lrfinder result")
+    assert not (tmp_path / "plot.png").exists()
+
+
+def test_plot_of_a_malformed_file_in_a_real_process_prints_no_traceback(tmp_path):
+    path, value, message = next(case for case in MALFORMED if case[0] == ("plan", "schedule"))
+    (tmp_path / "bad.json").write_text(json.dumps(changed(saved_with_everything(), path, value)))
+    done = run_subprocess(["plot", "bad.json"], tmp_path)
+    assert_one_error_line(done.returncode, done.stdout, done.stderr, 2, message)
+    assert not (tmp_path / "lr_finder.png").exists()
 
 
 def test_keras_errors_print_no_tensorflow_log_lines(folder):

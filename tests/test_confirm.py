@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lrfinder import LRFinderResult, find_lr, suggest
+from lrfinder._io import encode
 from lrfinder.confirm import (
     Confirmation,
     ConfirmSettings,
@@ -24,7 +25,6 @@ from lrfinder.confirm import (
     run_plan,
 )
 from lrfinder.plan import Plan
-from lrfinder.result import _encode
 from tests.test_result import synthetic
 from tests.test_sweep import NoisyQuadratic
 
@@ -525,7 +525,7 @@ def test_confirmation_from_dict_reads_what_to_dict_wrote():
         probes=(Probe(0.1, 3, 0, (1.0, math.nan, 0.5), 0.25),),
         plan=ProbePlan(10, 4, (0.0,), (ProbeRound(1, 3),)),
     )
-    text = json.dumps(_encode(c.to_dict()), allow_nan=False)
+    text = json.dumps(encode(c.to_dict()), allow_nan=False)
     back = Confirmation.from_dict(json.loads(text))
     assert back.probes[0].losses[0] == 1.0 and math.isnan(back.probes[0].losses[1])
     assert back == Confirmation(**{**c.__dict__, "probes": back.probes}) and back.plan == c.plan
@@ -598,6 +598,29 @@ def test_a_probes_lrs_are_computed_step_by_step_not_held_in_memory():
     assert list(small) == list(lr_curve("cosine", 0.3, 17)) and small[-1] == lr_curve("cosine", 0.3, 17)[-1]
     with pytest.raises(IndexError):
         small[17]
+
+
+@pytest.mark.parametrize("schedule", ["constant", "onecycle", "cosine"])
+@pytest.mark.parametrize("total", [1, 2, 3, 4, 17, 100, 1001])
+def test_a_probes_lrs_are_the_plans_lr_curve_step_for_step(schedule, total):
+    from lrfinder.confirm import ProbeLRs
+    from lrfinder.plan import lr_curve
+
+    lazy, curve = ProbeLRs(schedule, 0.3, total), lr_curve(schedule, 0.3, total)
+    assert len(lazy) == curve.shape[0] == total
+    assert np.array_equal(np.asarray(list(lazy)), curve)  # bit for bit, iterated
+    assert [lazy[i] for i in range(total)] == curve.tolist()  # and indexed
+    assert lazy[-1] == curve[-1] and lazy[::2] == curve[::2].tolist()
+
+
+def test_a_schedule_needs_a_known_name_and_a_length_of_at_least_zero():
+    from lrfinder.plan import ScheduleLRs, lr_curve
+
+    assert lr_curve("cosine", 0.3, 0).shape == (0,) and len(ScheduleLRs("cosine", 0.3, 0)) == 0
+    with pytest.raises(ValueError, match="number of steps >= 0, got -1"):
+        ScheduleLRs("cosine", 0.3, -1)
+    with pytest.raises(ValueError, match="schedule must be one of 'constant', 'onecycle', 'cosine'"):
+        ScheduleLRs("linear", 0.3, 10)
 
 
 # -- the horizon correction (the benchmark's evidence: a short probe favours a higher LR) ----------

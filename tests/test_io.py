@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import stat
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from lrfinder import _io
@@ -89,3 +92,27 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
     with pytest.raises(FileNotFoundError):
         atomic_write_bytes(tmp_path / "missing" / "r.json", b"x")
+
+
+# -- non-finite numbers in saved results (one decoder for the curves, settings and probes) -------
+
+
+@pytest.mark.parametrize(
+    ("number", "written"), [(math.nan, None), (math.inf, "inf"), (-math.inf, "-inf"), (0.1, 0.1), (3, 3)]
+)
+def test_a_number_comes_back_as_it_was_written(number, written):
+    assert _io.encode(number) == written and _io.encode(np.float64(number)) == written
+    back = _io.decode_number(json.loads(json.dumps(_io.encode(number))))
+    assert type(back) is float and (back == number or (math.isnan(back) and math.isnan(number)))
+
+
+def test_free_form_data_gets_its_infinities_back_and_keeps_null_and_strings():
+    data = {"end_lr": math.inf, "low": -math.inf, "missing": None, "names": ["adam", [math.inf, 1]]}
+    assert _io.decode(json.loads(json.dumps(_io.encode(data)))) == data
+
+
+@pytest.mark.parametrize("bad", ["nan", "Infinity", "1.5", True, [1.0], {"lr": 1.0}])
+def test_anything_else_is_not_a_number_and_the_error_names_the_field(bad):
+    expected = r'probes\[0\]\.score must be a number \(null for NaN, "inf" or "-inf"\)'
+    with pytest.raises(ValueError, match=expected):
+        _io.decode_number(bad, "probes[0].score")

@@ -240,6 +240,59 @@ def test_a_training_step_returning_something_else_is_an_error():
         find_lr(Odd(), loader(), **QUICK)
 
 
+class WarnsOfSelfLog(Net):
+    """Warns as Lightning does of a ``self.log`` it cannot record, and with a warning of its own."""
+
+    def __init__(self, fail_at: int = -1) -> None:
+        super().__init__()
+        self.fail_at = fail_at
+
+    def training_step(self, batch: Any, batch_idx: int) -> Any:
+        message = "You are trying to `self.log()` but it is not managed by the `Trainer`"
+        warnings.warn(message, UserWarning, stacklevel=1)
+        warnings.warn("the user's own warning", UserWarning, stacklevel=1)
+        if batch_idx == self.fail_at:
+            raise RuntimeError("step failed")
+        return super().training_step(batch, batch_idx)
+
+
+@pytest.fixture
+def entered(monkeypatch) -> list[int]:
+    """Counts the warning contexts the Lightning trainer enters."""
+    import lrfinder.trainers.lightning_trainer as module
+
+    count: list[int] = []
+
+    class Counting(warnings.catch_warnings):
+        def __enter__(self) -> Any:
+            count.append(1)
+            return super().__enter__()
+
+    fake = type("Warnings", (), {"catch_warnings": Counting, "filterwarnings": warnings.filterwarnings})
+    monkeypatch.setattr(module, "warnings", fake)
+    return count
+
+
+@pytest.mark.parametrize("fail_at", [-1, 3])
+def test_self_log_warnings_are_muted_once_for_the_sweep_and_the_users_filters_come_back(entered, fail_at):
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", message="unrelated")  # a filter of the user's own
+        before = list(warnings.filters)
+        if fail_at < 0:
+            result = find_lr(WarnsOfSelfLog(), loader(), **QUICK)
+            assert result.num_steps == QUICK["num_iter"]
+        else:
+            with pytest.raises(RuntimeError, match="step failed"):
+                find_lr(WarnsOfSelfLog(fail_at), loader(), **QUICK)
+        assert warnings.filters == before
+        warnings.warn("a self.log warning after the sweep", UserWarning, stacklevel=1)
+    messages = [str(w.message) for w in seen]
+    assert len(entered) == 1  # once for the sweep, not once a batch
+    assert messages.count("the user's own warning") == (QUICK["num_iter"] if fail_at < 0 else fail_at + 1)
+    assert [m for m in messages if "self.log" in m] == ["a self.log warning after the sweep"]
+
+
 def test_a_datamodule_or_the_modules_own_loader():
     class Data(pl.LightningDataModule):
         def train_dataloader(self) -> DataLoader:

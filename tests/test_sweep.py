@@ -317,6 +317,32 @@ def test_progress_bar_ends_full_on_a_divergence_stop_and_short_only_on_an_error(
     assert steps < total == 100  # an error keeps the short (red in a notebook) bar
 
 
+def test_a_bar_shows_only_where_asked_or_on_a_terminal_and_only_on_the_main_process(monkeypatch):
+    from types import SimpleNamespace
+
+    from lrfinder._progress import close_bar, progress_bar
+
+    closed = RecordingBar.install(monkeypatch)
+    main, other = SimpleNamespace(), SimpleNamespace(is_main_process=False)
+    assert progress_bar(True, other, 10) is None and progress_bar(False, main, 10) is None
+    monkeypatch.setattr("sys.stderr", SimpleNamespace(isatty=lambda: False))
+    assert progress_bar(None, main, 10) is None
+    monkeypatch.setattr("sys.stderr", SimpleNamespace(isatty=lambda: True))
+    bar = progress_bar(None, main, 10, desc="Confirm probes")
+    assert bar is not None and bar.total == 10 and bar.desc.startswith("Confirm probes")
+    bar.update(4)
+    close_bar(bar, complete=True)
+    assert closed[-1][:2] == (4, 4)
+
+
+def test_a_note_names_the_step_that_raised_where_python_has_notes():
+    from lrfinder.errors import add_note
+
+    error = ValueError("boom")
+    add_note(error, "lrfinder: raised by step 3")
+    assert getattr(error, "__notes__", ["lrfinder: raised by step 3"]) == ["lrfinder: raised by step 3"]
+
+
 def test_run_range_test_with_a_ready_trainer_is_find_lr():
     settings = SweepSettings(start_lr=1e-3, end_lr=10.0, num_iter=60)
     problems = NoisyQuadratic(4.0, seed=3), NoisyQuadratic(4.0, seed=3)

@@ -215,6 +215,7 @@ class LightningTrainer(TorchTrainer):
         self._scoring = False  # True while evaluate() scores a confirm probe
         self._batch_idx = 0
         self._saved_schedulers: list[dict[str, Any]] = []
+        self._muted: warnings.catch_warnings[Any] | None = None
         self.info["criterion"] = f"{type(module).__qualname__}.training_step"
         if self.schedulers:
             self.info["schedulers"] = "set aside, restored after: " + ", ".join(
@@ -228,27 +229,37 @@ class LightningTrainer(TorchTrainer):
         # self.log needs a Trainer's loop (or warns without one): mute it for the sweep
         for name in ("log", "log_dict"):
             setattr(self.module, name, _ignore)
+        # and its warnings, once for the whole sweep: restore() puts the user's filters back
+        self._unmute()
+        self._muted = warnings.catch_warnings()
+        self._muted.__enter__()
+        warnings.filterwarnings("ignore", message=".*self.log.*")
 
     def restore(self) -> None:
         try:
             super().restore()
         finally:
+            self._unmute()
             for name in ("log", "log_dict"):
                 self.module.__dict__.pop(name, None)
             for scheduler, state in zip(self.schedulers, self._saved_schedulers, strict=False):
                 scheduler.load_state_dict(state)
             self._saved_schedulers = []
 
+    def _unmute(self) -> None:
+        """Put back the warning filters that :meth:`snapshot` found."""
+        muted, self._muted = self._muted, None
+        if muted is not None:
+            muted.__exit__(None, None, None)
+
     def _batch_loss(self, batch: Any) -> torch.Tensor:
         validating = not self.module.training
         for _ in range(MAX_SKIPPED):
             batch = self._transfer(batch)
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*self.log.*")
-                if validating:
-                    output = self.module.validation_step(batch, 0)
-                else:
-                    output = self._call_training_step(batch, self._batch_idx)
+            if validating:
+                output = self.module.validation_step(batch, 0)
+            else:
+                output = self._call_training_step(batch, self._batch_idx)
             self._batch_idx += 1
             loss = _step_loss(output, "validation_step" if validating else "training_step")
             if loss is None and validating and self._scoring:
