@@ -410,7 +410,7 @@ def test_adaptive_probes_go_lower_when_everything_blows_up():
 
 
 def test_adaptive_probes_and_halving_do_not_mix():
-    with pytest.raises(ValueError, match="set rounds=1"):
+    with pytest.raises(ValueError, match="set extra=0 for halving"):
         ConfirmSettings(extra=2, rounds=2)
 
 
