@@ -576,13 +576,14 @@ def plan_rule(marks: dict[str, float], schedule: str, train_steps: int) -> float
 
 #: Confirm designs screened by ``--confirm`` (``--designs`` picks by index).
 DESIGNS = [
-    ConfirmSettings(),  # the library's starting default: 5 candidates half a decade apart, one round
-    ConfirmSettings(up=1, down=1, spacing=0.5),
-    ConfirmSettings(up=2, down=2, spacing=1 / 3),
-    ConfirmSettings(up=2, down=2, spacing=0.5, rounds=2),
-    ConfirmSettings(up=3, down=3, spacing=1 / 3, rounds=2),
-    ConfirmSettings(up=2, down=3, spacing=0.5, rounds=2),
-    ConfirmSettings(up=3, down=4, spacing=0.25, rounds=3),
+    # the library's default up to issue 11's second pass: 5 candidates half a decade apart, one round
+    ConfirmSettings(up=2, down=2, extra=0, range_share=0.5, horizon=0.45),
+    ConfirmSettings(up=1, down=1, spacing=0.5, extra=0, range_share=0.5, horizon=0.45),
+    ConfirmSettings(up=2, down=2, spacing=1 / 3, extra=0, range_share=0.5, horizon=0.45),
+    ConfirmSettings(up=2, down=2, spacing=0.5, rounds=2, extra=0, range_share=0.5, horizon=0.45),
+    ConfirmSettings(up=3, down=3, spacing=1 / 3, rounds=2, extra=0, range_share=0.5, horizon=0.45),
+    ConfirmSettings(up=2, down=3, spacing=0.5, rounds=2, extra=0, range_share=0.5, horizon=0.45),
+    ConfirmSettings(up=3, down=4, spacing=0.25, rounds=3, extra=0, range_share=0.5, horizon=0.45),
 ]
 
 
