@@ -192,7 +192,7 @@ class _Threshold(click.ParamType):
     type=int,
     default=None,
     help="Steps (mini-batches) from --start-lr to --end-lr; with --confirm, shortened to "
-    f"half the budget when it does not fit, unless given.  [default: {_DEFAULTS.num_iter}]",
+    f"0.3 of the budget when it does not fit, unless given.  [default: {_DEFAULTS.num_iter}]",
 )
 @click.option(
     "--mode",

@@ -307,13 +307,15 @@ def plan_probes(
         ValueError: The budget cannot hold the range test and ``min_probe_steps`` for every
             candidate (the message gives the numbers and what to change).
 
+    By default: 3 candidates and 2 adaptive probes, the range test at most 0.3 of the budget.
+
     >>> plan = plan_probes(300, 100)
-    >>> plan.range_steps, plan.rounds
-    (100, (ProbeRound(size=5, steps=40),))
-    >>> plan_probes(100, 100).range_steps  # shortened to half the budget
-    50
-    >>> plan_probes(800, 100, ConfirmSettings(rounds=2), train_steps=400).rounds
-    (ProbeRound(size=5, steps=70), ProbeRound(size=3, steps=116))
+    >>> plan.range_steps, plan.offsets, plan.rounds
+    (90, (-0.5, 0.0, 0.5), (ProbeRound(size=5, steps=42),))
+    >>> plan_probes(100, 100).range_steps  # shortened to 0.3 of the budget
+    30
+    >>> plan_probes(800, 100, ConfirmSettings(extra=0, rounds=2), train_steps=400).rounds
+    (ProbeRound(size=3, steps=116), ProbeRound(size=2, steps=175))
     """
     settings = settings or ConfirmSettings()
     budget = _positive(budget, "the confirm budget")

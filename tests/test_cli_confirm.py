@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from lrfinder import LRFinderResult
+from lrfinder.confirm import ProbeRound
 from tests.cases import require
 from tests.test_cli import QUADRATIC, run, write
 
@@ -70,7 +71,9 @@ def test_confirm_prints_the_confirmed_lr_and_stays_in_budget(tmp_path):
     result = LRFinderResult.from_json(tmp_path / "r.json")
     confirmation = result.confirmation
     assert f"confirmed:     {confirmation.detail()}" in out.splitlines()
-    assert "(best of 5 probes, 40 steps each; the best, " in confirmation.detail()
+    # the default plan for a budget of 300: the range test shortened to 90 (0.3 of it), 3 + 2 probes
+    assert confirmation.plan.range_steps == 90 and confirmation.plan.rounds == (ProbeRound(5, 42),)
+    assert "(best of 5 probes, 42 steps each; the best, " in confirmation.detail()
     steps = result.num_steps + confirmation.probe_steps
     assert (
         f"trained:       {steps} steps (range test {result.num_steps}, probes "
@@ -78,10 +81,9 @@ def test_confirm_prints_the_confirmed_lr_and_stays_in_budget(tmp_path):
     )
     assert steps <= 300
     assert result.suggestion == confirmation.lr
-    code, quiet, _ = run(
-        ["find", "quad.py", *RANGE, "--train-steps", "150", "--confirm", "-q", "--no-plot"], tmp_path
-    )
-    assert code == 0 and quiet.strip() == f"{confirmation.lr:.6g}"
+    same = ["--schedule", "onecycle", "--train-steps", "150", "--confirm"]
+    code, quiet, _ = run(["find", "quad.py", *RANGE, *same, "-q", "--no-plot"], tmp_path)
+    assert code == 0 and quiet.strip() == f"{confirmation.lr:.6g}"  # the same run, only the LR
 
 
 def test_confirm_budget_implies_confirm_and_shortens_a_default_range_test(tmp_path):
@@ -103,7 +105,8 @@ def test_confirm_budget_implies_confirm_and_shortens_a_default_range_test(tmp_pa
     )
     assert code == 0, err
     data = json.loads((tmp_path / "r.json").read_text())
-    assert data["settings"]["num_iter"] == 40 and data["confirmation"]["plan"]["budget"] == 80
+    # the default 100 steps give way to max(min_range_steps, floor(0.3 * 80)) = 30
+    assert data["settings"]["num_iter"] == 30 and data["confirmation"]["plan"]["budget"] == 80
 
 
 @pytest.mark.parametrize(

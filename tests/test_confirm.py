@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -29,6 +30,12 @@ from tests.test_result import synthetic
 from tests.test_sweep import NoisyQuadratic
 
 A = 3.0  # the quadratic's curvature: SGD on it diverges past lr = 2 / A
+
+#: The former default search, for the tests of a mechanism (the fixed grid, ties, halving, budgets):
+#: five candidates half a decade apart, no adaptive probes, the range test at most half the budget.
+GRID5 = ConfirmSettings(up=2, down=2, extra=0, range_share=0.5, horizon=0.45)
+#: GRID5 with successive halving: the best share of the candidates probed again, for longer.
+HALVING = dataclasses.replace(GRID5, rounds=2)
 
 
 def quadratic(seed: int = 0) -> tuple[NoisyQuadratic, dict]:
@@ -227,24 +234,46 @@ def test_for_plan_below_the_curve_sits_at_index_zero(monkeypatch):
 
 
 def test_a_trainer_that_reads_ahead_gets_shorter_probes_within_the_same_budget():
-    plan = plan_probes(300, 100, lookahead=1)
+    plan = plan_probes(300, 100, GRID5, lookahead=1)
     assert plan.rounds == (ProbeRound(5, 38),) and plan.batches == 100 + 1 + 5 * 39 <= 300
     assert ProbePlan.from_dict(plan.to_dict()) == plan
+    # the default search: the range test shortened to 0.3 of the budget, 3 + 2 probes
+    plan = plan_probes(300, 100, lookahead=1)
+    assert plan.rounds == (ProbeRound(5, 40),) and plan.batches == 90 + 1 + 5 * 41 <= 300
 
 
 def test_probe_plan_examples():
     assert default_budget(150) == 300
-    plan = plan_probes(300, 100)
+    plan = plan_probes(300, 100, GRID5)
     assert plan.range_steps == 100 and plan.rounds == (ProbeRound(5, 40),)
     assert plan.offsets == (-1.0, -0.5, 0.0, 0.5, 1.0) and plan.total_steps == 300
-    short = plan_probes(100, 100)  # the default range test gives way to half the budget
+    short = plan_probes(100, 100, GRID5)  # the default range test gives way to half the budget
     assert short.range_steps == 50 and short.rounds == (ProbeRound(5, 10),)
+    tiny = plan_probes(56, 100, GRID5)  # but never below min_range_steps
+    assert tiny.range_steps == 30 and tiny.rounds == (ProbeRound(5, 5),)
+    capped = plan_probes(10_000, 100, GRID5, train_steps=50)  # a probe is never longer than the run
+    assert capped.rounds == (ProbeRound(5, 50),)
+    halving = plan_probes(800, 100, dataclasses.replace(GRID5, rounds=3), train_steps=400)
+    assert halving.rounds == (ProbeRound(5, 46), ProbeRound(3, 77), ProbeRound(2, 116))
+
+
+def test_the_default_probe_plan():
+    # 3 candidates half a decade apart and 2 adaptive probes, in one round of equal probes
+    assert ConfirmSettings().candidates == 5
+    plan = plan_probes(300, 100)
+    assert plan.range_steps == 90 and plan.rounds == (ProbeRound(5, 42),)  # 100 > 0.3 * 300
+    assert plan.offsets == (-0.5, 0.0, 0.5) and plan.total_steps == 300
+    short = plan_probes(100, 100)  # the default range test gives way to 0.3 of the budget
+    assert short.range_steps == 30 and short.rounds == (ProbeRound(5, 14),)
     tiny = plan_probes(56, 100)  # but never below min_range_steps
     assert tiny.range_steps == 30 and tiny.rounds == (ProbeRound(5, 5),)
+    kept = plan_probes(1000, 100, train_steps=500)  # 100 <= 0.3 * 1000: the range test is kept
+    assert kept.range_steps == 100 and kept.rounds == (ProbeRound(5, 180),)
     capped = plan_probes(10_000, 100, train_steps=50)  # a probe is never longer than the run
-    assert capped.rounds == (ProbeRound(5, 50),)
-    halving = plan_probes(800, 100, ConfirmSettings(rounds=3), train_steps=400)
-    assert halving.rounds == (ProbeRound(5, 46), ProbeRound(3, 77), ProbeRound(2, 116))
+    assert capped.range_steps == 100 and capped.rounds == (ProbeRound(5, 50),)
+    halving = plan_probes(800, 100, ConfirmSettings(extra=0, rounds=2), train_steps=400)
+    assert halving.offsets == (-0.5, 0.0, 0.5)
+    assert halving.rounds == (ProbeRound(3, 116), ProbeRound(2, 175))
 
 
 def test_probe_plan_refuses_a_budget_too_small_and_says_what_to_change():
@@ -257,7 +286,7 @@ def test_probe_plan_refuses_a_budget_too_small_and_says_what_to_change():
 
 
 def test_halving_drops_rounds_whose_probes_would_be_too_short():
-    plan = plan_probes(80, 40, ConfirmSettings(rounds=3, min_probe_steps=5))
+    plan = plan_probes(80, 40, dataclasses.replace(GRID5, rounds=3, min_probe_steps=5))
     # 40 probe steps: three rounds would give 13 // 5 = 2 steps; two give 20 // 5 = 4; one gives 8
     assert plan.rounds == (ProbeRound(5, 8),)
 
@@ -286,20 +315,42 @@ def test_confirm_settings_are_checked(changes, match):
     up=st.integers(0, 4),
     down=st.integers(0, 4),
     rounds=st.integers(1, 4),
+    extra=st.integers(0, 4),
     keep=st.floats(0.1, 0.9),
     range_share=st.floats(0.05, 0.95),
     min_probe_steps=st.integers(1, 50),
     train_steps=st.one_of(st.none(), st.integers(1, 20_000)),
     shorten=st.booleans(),
     lookahead=st.sampled_from([0, 0, 1, 2]),
+    best_log10=st.floats(-6.0, 2.0),
 )
 def test_a_probe_plan_never_exceeds_its_budget(
-    budget, range_steps, up, down, rounds, keep, range_share, min_probe_steps, train_steps, shorten, lookahead
+    budget,
+    range_steps,
+    up,
+    down,
+    rounds,
+    extra,
+    keep,
+    range_share,
+    min_probe_steps,
+    train_steps,
+    shorten,
+    lookahead,
+    best_log10,
 ):
     if up + down == 0:
         up = 1
+    if rounds > 1:
+        extra = 0  # adaptive probes only without halving (ConfirmSettings refuses both)
     knobs = ConfirmSettings(
-        up=up, down=down, rounds=rounds, keep=keep, range_share=range_share, min_probe_steps=min_probe_steps
+        up=up,
+        down=down,
+        rounds=rounds,
+        extra=extra,
+        keep=keep,
+        range_share=range_share,
+        min_probe_steps=min_probe_steps,
     )
     try:
         plan = plan_probes(
@@ -318,12 +369,20 @@ def test_a_probe_plan_never_exceeds_its_budget(
     if not shorten:
         assert plan.range_steps == range_steps
     counts = [r.size for r in plan.rounds]
-    assert counts[0] == knobs.candidates and len(counts) <= rounds
+    assert counts[0] == knobs.candidates == up + down + 1 + extra and len(counts) <= rounds
+    assert len(plan.offsets) == up + down + 1
+    if extra > 0:
+        assert len(counts) == 1  # the adaptive probes share the one round with the candidates
     assert all(b < a for a, b in itertools.pairwise(counts)) and min(counts) >= 2
     assert plan.rounds[0].steps >= min_probe_steps or train_steps is not None
     if train_steps is not None:
         assert all(r.steps <= max(1, train_steps) for r in plan.rounds)
     assert all(r.steps >= min_probe_steps for r in plan.rounds[1:])
+    # carried out, the search trains no more probes and steps than planned (adaptive ones included)
+    probe, calls = score_table(best_log10)
+    run_plan(plan, 0.01, probe, settings=knobs, train_steps=train_steps)
+    assert len(calls) <= sum(counts) and sum(steps for _, steps in calls) <= plan.probe_steps
+    assert plan.range_steps + sum(steps + lookahead for _, steps in calls) + lookahead <= budget
 
 
 # -- run_plan: the search alone, on a recorded score table ----------------------------------------
@@ -341,9 +400,9 @@ def score_table(best_log10: float):
 
 
 def test_run_plan_keeps_the_best_probe():
-    plan = plan_probes(300, 100)
+    plan = plan_probes(300, 100, GRID5)
     probe, calls = score_table(best_log10=-1.4)
-    confirmation = run_plan(plan, 0.01, probe, schedule="cosine")
+    confirmation = run_plan(plan, 0.01, probe, schedule="cosine", settings=GRID5)
     assert [steps for _, steps in calls] == [40] * 5
     assert confirmation.lr == pytest.approx(10**-1.5)
     assert confirmation.best.lr == confirmation.lr and confirmation.schedule == "cosine"
@@ -352,9 +411,9 @@ def test_run_plan_keeps_the_best_probe():
 
 
 def test_run_plan_halving_probes_the_best_again_for_longer():
-    plan = plan_probes(800, 100, ConfirmSettings(rounds=2), train_steps=400)
+    plan = plan_probes(800, 100, HALVING, train_steps=400)
     probe, calls = score_table(best_log10=-2.2)
-    confirmation = run_plan(plan, 0.01, probe)
+    confirmation = run_plan(plan, 0.01, probe, settings=HALVING)
     first = [lr for lr, steps in calls if steps == 70]
     second = [lr for lr, steps in calls if steps == 116]
     assert len(first) == 5 and second == pytest.approx([10**-2.5, 10**-2.0, 10**-1.5])
@@ -364,18 +423,20 @@ def test_run_plan_halving_probes_the_best_again_for_longer():
 
 
 def test_run_plan_ties_go_to_the_lower_lr_and_blown_up_probes_lose():
-    plan = plan_probes(300, 100)
+    plan = plan_probes(300, 100, GRID5)
     scores = {-3.0: math.inf, -2.5: 1.0, -2.0: 1.0, -1.5: math.nan, -1.0: 5.0}
-    confirmation = run_plan(plan, 0.01, lambda lr, steps: ([], scores[round(math.log10(lr), 2)]))
+    confirmation = run_plan(
+        plan, 0.01, lambda lr, steps: ([], scores[round(math.log10(lr), 2)]), settings=GRID5
+    )
     assert confirmation.lr == pytest.approx(10**-2.5)
-    everything_blew_up = run_plan(plan, 0.01, lambda lr, steps: ([math.nan], math.inf))
+    everything_blew_up = run_plan(plan, 0.01, lambda lr, steps: ([math.nan], math.inf), settings=GRID5)
     assert everything_blew_up.lr is None and "blew up" in everything_blew_up.reason
     assert everything_blew_up.best is None
     assert everything_blew_up.summary().startswith("confirmed: none (")
 
 
 def test_adaptive_probes_follow_the_best_past_the_edge_then_halve_towards_it():
-    knobs = ConfirmSettings(up=1, down=1, extra=3)
+    knobs = ConfirmSettings(up=1, down=1, extra=3, range_share=0.5)  # the range test keeps 100
     plan = plan_probes(300, 100, knobs)
     assert plan.rounds == (ProbeRound(size=6, steps=33),) and plan.offsets == (-0.5, 0.0, 0.5)
     probe, calls = score_table(best_log10=-3.2)  # 1.2 decades below the centre, 0.01
@@ -430,9 +491,12 @@ def test_confirm_on_the_quadratic_stays_in_budget_restores_and_picks_a_stable_lr
     assert result.suggestion == confirmation.lr and 0 < result.suggestion < 2 / A
     assert result.range_suggestion == pytest.approx(confirmation.center)
     assert result.suggestion != result.range_suggestion or confirmation.best.lr == result.range_suggestion
+    # the default plan: 300 steps, the range test shortened to 90 (0.3 of them), 3 + 2 probes of 42
+    assert confirmation.plan == plan_probes(300, 100, train_steps=150)
+    assert confirmation.plan.range_steps == 90 and confirmation.plan.rounds == (ProbeRound(5, 42),)
     assert len(confirmation.probes) == 5
     for probe in confirmation.probes:  # each under the schedule, from the same state and batches
-        assert probe.steps == 40 and np.isfinite(probe.score)
+        assert probe.steps == 42 and np.isfinite(probe.score)
         assert probe.losses[0] == confirmation.probes[0].losses[0]
 
 
@@ -440,7 +504,8 @@ def test_confirm_with_an_integer_budget_and_a_short_run_shortens_the_range_test(
     problem, kwargs = quadratic()
     step = CountingStep(problem)
     result = find_lr(step, train_steps=40, confirm=80, **kwargs)
-    assert result.settings["num_iter"] == 40 == result.confirmation.plan.range_steps
+    # the default range test of 100 steps gives way to max(min_range_steps, floor(0.3 * 80)) = 30
+    assert result.settings["num_iter"] == 30 == result.confirmation.plan.range_steps
     assert step.calls <= 80
 
 
@@ -544,7 +609,7 @@ def test_the_plot_shows_the_plan_and_the_probes():
     twin = [other for other in ax.figure.axes if other is not ax]
     assert len(twin) == 1
     labels = [line.get_label() for line in twin[0].get_lines()]
-    assert labels[0] == "probes, round 1 (40 steps)" and labels[-1].startswith("best probe: ")
+    assert labels[0] == "probes, round 1 (42 steps)" and labels[-1].startswith("best probe: ")
     xs = np.concatenate([line.get_xdata() for line in twin[0].get_lines()[:1]])
     assert sorted(xs) == pytest.approx(sorted(p.lr for p in result.confirmation.probes))
     # the LR to use is drawn on the main axes, apart from the best probe's (scaled for the run)
@@ -566,7 +631,7 @@ def test_the_plot_title_names_the_plan_rule_without_confirmation():
 
 
 def test_halving_drops_blown_up_candidates_and_stops_when_one_is_left():
-    plan = plan_probes(800, 100, ConfirmSettings(rounds=2), train_steps=400)  # 5 probes, then 3
+    plan = plan_probes(800, 100, HALVING, train_steps=400)  # 5 probes, then 3
 
     def runs_below(limit: float):
         calls = []
@@ -578,10 +643,10 @@ def test_halving_drops_blown_up_candidates_and_stops_when_one_is_left():
         return probe, calls
 
     probe, calls = runs_below(0.005)  # 0.001 and 0.00316 train
-    assert run_plan(plan, 0.01, probe).lr == pytest.approx(10**-3.0)
+    assert run_plan(plan, 0.01, probe, settings=HALVING).lr == pytest.approx(10**-3.0)
     assert calls[5:] == [(-3.0, 116), (-2.5, 116)]
     probe, calls = runs_below(0.002)  # only 0.001 trains: nothing left to compare
-    assert run_plan(plan, 0.01, probe).lr == pytest.approx(10**-3.0)
+    assert run_plan(plan, 0.01, probe, settings=HALVING).lr == pytest.approx(10**-3.0)
     assert [steps for _, steps in calls] == [70] * 5
 
 

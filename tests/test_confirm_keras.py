@@ -17,7 +17,7 @@ if keras.backend.backend() != "tensorflow":
 from tests.cases_keras import batch_loss, make_batches, make_model, state_of  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
-KNOBS = ConfirmSettings(up=1, down=1, min_probe_steps=2)
+KNOBS = ConfirmSettings(up=1, down=1, extra=0, min_probe_steps=2)  # three probes, no adaptive ones
 
 
 def test_with_val_loader_the_probes_train_and_are_scored_on_it():
@@ -82,7 +82,7 @@ def test_the_score_is_the_held_out_loss_weighted_by_batch_size():
 
 def test_probes_at_the_same_lr_train_alike_even_with_a_fresh_copy_of_the_optimizer():
     model = make_model(keras)  # Adam not built yet: the sweep trains a copy of it
-    twins = ConfirmSettings(up=1, down=0, spacing=1e-12, min_probe_steps=2)
+    twins = ConfirmSettings(up=1, down=0, spacing=1e-12, extra=0, min_probe_steps=2)
     result = find_lr(
         model,
         make_batches(8),

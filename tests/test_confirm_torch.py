@@ -17,7 +17,7 @@ torch = require("torch")
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from lrfinder import find_lr  # noqa: E402
-from lrfinder.confirm import ConfirmSettings  # noqa: E402
+from lrfinder.confirm import ConfirmSettings, plan_probes  # noqa: E402
 from lrfinder.plan import lr_curve  # noqa: E402
 from tests.cases_torch import classification_data, mlp, torch_state  # noqa: E402
 
@@ -94,10 +94,18 @@ def test_the_acceptance_call_with_and_without_confirm(schedule):
     }
     result = find_lr(model, loader, **call)
     assert result.plan.schedule == schedule and loader.drawn == result.num_steps <= 100
-    plain_lr = float(result.suggestion)
+    # confirm=True shortens the default range test of 100 steps to 0.3 of its budget of 2 * n:
+    # its suggestion is the plain one of a range test that long
+    range_steps = plan_probes(2 * n, 100, train_steps=n).range_steps
+    assert range_steps == 72
+    loader.drawn = 0
+    shortened = find_lr(model, loader, **call, num_iter=range_steps)
+    assert loader.drawn == shortened.num_steps <= range_steps
+    plain_lr = float(shortened.suggestion)
 
     loader.drawn = 0
     result = find_lr(model, loader, **call, confirm=True, confirm_data=val_loader)
+    assert result.settings["num_iter"] == range_steps == result.confirmation.plan.range_steps
     assert loader.drawn <= 2 * n
     assert loader.drawn == result.num_steps + sum(len(p.losses) for p in result.confirmation.probes)
     confirmed = float(result.suggestion)
@@ -200,7 +208,7 @@ def test_with_accumulation_the_budget_counts_optimizer_steps():
 
 def test_probes_at_the_same_lr_train_alike_even_with_the_optimizer_lrfinder_builds():
     model, loader, val_loader, _ = problem()  # no optimizer given: lrfinder builds AdamW
-    twins = ConfirmSettings(up=1, down=0, spacing=1e-12)
+    twins = ConfirmSettings(up=1, down=0, spacing=1e-12, extra=0)  # two probes, no adaptive ones
     result = find_lr(
         model,
         loader,
@@ -249,3 +257,38 @@ def test_batches_that_loader_workers_read_ahead_count_against_the_budget():
         progress=False,
     )
     assert result.confirmation.probes and sampler.drawn <= 2 * n
+
+
+def test_the_default_search_follows_a_best_lr_far_below_the_candidates():
+    # Held-out labels that disagree with the training labels: every step of training makes the
+    # held-out loss worse, so the best LR lies far below any the range test suggests, and the
+    # adaptive probes (ConfirmSettings.extra) must go below the lowest of the first candidates.
+    model, loader, _, opt = problem()
+    vx, vy = classification_data(128, seed=2)
+    contrary = DataLoader(TensorDataset(vx, (vy + 1) % int(vy.max() + 1)), batch_size=64)
+    n = 120
+    result = find_lr(
+        model,
+        loader,
+        optimizer=opt,
+        criterion=F.cross_entropy,
+        train_steps=n,
+        confirm=True,
+        confirm_data=contrary,
+        progress=False,
+    )
+    confirmation = result.confirmation
+    assert confirmation.settings == ConfirmSettings().to_dict()
+    lrs = [p.lr for p in confirmation.probes]
+    center = confirmation.center
+    assert len(lrs) == 5 and lrs[:3] == pytest.approx([center * 10**-0.5, center, center * 10**0.5])
+    # the best is on the lower edge each time: the next probe goes half a decade below it
+    assert lrs[3:] == pytest.approx([center * 10**-1.0, center * 10**-1.5])
+    assert max(lrs[3:]) < min(lrs[:3])
+    best = confirmation.best
+    assert best is not None and best.lr == min(lrs)
+    steps = confirmation.plan.rounds[0].steps
+    assert confirmation.lr == pytest.approx(best.lr * (steps / n) ** ConfirmSettings().horizon)
+    assert result.suggestion == confirmation.lr
+    # the range test and the five probes together stay within twice the run
+    assert loader.drawn == result.num_steps + confirmation.probe_steps <= 2 * n

@@ -189,7 +189,7 @@ CONFIRM = {
     **FAST,
     "train_steps": 20,
     "confirm": True,
-    "confirm_settings": ConfirmSettings(up=1, down=1, min_probe_steps=2),
+    "confirm_settings": ConfirmSettings(up=1, down=1, extra=0, min_probe_steps=2),  # no adaptive probes
 }
 PROBE_STEPS = 6  # 5 where the loader reads one batch ahead: (40 - 20 - 1) // 3 - 1
 FAIL_IN_SECOND_PROBE = FAST["num_iter"] + PROBE_STEPS + 2

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from lrfinder import LRFinderResult
+from lrfinder.confirm import ProbeRound
 from tests.cases import require
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,5 +125,13 @@ def test_the_quick_starts_confirm_run():
         )
         result = LRFinderResult.from_json(Path(folder) / "lr.json")
     assert result.confirmation.probes and result.suggestion == result.confirmation.lr
-    assert f"confirmed:     {result.suggestion:.3g} (best of 5 probes, 180 steps each" in proc.stdout
-    assert result.confirmation.plan.batches <= 1000
+    # the default plan for 500 steps: a budget of 1000, the range test kept (100 <= 0.3 * 1000),
+    # 3 candidates and 2 adaptive probes of 900 // 5 steps
+    plan = result.confirmation.plan
+    assert plan.range_steps == 100 and plan.rounds == (ProbeRound(5, 180),) and plan.batches <= 1000
+    shown = "(best of 5 probes, 180 steps each; the best, "
+    assert f"confirmed:     {result.suggestion:.3g} {shown}" in proc.stdout
+    # README's quick start shows this run's output
+    readme = (ROOT / "README.md").read_text()
+    assert "--schedule onecycle --train-steps 500 --confirm" in readme
+    assert re.search(r"\nconfirmed: +[\d.e+-]+ " + re.escape(shown), readme)
