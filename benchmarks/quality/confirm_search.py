@@ -65,15 +65,12 @@ FROZEN = ("bracket3+2 r.3", 0.75)
 Cell = tuple[str, str, str, int]  # design, task, schedule, range-test seed
 
 
-def _probe_key(task: str, schedule: str, seed: int, lr: float, steps: int) -> tuple[Any, ...]:
-    return pc.run_key(*pc.probe_job(task, schedule, seed, lr, steps))
-
-
 def simulate(cell: Cell, known: dict[str, Any]) -> tuple[Cell, dict[str, Any], dict[str, Any]]:
     """Run one cell's search; returns what it found and the cache entries it trained."""
     torch.set_num_threads(1)
     design, task, schedule, seed = cell
     name, _, label = design.partition("@")
+    name, label_momentum = name.removesuffix("+momentum"), name.endswith("+momentum")
     settings = DESIGNS[name]
     n = sq_tasks.TASKS[task].steps
     budget, shorten = pc.cell_budget(label or "2x", task)
@@ -89,13 +86,15 @@ def simulate(cell: Cell, known: dict[str, Any]) -> tuple[Cell, dict[str, Any], d
         out = {"center": None, "best": None, "probe_steps": plan.rounds[0].steps, "probes": []}
         return cell, {**out, "range_steps": plan.range_steps, "cost": plan.range_steps / n}, new
 
+    # "+momentum": one-cycle probes cycle momentum as OneCycleLR does over the probe's length
+    lr_only = not (label_momentum and schedule == "onecycle")
+
     def probe(lr: float, steps: int) -> tuple[list[float], float]:
-        key = sq.Cache.key(_probe_key(task, schedule, seed, lr, steps))
+        job = (task, schedule, seed, lr, steps, "task", pc.PROBE_DATA_OFFSET + seed, lr_only)
+        key = sq.Cache.key(pc.run_key(*job))
         value = known.get(key, new.get(key))
         if value is None:
-            value = sq_tasks.train(
-                sq_tasks.TASKS[task], lr, schedule, seed, steps, "task", pc.PROBE_DATA_OFFSET + seed, True
-            )
+            value = sq_tasks.train(sq_tasks.TASKS[task], lr, schedule, seed, steps, "task", job[6], lr_only)
             new[key] = value
         return [], value if math.isfinite(value) else math.inf
 
