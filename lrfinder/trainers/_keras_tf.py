@@ -11,7 +11,9 @@ traced once for any LRs, batch sizes and block lengths, and XLA-compiled when th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import copy
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import keras
@@ -57,6 +59,50 @@ def _stack(leaves: list[Any]) -> Any:
     if all(isinstance(leaf, np.ndarray) for leaf in leaves):
         return np.stack(leaves)
     return tf.stack(leaves)
+
+
+def _lean_call_options() -> Any:
+    """Function-call options that skip Grappler, for lrfinder's own functions on the CPU (or None).
+
+    Grappler, TensorFlow's graph optimiser, runs when a function is first called; for the training
+    block (a ``tf.while_loop`` around the step) it took longer than the whole first block, and the
+    steps ran no faster for it on the CPU (see benchmarks/speed/keras.md). These options are the
+    caller's own with the meta-optimizer turned off. They are set for this thread only around our
+    calls (:func:`_calling_with`), so the user's configuration is never changed, and they are not
+    used at all (None) when the user has set graph options of their own (Grappler passes, XLA
+    auto-clustering) or when TensorFlow's private API for them is missing.
+    """
+    try:
+        from tensorflow.core.protobuf import config_pb2
+        from tensorflow.python.eager import context
+
+        current = context.context().function_call_options
+        config = config_pb2.ConfigProto.FromString(current.config_proto_serialized)
+        if config.HasField("graph_options") and config.graph_options != config_pb2.GraphOptions():
+            return None  # the user's choices apply
+        config.graph_options.rewrite_options.disable_meta_optimizer = True
+        lean = copy.copy(current)
+        lean.config_proto_serialized = config
+    except Exception:  # another TensorFlow: run with its defaults
+        return None
+    return lean
+
+
+@contextlib.contextmanager
+def _calling_with(options: Any) -> Iterator[None]:
+    """Call functions with ``options`` (this thread only) inside the block; None changes nothing."""
+    if options is None:
+        yield
+        return
+    from tensorflow.python.eager import context
+
+    ctx = context.context()
+    saved = ctx.function_call_options
+    ctx.function_call_options = options
+    try:
+        yield
+    finally:
+        ctx.function_call_options = saved
 
 
 def uses_accelerator(model: Any) -> bool:
@@ -168,6 +214,9 @@ class TFSteps:
         self._evaluate = evaluate
         self._lr_dtype = np.dtype(lr_dtype)
         self._relaxed: set[str] = set()
+        # Grappler stays on under a strategy and on accelerators, where its layout and fusion
+        # passes may pay for themselves (not measured: no GPU was at hand).
+        self._call_options = None if self.distributed or uses_accelerator(model) else _lean_call_options()
         self._queue = BlockQueue(self.block_steps, self._run, lambda losses: losses.numpy())
 
     def _relax(self, kind: str, batch: Batch, kept: int = 0) -> None:
@@ -226,7 +275,8 @@ class TFSteps:
         self._relax("train", stacked, kept=1)
         rates = np.zeros(size, dtype=self._lr_dtype)
         rates[: len(lrs)] = lrs
-        return self._train_block(*stacked, rates, np.int32(len(lrs)))
+        with _calling_with(self._call_options):
+            return self._train_block(*stacked, rates, np.int32(len(lrs)))
 
     def train(self, batch: Batch, lr: float) -> Any:
         """Queue one optimisation step at ``lr`` (see :class:`~lrfinder.trainers.base.KerasSteps`)."""
@@ -241,7 +291,8 @@ class TFSteps:
         loss_sum = count = None
         for batch in batches:
             self._relax("evaluate", batch)
-            part_sum, part_count = self._evaluate(*self._place(batch))
+            with _calling_with(self._call_options):
+                part_sum, part_count = self._evaluate(*self._place(batch))
             loss_sum = part_sum if loss_sum is None else loss_sum + part_sum
             count = part_count if count is None else count + part_count
         if loss_sum is None:
