@@ -15,8 +15,10 @@ and compiled model (so each pays its own tracing, as a range test run once does)
 
 All three get the same arrays, digits repeated to exactly ``--steps`` full batches.
 
-Two times are taken per run: the whole call (cold: tracing, snapshot and restore included) and the
-steady state per step, from the end of step ``WARMUP`` (its loss read back) to the end of the run.
+Three times are taken per run: the whole call (cold: tracing, snapshot and restore included) in wall
+time and in this process's CPU time (``time.process_time``: all its threads, and much less affected
+than wall time by other processes on a busy machine), and the steady state per step, from the end of
+step ``WARMUP`` (its loss read back) to the end of the run, in wall time.
 ``WARMUP`` is one block of find_lr's steps, so that its clock starts where a block's losses have
 just been read back.
 The methods run interleaved (one of each per round), so that load on the machine hits them alike;
@@ -270,16 +272,23 @@ def main() -> None:
     for kind in args.models:
         x, y = data(kind, args.steps, args.batch_size)
         whole: dict[str, list[float]] = {name: [] for name in methods}
+        cpu: dict[str, list[float]] = {name: [] for name in methods}
         steady: dict[str, list[float]] = {name: [] for name in methods}
         for _ in range(args.repeats):
             for name, method in methods.items():
                 model = build(kind)
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.process_time()
                 warm = method(model, x, y, args.steps, args.batch_size)
-                ended = time.perf_counter()
+                ended, cpu_ended = time.perf_counter(), time.process_time()
                 whole[name].append(ended - started)
+                cpu[name].append(cpu_ended - cpu_started)
                 steady[name].append((ended - warm) / (args.steps - WARMUP) * 1e3)
-        for label, times, unit in (("whole call (s)", whole, "{:.3f}"), ("per step (ms)", steady, "{:.3f}")):
+        rows = (
+            ("whole call (s)", whole, "{:.3f}"),
+            ("whole call CPU (s)", cpu, "{:.3f}"),
+            ("per step (ms)", steady, "{:.3f}"),
+        )
+        for label, times, unit in rows:
             median = {name: statistics.median(values) for name, values in times.items()}
             print(
                 f"| {kind} | {label} | {unit.format(median['find_lr'])} | "
