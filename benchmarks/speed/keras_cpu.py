@@ -11,7 +11,9 @@ and compiled model (so each pays its own tracing, as a range test run once does)
   the end: a ``tf.function`` (GradientTape, optimizer.apply) on TensorFlow, eager steps written as
   Keras's own torch ``train_step`` on torch, a ``jax.jit`` stateless step (``stateless_call``,
   ``optimizer.stateless_apply``, the state written back to the variables at the end) on JAX;
-* ``fit``: ``model.fit`` on the arrays for one epoch, no shuffling.
+* ``fit``: ``model.fit`` on the arrays for one epoch, no shuffling;
+* ``find_lr_grappler`` (TensorFlow only, on request): ``find_lr`` with TensorFlow's graph
+  optimiser (Grappler) left on for its own functions, as before lrfinder turned it off on the CPU.
 
 All three get the same arrays, digits repeated to exactly ``--steps`` full batches.
 
@@ -30,7 +32,8 @@ Run by hand (not part of the tests)::
     KERAS_BACKEND=torch python -m benchmarks.speed.keras_cpu --steps 100 --repeats 7
     KERAS_BACKEND=jax python -m benchmarks.speed.keras_cpu --steps 100 --repeats 7
 
-``--methods find_lr loop`` leaves ``fit`` out (more rounds in the same time on a busy machine).
+``--methods find_lr loop`` leaves ``fit`` out (more rounds in the same time on a busy machine);
+``--methods loop find_lr_grappler`` compares with Grappler left on (TensorFlow).
 """
 
 from __future__ import annotations
@@ -117,6 +120,21 @@ def run_find_lr(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, ba
             callback=after,
         )
     return mark[0]
+
+
+def run_find_lr_grappler(
+    model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, batch_size: int
+) -> float:
+    if keras.backend.backend() != "tensorflow":
+        raise SystemExit("find_lr_grappler is for the TensorFlow backend")
+    from lrfinder.trainers import _keras_tf
+
+    lean = _keras_tf._lean_call_options
+    _keras_tf._lean_call_options = lambda: None  # TensorFlow's own call options: Grappler on
+    try:
+        return run_find_lr(model, x, y, steps, batch_size)
+    finally:
+        _keras_tf._lean_call_options = lean
 
 
 def run_loop(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, batch_size: int) -> float:
@@ -246,14 +264,19 @@ def main() -> None:
         "--methods",
         nargs="+",
         default=["find_lr", "loop", "fit"],
-        choices=["find_lr", "loop", "fit"],
+        choices=["find_lr", "loop", "fit", "find_lr_grappler"],
         help="find_lr and the baselines to time",
     )
     args = parser.parse_args()
     set_threads(args.threads)
 
-    every: dict[str, Callable[..., float]] = {"find_lr": run_find_lr, "loop": run_loop, "fit": run_fit}
-    methods = {name: every[name] for name in ["find_lr", *args.methods] if name in every}
+    every: dict[str, Callable[..., float]] = {
+        "find_lr": run_find_lr,
+        "loop": run_loop,
+        "fit": run_fit,
+        "find_lr_grappler": run_find_lr_grappler,
+    }
+    methods = {name: every[name] for name in dict.fromkeys(["find_lr", *args.methods])}
     others = [name for name in methods if name != "find_lr"]
     print(
         f"keras {keras.__version__} on {keras.backend.backend()}, {args.steps} steps of batch "
