@@ -6,7 +6,8 @@ Imported only when Keras runs on TensorFlow. Training runs in blocks (see
 to the optimizer's LR variable on the device, and returns the block's losses as one vector. It is
 traced once for any LRs, batch sizes and block lengths, and XLA-compiled when the model's
 ``jit_compile`` says so. Inside a ``tf.distribute`` strategy each step runs on its own with
-``strategy.run``.
+``strategy.run``. On the CPU these functions are called with a lighter Grappler, for this thread
+only (see :func:`_lean_call_options`).
 """
 
 from __future__ import annotations
@@ -62,25 +63,33 @@ def _stack(leaves: list[Any]) -> Any:
 
 
 def _lean_call_options() -> Any:
-    """Function-call options that skip Grappler, for lrfinder's own functions on the CPU (or None).
+    """Function-call options with a lighter Grappler, for lrfinder's own functions on the CPU (or None).
 
     Grappler, TensorFlow's graph optimiser, runs when a function is first called; for the training
-    block (a ``tf.while_loop`` around the step) it took longer than the whole first block, and the
-    steps ran no faster for it on the CPU (see benchmarks/speed/keras.md). These options are the
-    caller's own with the meta-optimizer turned off. They are set for this thread only around our
-    calls (:func:`_calling_with`), so the user's configuration is never changed, and they are not
-    used at all (None) when the user has set graph options of their own (Grappler passes, XLA
-    auto-clustering) or when TensorFlow's private API for them is missing.
+    block (a ``tf.while_loop`` around the step) it took longer than the whole first block. These
+    options are the caller's own with one round of Grappler's passes instead of two, and without
+    its memory optimiser and its MLIR (TFG) passes, which cut most of that time (see
+    benchmarks/speed/keras.md). The passes that rewrite the arithmetic (fusions, arithmetic and
+    constant folding, ...) still run, so the steps compute what they compute with TensorFlow's
+    defaults, bit for bit in the tests, and as Keras's own ``fit`` does; turning Grappler off
+    altogether saved a little more but moved the losses by float rounding. The options are set
+    for this thread only around our calls (:func:`_calling_with`), so the user's configuration is
+    never changed, and they are not used at all (None) when the user has set graph options of
+    their own (Grappler passes, XLA auto-clustering) or when TensorFlow's private API for them is
+    missing.
     """
     try:
-        from tensorflow.core.protobuf import config_pb2
+        from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
         from tensorflow.python.eager import context
 
         current = context.context().function_call_options
         config = config_pb2.ConfigProto.FromString(current.config_proto_serialized)
         if config.HasField("graph_options") and config.graph_options != config_pb2.GraphOptions():
             return None  # the user's choices apply
-        config.graph_options.rewrite_options.disable_meta_optimizer = True
+        rewrite = config.graph_options.rewrite_options
+        rewrite.meta_optimizer_iterations = rewriter_config_pb2.RewriterConfig.ONE
+        rewrite.memory_optimization = rewriter_config_pb2.RewriterConfig.NO_MEM_OPT
+        rewrite.disable_tfg_optimizer = True
         lean = copy.copy(current)
         lean.config_proto_serialized = config
     except Exception:  # another TensorFlow: run with its defaults
@@ -214,8 +223,8 @@ class TFSteps:
         self._evaluate = evaluate
         self._lr_dtype = np.dtype(lr_dtype)
         self._relaxed: set[str] = set()
-        # Grappler stays on under a strategy and on accelerators, where its layout and fusion
-        # passes may pay for themselves (not measured: no GPU was at hand).
+        # Grappler keeps TensorFlow's defaults under a strategy and on accelerators, where its memory
+        # optimiser and second round may pay for themselves (not measured: no GPU was at hand).
         self._call_options = None if self.distributed or uses_accelerator(model) else _lean_call_options()
         self._queue = BlockQueue(self.block_steps, self._run, lambda losses: losses.numpy())
 
