@@ -12,8 +12,8 @@ and compiled model (so each pays its own tracing, as a range test run once does)
   Keras's own torch ``train_step`` on torch, a ``jax.jit`` stateless step (``stateless_call``,
   ``optimizer.stateless_apply``, the state written back to the variables at the end) on JAX;
 * ``fit``: ``model.fit`` on the arrays for one epoch, no shuffling;
-* ``find_lr_grappler`` (TensorFlow only, on request): ``find_lr`` with TensorFlow's graph
-  optimiser (Grappler) left on for its own functions, as before lrfinder turned it off on the CPU.
+* ``find_lr_grappler`` (TensorFlow only, on request): ``find_lr`` with TensorFlow's default options
+  for its graph optimiser (Grappler), as before lrfinder ran a lighter Grappler on the CPU.
 
 All three get the same arrays, digits repeated to exactly ``--steps`` full batches.
 
@@ -33,7 +33,7 @@ Run by hand (not part of the tests)::
     KERAS_BACKEND=jax python -m benchmarks.speed.keras_cpu --steps 100 --repeats 7
 
 ``--methods find_lr loop`` leaves ``fit`` out (more rounds in the same time on a busy machine);
-``--methods loop find_lr_grappler`` compares with Grappler left on (TensorFlow).
+``--methods loop find_lr_grappler`` compares with TensorFlow's full Grappler (TensorFlow only).
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def run_find_lr_grappler(
     from lrfinder.trainers import _keras_tf
 
     lean = _keras_tf._lean_call_options
-    _keras_tf._lean_call_options = lambda: None  # TensorFlow's own call options: Grappler on
+    _keras_tf._lean_call_options = lambda: None  # TensorFlow's own call options: its full Grappler
     try:
         return run_find_lr(model, x, y, steps, batch_size)
     finally:

@@ -6,9 +6,10 @@ machine) and split into parts:
 
 * ``find_lr``: building the trainer (``init``), ``snapshot`` (building the optimizer copy, copying
   the state to host memory), tracing the training block (``trace``), the first block's call
-  (``first block``: TensorFlow instantiates and, with Grappler on, optimises the graph, then runs 16
+  (``first block``: TensorFlow optimises the graph with Grappler and instantiates it, then runs 16
   steps), the other blocks, ``restore``, and what is left (``engine``: the sweep's own Python);
-* ``find_lr_grappler``: the same with Grappler left on for lrfinder's functions;
+* ``find_lr_grappler``: the same with TensorFlow's default Grappler options for lrfinder's
+  functions instead of its lighter ones;
 * ``loop``: the hand-written ``tf.function`` loop of ``keras_cpu``: building the optimizer,
   tracing the step, its first call (one step, graph optimised), the other 99 steps.
 
