@@ -7,6 +7,7 @@ In-process tests run Keras on TensorFlow; the torch backend and MirroredStrategy
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -265,6 +266,102 @@ def test_the_training_step_is_traced_once_for_all_learning_rates_and_batch_sizes
         trainer, SweepSettings(num_iter=15, end_lr=1e-2), callback=lambda *_: traces.append(trainer.traces)
     )
     assert traces == [1] * 15
+
+
+def call_config() -> bytes:
+    """The serialized ConfigProto that this thread's tf.function calls pass to the runtime."""
+    from tensorflow.python.eager import context
+
+    return context.context().function_call_options.config_proto_serialized
+
+
+def graph_options_of(serialized: bytes):
+    from tensorflow.core.protobuf import config_pb2
+
+    return config_pb2.ConfigProto.FromString(serialized).graph_options
+
+
+def sweep_seeing_call_configs(setup, make_data, **settings):
+    """A sweep from ``setup``; also the call config each training block ran with."""
+    trainer = keras_trainer.KerasTrainer(setup.model, make_data())
+    snapshot, seen = trainer.snapshot, []
+
+    class Spy:  # the training block, noting the options of each call
+        def __init__(self, function):
+            self.function = function
+
+        def __call__(self, *args):
+            seen.append(call_config())
+            return self.function(*args)
+
+        def __getattr__(self, name):
+            return getattr(self.function, name)
+
+    def snapshot_then_spy():
+        snapshot()
+        trainer._steps._train_block = Spy(trainer._steps._train_block)
+
+    trainer.snapshot = snapshot_then_spy
+    return run_sweep(trainer, SweepSettings(**settings), progress=False), seen
+
+
+def is_lean(serialized: bytes) -> bool:
+    """Whether a call config is lrfinder's lighter Grappler (one round, no memory or TFG passes)."""
+    rewrite = graph_options_of(serialized).rewrite_options
+    return (
+        rewrite.meta_optimizer_iterations == rewrite.ONE
+        and rewrite.memory_optimization == rewrite.NO_MEM_OPT
+        and rewrite.disable_tfg_optimizer
+        and not rewrite.disable_meta_optimizer
+    )
+
+
+def test_a_lighter_grappler_for_our_blocks_only_and_the_users_call_options_come_back():
+    before, global_options = call_config(), tf.config.optimizer.get_experimental_options()
+    outcome, seen = sweep_seeing_call_configs(case(), lambda: make_batches(8), num_iter=20, end_lr=1e-2)
+    assert len(outcome.losses) == 20 and len(seen) == 2
+    assert all(is_lean(serialized) for serialized in seen)
+    assert call_config() == before  # this thread's options, as they were
+    assert tf.config.optimizer.get_experimental_options() == global_options
+    assert not is_lean(before)
+
+
+def test_the_lighter_grappler_records_the_same_losses_and_stops_at_the_same_step(monkeypatch):
+    x, y = arrays_of(make_batches(4))
+    settings = {"start_lr": 1e-3, "end_lr": 1e4, "num_iter": 120}
+    lean, seen = sweep_seeing_call_configs(case(dropout=0.3), lambda: (x[:50], y[:50]), **settings)
+    assert is_lean(seen[0])
+    from lrfinder.trainers import _keras_tf
+
+    monkeypatch.setattr(_keras_tf, "_lean_call_options", lambda: None)  # TensorFlow's defaults
+    full, seen = sweep_seeing_call_configs(case(dropout=0.3), lambda: (x[:50], y[:50]), **settings)
+    assert not is_lean(seen[0])
+    assert lean.stop_reason == full.stop_reason and lean.stop_reason in ("diverged", "non_finite")
+    assert len(lean.losses) == len(full.losses) < 120
+    # The passes that rewrite the arithmetic still run: the same losses (bit for bit here).
+    np.testing.assert_allclose(lean.losses, full.losses, rtol=1e-6)
+
+
+def test_graph_options_of_the_users_own_are_kept():
+    from tensorflow.python.eager import context
+
+    from lrfinder.trainers import _keras_tf
+
+    assert _keras_tf._lean_call_options() is not None
+    ctx = context.context()
+    saved = ctx.function_call_options
+    config = tf.compat.v1.ConfigProto()
+    config.CopyFrom(tf.compat.v1.ConfigProto.FromString(saved.config_proto_serialized))
+    config.graph_options.rewrite_options.remapping = config.graph_options.rewrite_options.OFF
+    theirs = copy.copy(saved)
+    theirs.config_proto_serialized = config
+    ctx.function_call_options = theirs
+    try:
+        assert _keras_tf._lean_call_options() is None
+        with _keras_tf._calling_with(None):
+            assert ctx.function_call_options is theirs
+    finally:
+        ctx.function_call_options = saved
 
 
 # -- learning-rate schedules -----------------------------------------------------------------------

@@ -11,12 +11,16 @@ and compiled model (so each pays its own tracing, as a range test run once does)
   the end: a ``tf.function`` (GradientTape, optimizer.apply) on TensorFlow, eager steps written as
   Keras's own torch ``train_step`` on torch, a ``jax.jit`` stateless step (``stateless_call``,
   ``optimizer.stateless_apply``, the state written back to the variables at the end) on JAX;
-* ``fit``: ``model.fit`` on the arrays for one epoch, no shuffling.
+* ``fit``: ``model.fit`` on the arrays for one epoch, no shuffling;
+* ``find_lr_grappler`` (TensorFlow only, on request): ``find_lr`` with TensorFlow's default options
+  for its graph optimiser (Grappler), as before lrfinder ran a lighter Grappler on the CPU.
 
 All three get the same arrays, digits repeated to exactly ``--steps`` full batches.
 
-Two times are taken per run: the whole call (cold: tracing, snapshot and restore included) and the
-steady state per step, from the end of step ``WARMUP`` (its loss read back) to the end of the run.
+Three times are taken per run: the whole call (cold: tracing, snapshot and restore included) in wall
+time and in this process's CPU time (``time.process_time``: all its threads, and much less affected
+than wall time by other processes on a busy machine), and the steady state per step, from the end of
+step ``WARMUP`` (its loss read back) to the end of the run, in wall time.
 ``WARMUP`` is one block of find_lr's steps, so that its clock starts where a block's losses have
 just been read back.
 The methods run interleaved (one of each per round), so that load on the machine hits them alike;
@@ -28,7 +32,8 @@ Run by hand (not part of the tests)::
     KERAS_BACKEND=torch python -m benchmarks.speed.keras_cpu --steps 100 --repeats 7
     KERAS_BACKEND=jax python -m benchmarks.speed.keras_cpu --steps 100 --repeats 7
 
-``--methods find_lr loop`` leaves ``fit`` out (more rounds in the same time on a busy machine).
+``--methods find_lr loop`` leaves ``fit`` out (more rounds in the same time on a busy machine);
+``--methods loop find_lr_grappler`` compares with TensorFlow's full Grappler (TensorFlow only).
 """
 
 from __future__ import annotations
@@ -115,6 +120,21 @@ def run_find_lr(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, ba
             callback=after,
         )
     return mark[0]
+
+
+def run_find_lr_grappler(
+    model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, batch_size: int
+) -> float:
+    if keras.backend.backend() != "tensorflow":
+        raise SystemExit("find_lr_grappler is for the TensorFlow backend")
+    from lrfinder.trainers import _keras_tf
+
+    lean = _keras_tf._lean_call_options
+    _keras_tf._lean_call_options = lambda: None  # TensorFlow's own call options: its full Grappler
+    try:
+        return run_find_lr(model, x, y, steps, batch_size)
+    finally:
+        _keras_tf._lean_call_options = lean
 
 
 def run_loop(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, batch_size: int) -> float:
@@ -244,14 +264,19 @@ def main() -> None:
         "--methods",
         nargs="+",
         default=["find_lr", "loop", "fit"],
-        choices=["find_lr", "loop", "fit"],
+        choices=["find_lr", "loop", "fit", "find_lr_grappler"],
         help="find_lr and the baselines to time",
     )
     args = parser.parse_args()
     set_threads(args.threads)
 
-    every: dict[str, Callable[..., float]] = {"find_lr": run_find_lr, "loop": run_loop, "fit": run_fit}
-    methods = {name: every[name] for name in ["find_lr", *args.methods] if name in every}
+    every: dict[str, Callable[..., float]] = {
+        "find_lr": run_find_lr,
+        "loop": run_loop,
+        "fit": run_fit,
+        "find_lr_grappler": run_find_lr_grappler,
+    }
+    methods = {name: every[name] for name in dict.fromkeys(["find_lr", *args.methods])}
     others = [name for name in methods if name != "find_lr"]
     print(
         f"keras {keras.__version__} on {keras.backend.backend()}, {args.steps} steps of batch "
@@ -270,16 +295,23 @@ def main() -> None:
     for kind in args.models:
         x, y = data(kind, args.steps, args.batch_size)
         whole: dict[str, list[float]] = {name: [] for name in methods}
+        cpu: dict[str, list[float]] = {name: [] for name in methods}
         steady: dict[str, list[float]] = {name: [] for name in methods}
         for _ in range(args.repeats):
             for name, method in methods.items():
                 model = build(kind)
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.process_time()
                 warm = method(model, x, y, args.steps, args.batch_size)
-                ended = time.perf_counter()
+                ended, cpu_ended = time.perf_counter(), time.process_time()
                 whole[name].append(ended - started)
+                cpu[name].append(cpu_ended - cpu_started)
                 steady[name].append((ended - warm) / (args.steps - WARMUP) * 1e3)
-        for label, times, unit in (("whole call (s)", whole, "{:.3f}"), ("per step (ms)", steady, "{:.3f}")):
+        rows = (
+            ("whole call (s)", whole, "{:.3f}"),
+            ("whole call CPU (s)", cpu, "{:.3f}"),
+            ("per step (ms)", steady, "{:.3f}"),
+        )
+        for label, times, unit in rows:
             median = {name: statistics.median(values) for name, values in times.items()}
             print(
                 f"| {kind} | {label} | {unit.format(median['find_lr'])} | "

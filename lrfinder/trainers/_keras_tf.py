@@ -6,12 +6,15 @@ Imported only when Keras runs on TensorFlow. Training runs in blocks (see
 to the optimizer's LR variable on the device, and returns the block's losses as one vector. It is
 traced once for any LRs, batch sizes and block lengths, and XLA-compiled when the model's
 ``jit_compile`` says so. Inside a ``tf.distribute`` strategy each step runs on its own with
-``strategy.run``.
+``strategy.run``. On the CPU these functions are called with a lighter Grappler, for this thread
+only (see :func:`_lean_call_options`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import copy
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import keras
@@ -57,6 +60,58 @@ def _stack(leaves: list[Any]) -> Any:
     if all(isinstance(leaf, np.ndarray) for leaf in leaves):
         return np.stack(leaves)
     return tf.stack(leaves)
+
+
+def _lean_call_options() -> Any:
+    """Function-call options with a lighter Grappler, for lrfinder's own functions on the CPU (or None).
+
+    Grappler, TensorFlow's graph optimiser, runs when a function is first called; for the training
+    block (a ``tf.while_loop`` around the step) it took longer than the whole first block. These
+    options are the caller's own with one round of Grappler's passes instead of two, and without
+    its memory optimiser and its MLIR (TFG) passes, which cut most of that time (see
+    benchmarks/speed/keras.md). The passes that rewrite the arithmetic (fusions, arithmetic and
+    constant folding, ...) still run, so the steps compute what they compute with TensorFlow's
+    defaults, bit for bit in the tests, and as Keras's own ``fit`` does; turning Grappler off
+    altogether saved a little more but moved the losses by float rounding. The options are set
+    for this thread only around our calls (:func:`_calling_with`), so the user's configuration is
+    never changed, and they are not used at all (None) when the user has set graph options of
+    their own (Grappler passes, XLA auto-clustering) or when TensorFlow's private API for them is
+    missing.
+    """
+    try:
+        from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
+        from tensorflow.python.eager import context
+
+        current = context.context().function_call_options
+        config = config_pb2.ConfigProto.FromString(current.config_proto_serialized)
+        if config.HasField("graph_options") and config.graph_options != config_pb2.GraphOptions():
+            return None  # the user's choices apply
+        rewrite = config.graph_options.rewrite_options
+        rewrite.meta_optimizer_iterations = rewriter_config_pb2.RewriterConfig.ONE
+        rewrite.memory_optimization = rewriter_config_pb2.RewriterConfig.NO_MEM_OPT
+        rewrite.disable_tfg_optimizer = True
+        lean = copy.copy(current)
+        lean.config_proto_serialized = config
+    except Exception:  # another TensorFlow: run with its defaults
+        return None
+    return lean
+
+
+@contextlib.contextmanager
+def _calling_with(options: Any) -> Iterator[None]:
+    """Call functions with ``options`` (this thread only) inside the block; None changes nothing."""
+    if options is None:
+        yield
+        return
+    from tensorflow.python.eager import context
+
+    ctx = context.context()
+    saved = ctx.function_call_options
+    ctx.function_call_options = options
+    try:
+        yield
+    finally:
+        ctx.function_call_options = saved
 
 
 def uses_accelerator(model: Any) -> bool:
@@ -168,6 +223,9 @@ class TFSteps:
         self._evaluate = evaluate
         self._lr_dtype = np.dtype(lr_dtype)
         self._relaxed: set[str] = set()
+        # Grappler keeps TensorFlow's defaults under a strategy and on accelerators, where its memory
+        # optimiser and second round may pay for themselves (not measured: no GPU was at hand).
+        self._call_options = None if self.distributed or uses_accelerator(model) else _lean_call_options()
         self._queue = BlockQueue(self.block_steps, self._run, lambda losses: losses.numpy())
 
     def _relax(self, kind: str, batch: Batch, kept: int = 0) -> None:
@@ -226,7 +284,8 @@ class TFSteps:
         self._relax("train", stacked, kept=1)
         rates = np.zeros(size, dtype=self._lr_dtype)
         rates[: len(lrs)] = lrs
-        return self._train_block(*stacked, rates, np.int32(len(lrs)))
+        with _calling_with(self._call_options):
+            return self._train_block(*stacked, rates, np.int32(len(lrs)))
 
     def train(self, batch: Batch, lr: float) -> Any:
         """Queue one optimisation step at ``lr`` (see :class:`~lrfinder.trainers.base.KerasSteps`)."""
@@ -241,7 +300,8 @@ class TFSteps:
         loss_sum = count = None
         for batch in batches:
             self._relax("evaluate", batch)
-            part_sum, part_count = self._evaluate(*self._place(batch))
+            with _calling_with(self._call_options):
+                part_sum, part_count = self._evaluate(*self._place(batch))
             loss_sum = part_sum if loss_sum is None else loss_sum + part_sum
             count = part_count if count is None else count + part_count
         if loss_sum is None:
