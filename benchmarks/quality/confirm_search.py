@@ -59,7 +59,7 @@ DESIGNS: dict[str, ConfirmSettings] = {
 }
 HORIZONS = (0.0, 0.3, 0.45, 0.6, 0.75)
 #: The design and horizon chosen on TUNING and made the library's default (ConfirmSettings()),
-#: frozen before any result of HOLDOUT4 was run.
+#: frozen before any result of HOLDOUT4 was looked at.
 FROZEN = ("bracket3+2 r.3", 0.75)
 
 Cell = tuple[str, str, str, int]  # design, task, schedule, range-test seed
