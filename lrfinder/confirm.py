@@ -90,6 +90,9 @@ class ConfirmSettings:
         reach: How far from the centre, in decades, an adaptive probe may go (> 0).
         finest: The smallest gap, in decades, that an adaptive probe halves (> 0): closer
             candidates differ by less than the probes' noise.
+        progress: A probe whose score lies within this share of the starting state's score of
+            it changed nothing (>= 0). While no probe has changed anything, the adaptive probes
+            go up, not down: an LR too low to train scores like the untouched model at every LR.
     """
 
     up: int = 1
@@ -107,6 +110,7 @@ class ConfirmSettings:
     extra: int = 2
     reach: float = 2.0
     finest: float = 0.2
+    progress: float = 0.01
 
     def __post_init__(self) -> None:
         for name in ("up", "down", "rounds", "min_range_steps", "min_probe_steps", "extra"):
@@ -136,6 +140,10 @@ class ConfirmSettings:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"ConfirmSettings.{name} must be a finite number > 0, got {value!r}")
+        if isinstance(self.progress, bool) or not (
+            isinstance(self.progress, (int, float)) and math.isfinite(self.progress) and self.progress >= 0
+        ):
+            raise ValueError(f"ConfirmSettings.progress must be a finite number >= 0, got {self.progress!r}")
         if isinstance(self.horizon, bool) or not (
             isinstance(self.horizon, (int, float)) and math.isfinite(self.horizon) and self.horizon >= 0
         ):
@@ -544,6 +552,7 @@ def run_plan(
     schedule: str = "constant",
     settings: ConfirmSettings | None = None,
     train_steps: int | None = None,
+    start_score: float | None = None,
 ) -> Confirmation:
     """Carry out ``plan`` around ``center`` with ``probe(lr, steps) -> (losses, score)``.
 
@@ -563,6 +572,8 @@ def run_plan(
             scales the chosen LR for the run's length when ``train_steps`` is given.
         train_steps: The planned run's length. When the chosen probe was shorter, the kept LR is
             its LR times ``(probe steps / train_steps) ** settings.horizon``.
+        start_score: The untouched state's score, which tells the adaptive probes whether any
+            probe trained at all (:func:`next_offset`); None: not known.
 
     Returns:
         The :class:`Confirmation`.
@@ -596,7 +607,7 @@ def run_plan(
             # the adaptive probes: each placed by the scores so far, offsets from the centre
             scores = {offset: _rank(p)[0] for offset, p in zip(plan.offsets, last, strict=True)}
             for _ in range(round_.size - len(candidates)):
-                offset = next_offset(scores, settings)
+                offset = next_offset(scores, settings, start_score)
                 if offset is None:
                     break
                 scores[offset] = _rank(run(float(center * 10.0**offset), round_.steps, index))[0]
@@ -615,11 +626,18 @@ def run_plan(
     )
 
 
-def next_offset(scores: dict[float, float], settings: ConfirmSettings) -> float | None:
+def next_offset(
+    scores: dict[float, float], settings: ConfirmSettings, start_score: float | None = None
+) -> float | None:
     """Where the adaptive search probes next, in decades from the centre, or None to stop.
 
-    ``scores`` maps each offset probed so far to its score (``inf`` for a probe that blew up).
-    The best is the lowest score, the lower offset on a tie. When it is the lowest offset, the
+    ``scores`` maps each offset probed so far to its score (``inf`` for a probe that blew up);
+    ``start_score`` is the untouched state's score on the same data, when known. While every probe
+    that did not blow up scores within ``settings.progress`` of ``start_score`` of it, nothing has
+    trained: the next probe lies ``spacing`` above the highest offset that did not blow up, or
+    halfway to the lowest that did (probes that all score worse than the start did train, and the
+    rules below walk down from them). Otherwise the best is the lowest score, the lower offset on a tie. When it is
+    the lowest offset, the
     next probe lies ``spacing`` below it; when it is the highest, ``spacing`` above; either only
     within ``reach`` decades of ``settings.shift``. Otherwise the next probe halves the gap between
     the best and its better-scoring neighbour, or, when that gap is at most ``finest``, the gap to
@@ -632,10 +650,24 @@ def next_offset(scores: dict[float, float], settings: ConfirmSettings) -> float 
     0.25
     >>> next_offset({-0.5: 1.0, 0.0: 2.0, 0.5: math.inf}, s)  # a blow-up counts as the worst
     -1.0
+    >>> next_offset({-0.5: 2.30, 0.0: 2.30, 0.5: 2.30}, s, start_score=2.30)  # nothing trained
+    1.0
+    >>> next_offset({-0.5: 2.30, 0.0: 2.30, 0.5: math.inf}, s, start_score=2.30)
+    0.25
     """
     order = sorted(scores)
-    best = min(order, key=lambda x: (scores[x], x))
     low, high = settings.shift - settings.reach - 1e-9, settings.shift + settings.reach + 1e-9
+    finite = [x for x in order if math.isfinite(scores[x])]
+    if start_score is not None and math.isfinite(start_score) and finite:
+        tolerance = settings.progress * abs(start_score)
+        if all(abs(scores[x] - start_score) <= tolerance for x in finite):
+            top = max(finite)
+            blown = [x for x in order if x > top]
+            if not blown and top + settings.spacing <= high:
+                return round(top + settings.spacing, 10)
+            if blown and blown[0] - top > settings.finest + 1e-9:
+                return round((top + blown[0]) / 2, 10)
+    best = min(order, key=lambda x: (scores[x], x))
     position = order.index(best)
     if position == 0 and best - settings.spacing >= low:
         return round(best - settings.spacing, 10)
@@ -930,6 +962,10 @@ def confirm(
         return losses, score
 
     try:
+        # the untouched state's score (no training), for the adaptive probes to tell "nothing
+        # trained" from "trained"; snapshot and restore as for any probe
+        adaptive = any(r.size > len(plan.offsets) for r in plan.rounds[:1])
+        start_score = train_probe(trainer, (), confirm_data)[1] if adaptive else None
         result = run_plan(
             plan,
             center,
@@ -937,6 +973,7 @@ def confirm(
             schedule=user_plan.schedule,
             settings=settings,
             train_steps=user_plan.train_steps,
+            start_score=start_score,
         )
     except BaseException:
         if bar is not None:

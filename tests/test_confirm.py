@@ -22,6 +22,7 @@ from lrfinder.confirm import (
     ProbePlan,
     ProbeRound,
     default_budget,
+    next_offset,
     plan_probes,
     run_plan,
 )
@@ -468,6 +469,31 @@ def test_adaptive_probes_go_lower_when_everything_blows_up():
     confirmation = run_plan(plan_probes(300, 100, knobs), 0.01, probe, settings=knobs)
     assert seen[3:] == pytest.approx([1e-3, 10**-3.5])  # below the lowest, then below the best again
     assert confirmation.lr == pytest.approx(1e-3)
+
+
+def test_adaptive_probes_go_up_while_no_probe_has_trained():
+    knobs = ConfirmSettings(up=1, down=1, extra=2)
+    seen = []
+
+    def probe(lr, steps):  # nothing trains below 0.1: every score is the untouched state's, 2.3
+        seen.append(lr)
+        return [2.3], (2.3 if lr < 0.1 else 2.3 - math.log10(lr / 0.05))
+
+    plan = plan_probes(300, 100, knobs)
+    confirmation = run_plan(plan, 0.01, probe, settings=knobs, start_score=2.3)
+    assert seen[3:] == pytest.approx([10**-1.0, 10**-0.5])  # above the highest, twice
+    assert confirmation.lr == pytest.approx(10**-0.5)
+    # without the starting score, ties go to the lower LR and the search walks down
+    seen.clear()
+    run_plan(plan, 0.01, probe, settings=knobs)
+    assert seen[3:] == pytest.approx([10**-3.0, 10**-3.5])
+
+
+def test_a_probe_that_trained_a_little_counts_as_progress():
+    knobs = ConfirmSettings(up=1, down=1, extra=1, progress=0.01)
+    scores = {-0.5: 2.30, 0.0: 2.25, 0.5: 2.30}  # 2.2% below the start: progress, search inside
+    assert next_offset(scores, knobs, start_score=2.30) == -0.25  # ties go to the lower side
+    assert next_offset(scores, dataclasses.replace(knobs, progress=0.05), start_score=2.30) == 1.0
 
 
 def test_adaptive_probes_and_halving_do_not_mix():

@@ -99,7 +99,11 @@ def simulate(cell: Cell, known: dict[str, Any]) -> tuple[Cell, dict[str, Any], d
         return [], value if math.isfinite(value) else math.inf
 
     # the horizon correction is applied when reporting, for each exponent tried
-    found = run_plan(plan, center, probe, schedule=schedule, settings=replace(settings, horizon=0.0))
+    # the untouched model's validation loss: what confirm mode scores before its probes
+    start = sq_tasks.val_loss(sq_tasks.TASKS[task], sq_tasks.build(sq_tasks.TASKS[task], seed))
+    found = run_plan(
+        plan, center, probe, schedule=schedule, settings=replace(settings, horizon=0.0), start_score=start
+    )
     out = {
         "center": center,
         "best": found.lr,
