@@ -636,12 +636,12 @@ def next_offset(
     that did not blow up scores within ``settings.progress`` of ``start_score`` of it, nothing has
     trained: the next probe lies ``spacing`` above the highest offset that did not blow up, or
     halfway to the lowest that did (probes that all score worse than the start did train, and the
-    rules below walk down from them). Otherwise the best is the lowest score, the lower offset on a tie. When it is
-    the lowest offset, the
-    next probe lies ``spacing`` below it; when it is the highest, ``spacing`` above; either only
-    within ``reach`` decades of ``settings.shift``. Otherwise the next probe halves the gap between
-    the best and its better-scoring neighbour, or, when that gap is at most ``finest``, the gap to
-    the other neighbour; when both are that fine, the search stops.
+    rules below walk down from them). Otherwise the best is the lowest score, the lower offset on a
+    tie. When it is the lowest offset, the next probe lies ``spacing`` below it; when it is the
+    highest, ``spacing`` above; either only within ``reach`` decades of ``settings.shift``.
+    Otherwise the next probe halves the gap between the best and its better-scoring neighbour, or,
+    when that gap is at most ``finest``, the gap to the other neighbour; when both are that fine,
+    the search stops.
 
     >>> s = ConfirmSettings(up=1, down=1, spacing=0.5, extra=2)
     >>> next_offset({-0.5: 2.0, 0.0: 1.5, 0.5: 1.0}, s)  # best on the upper edge: go higher
