@@ -44,6 +44,7 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # JAX's CPU threads can only be set before it is imported: one, as --threads defaults to.
@@ -137,15 +138,12 @@ def run_find_lr_grappler(
         _keras_tf._lean_call_options = lean
 
 
-def run_loop(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, batch_size: int) -> float:
-    if keras.backend.backend() == "torch":
-        return run_torch_loop(model, x, y, steps, batch_size)
-    if keras.backend.backend() == "jax":
-        return run_jax_loop(model, x, y, steps, batch_size)
+def tf_train_step(model: keras.Model) -> Any:
+    """The least a user writes for one TensorFlow training step: a ``tf.function`` with a
+    GradientTape and ``optimizer.apply`` (the optimizer built beforehand)."""
     import tensorflow as tf
 
     optimizer, variables = model.optimizer, model.trainable_variables
-    optimizer.build(variables)  # eagerly, so that the step is traced once (as fit and find_lr do)
 
     @tf.function
     def train_step(xb: tf.Tensor, yb: tf.Tensor) -> tf.Tensor:
@@ -154,6 +152,17 @@ def run_loop(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, batch
         optimizer.apply(tape.gradient(loss, variables), variables)
         return loss
 
+    return train_step
+
+
+def run_loop(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int, batch_size: int) -> float:
+    if keras.backend.backend() == "torch":
+        return run_torch_loop(model, x, y, steps, batch_size)
+    if keras.backend.backend() == "jax":
+        return run_jax_loop(model, x, y, steps, batch_size)
+    optimizer, variables = model.optimizer, model.trainable_variables
+    optimizer.build(variables)  # eagerly, so that the step is traced once (as fit and find_lr do)
+    train_step = tf_train_step(model)
     batches = -(-len(x) // batch_size)
     for step in range(steps):
         start = (step % batches) * batch_size

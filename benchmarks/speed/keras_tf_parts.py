@@ -34,7 +34,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras
 import numpy as np
 
-from benchmarks.speed.keras_cpu import build, data, run_find_lr, set_threads
+from benchmarks.speed.keras_cpu import build, data, run_find_lr, set_threads, tf_train_step
 from lrfinder.trainers import _keras_tf, keras_trainer
 
 clock = time.process_time
@@ -49,25 +49,17 @@ class Parts:
         self._undo: list[Callable[[], None]] = []
 
     def wrap(self, owner: Any, name: str, label: str) -> None:
-        original = getattr(owner, name)
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            started = clock()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                self.times[label] = self.times.get(label, 0.0) + clock() - started
-                self.calls[label] = self.calls.get(label, 0) + 1
-
-        setattr(owner, name, timed)
-        self._undo.append(lambda: setattr(owner, name, original))
+        self._time(owner, name, lambda: label)
 
     def first(self, owner: Any, name: str, first: str, rest: str) -> None:
         """Time the first call of ``name`` as ``first`` and the others as ``rest``."""
+        self._time(owner, name, lambda: first if self.calls.get(first, 0) == 0 else rest)
+
+    def _time(self, owner: Any, name: str, label_of: Callable[[], str]) -> None:
         original = getattr(owner, name)
 
         def timed(*args: Any, **kwargs: Any) -> Any:
-            label = first if self.calls.get(first, 0) == 0 else rest
+            label = label_of()
             started = clock()
             try:
                 return original(*args, **kwargs)
@@ -109,7 +101,6 @@ def find_lr_parts(kind: str, x: np.ndarray, y: np.ndarray, grappler: bool) -> di
 
 
 def loop_parts(kind: str, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    import tensorflow as tf
 
     model = build(kind)
     times: dict[str, float] = {}
@@ -118,13 +109,7 @@ def loop_parts(kind: str, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     optimizer.build(variables)
     times["optimizer build"] = clock() - started
 
-    @tf.function
-    def train_step(xb: tf.Tensor, yb: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            loss = model.compute_loss(xb, yb, model(xb, training=True), training=True)
-        optimizer.apply(tape.gradient(loss, variables), variables)
-        return loss
-
+    train_step = tf_train_step(model)
     mark = clock()
     train_step.get_concrete_function(x[:32], y[:32])
     times["trace"] = clock() - mark
