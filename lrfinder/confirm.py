@@ -140,14 +140,12 @@ class ConfirmSettings:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"ConfirmSettings.{name} must be a finite number > 0, got {value!r}")
-        if isinstance(self.progress, bool) or not (
-            isinstance(self.progress, (int, float)) and math.isfinite(self.progress) and self.progress >= 0
-        ):
-            raise ValueError(f"ConfirmSettings.progress must be a finite number >= 0, got {self.progress!r}")
-        if isinstance(self.horizon, bool) or not (
-            isinstance(self.horizon, (int, float)) and math.isfinite(self.horizon) and self.horizon >= 0
-        ):
-            raise ValueError(f"ConfirmSettings.horizon must be a finite number >= 0, got {self.horizon!r}")
+        for name in ("horizon", "progress"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (
+                isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
+            ):
+                raise ValueError(f"ConfirmSettings.{name} must be a finite number >= 0, got {value!r}")
         if not (isinstance(self.shift, (int, float)) and math.isfinite(self.shift)):
             raise ValueError(f"ConfirmSettings.shift must be a finite number of decades, got {self.shift!r}")
 
@@ -194,6 +192,12 @@ class ProbePlan:
     offsets: tuple[float, ...]
     rounds: tuple[ProbeRound, ...]
     lookahead: int = 0
+
+    @property
+    def adaptive(self) -> int:
+        """How many of the first round's probes are placed by the scores (:func:`next_offset`)
+        rather than at :attr:`offsets`."""
+        return self.rounds[0].size - len(self.offsets) if self.rounds else 0
 
     @property
     def probe_steps(self) -> int:
@@ -603,10 +607,10 @@ def run_plan(
         last = []
         for lr in candidates:
             run(lr, round_.steps, index)
-        if index == 0 and round_.size > len(candidates):
+        if index == 0 and plan.adaptive > 0:
             # the adaptive probes: each placed by the scores so far, offsets from the centre
             scores = {offset: _rank(p)[0] for offset, p in zip(plan.offsets, last, strict=True)}
-            for _ in range(round_.size - len(candidates)):
+            for _ in range(plan.adaptive):
                 offset = next_offset(scores, settings, start_score)
                 if offset is None:
                     break
@@ -853,11 +857,6 @@ def check_evaluates(trainer: Any) -> None:
         )
 
 
-#: A probe's LRs: the user's schedule compressed to the probe's length, each computed when read
-#: (a probe of any length costs no memory for its schedule).
-ProbeLRs = ScheduleLRs
-
-
 def train_probe(
     trainer: Trainer,
     lrs: Sequence[float],
@@ -925,7 +924,8 @@ def confirm(
     progress: bool | None = None,
 ) -> Confirmation:
     """Carry out ``plan`` with ``trainer``: each probe trains under ``user_plan``'s schedule
-    compressed to the probe's length (:class:`ProbeLRs`) and is scored with
+    compressed to the probe's length (:class:`~lrfinder.plan.ScheduleLRs`, each LR computed when
+    read, so a probe of any length costs no memory for its schedule) and is scored with
     ``trainer.evaluate(confirm_data)``. The trainer's state is back as found after every probe.
 
     Args:
@@ -954,7 +954,7 @@ def confirm(
 
     def probe(lr: float, steps: int) -> tuple[list[float], float]:
         losses, score = train_probe(
-            trainer, ProbeLRs(user_plan.schedule, lr, steps), confirm_data, on_step=on_step
+            trainer, ScheduleLRs(user_plan.schedule, lr, steps), confirm_data, on_step=on_step
         )
         if bar is not None:
             bar.update(steps - len(losses))  # the steps a blown-up probe did not run
@@ -964,8 +964,7 @@ def confirm(
     try:
         # the untouched state's score (no training), for the adaptive probes to tell "nothing
         # trained" from "trained"; snapshot and restore as for any probe
-        adaptive = any(r.size > len(plan.offsets) for r in plan.rounds[:1])
-        start_score = train_probe(trainer, (), confirm_data)[1] if adaptive else None
+        start_score = train_probe(trainer, (), confirm_data)[1] if plan.adaptive > 0 else None
         result = run_plan(
             plan,
             center,

@@ -678,14 +678,13 @@ def test_halving_drops_blown_up_candidates_and_stops_when_one_is_left():
 
 def test_a_probes_lrs_are_computed_step_by_step_not_held_in_memory():
     # --train-steps 10**20 once filled the memory with a probe's schedule before training began
-    from lrfinder.confirm import ProbeLRs
-    from lrfinder.plan import MAX_TRAIN_STEPS, lr_at, lr_curve
+    from lrfinder.plan import MAX_TRAIN_STEPS, ScheduleLRs, lr_at, lr_curve
 
-    huge = ProbeLRs("onecycle", 0.1, 2 * MAX_TRAIN_STEPS)
+    huge = ScheduleLRs("onecycle", 0.1, 2 * MAX_TRAIN_STEPS)
     assert len(huge) == 2 * MAX_TRAIN_STEPS and huge[-1] == lr_at("onecycle", 0.1, len(huge) - 1, len(huge))
     with pytest.raises(ValueError, match="train_steps must be at most"):
         find_lr(lambda lr: 1.0, train_steps=MAX_TRAIN_STEPS + 1, progress=False)
-    small = ProbeLRs("cosine", 0.3, 17)
+    small = ScheduleLRs("cosine", 0.3, 17)
     assert list(small) == list(lr_curve("cosine", 0.3, 17)) and small[-1] == lr_curve("cosine", 0.3, 17)[-1]
     with pytest.raises(IndexError):
         small[17]
@@ -694,10 +693,9 @@ def test_a_probes_lrs_are_computed_step_by_step_not_held_in_memory():
 @pytest.mark.parametrize("schedule", ["constant", "onecycle", "cosine"])
 @pytest.mark.parametrize("total", [1, 2, 3, 4, 17, 100, 1001])
 def test_a_probes_lrs_are_the_plans_lr_curve_step_for_step(schedule, total):
-    from lrfinder.confirm import ProbeLRs
-    from lrfinder.plan import lr_curve
+    from lrfinder.plan import ScheduleLRs, lr_curve
 
-    lazy, curve = ProbeLRs(schedule, 0.3, total), lr_curve(schedule, 0.3, total)
+    lazy, curve = ScheduleLRs(schedule, 0.3, total), lr_curve(schedule, 0.3, total)
     assert len(lazy) == curve.shape[0] == total
     assert np.array_equal(np.asarray(list(lazy)), curve)  # bit for bit, iterated
     assert [lazy[i] for i in range(total)] == curve.tolist()  # and indexed
