@@ -218,8 +218,8 @@ class Plan:
         train_steps = read_field(fields, "train_steps", where, None)
         if train_steps is not None:
             read_int(train_steps, f"{where}.train_steps", 1)
-            if train_steps > MAX_TRAIN_STEPS:
-                raise ValueError(
-                    f"{where}.train_steps must be at most {MAX_TRAIN_STEPS:.0e}, got {train_steps}"
-                )
+            try:
+                check_train_steps(train_steps)  # the bound a plan is built with
+            except ValueError as error:
+                raise ValueError(f"{where}.{error}") from None
         return cls(schedule, train_steps)

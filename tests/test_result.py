@@ -275,7 +275,12 @@ MALFORMED = [
     (("plan", "train_steps"), 300.0, "plan.train_steps must be an integer >= 1, got a number (300.0)"),
     (("plan", "train_steps"), 0, "plan.train_steps must be an integer >= 1, got a number (0)"),
     (("plan", "train_steps"), True, "plan.train_steps must be an integer >= 1, got a boolean (True)"),
-    (("plan", "train_steps"), 10**13, "plan.train_steps must be at most 1e+12, got 10000000000000"),
+    (
+        ("plan", "train_steps"),
+        10**13,
+        "plan.train_steps must be at most 1e+12 (decades of training at a millisecond a step), "
+        "got 10000000000000",
+    ),
     (C, "yes", 'confirmation must be a JSON object {"lr": number or null, '),
     ((*C, "plan"), DELETE, "confirmation.plan is missing; confirmation must be a JSON object {"),
     ((*C, "lr"), "0.01", "confirmation.lr must be a finite number > 0 or null, got a string ('0.01')"),
