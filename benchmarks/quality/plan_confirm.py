@@ -710,7 +710,9 @@ def final(
     return runs
 
 
-#: The design and reading chosen on SUITE (frozen before any hold-out result was looked at).
+#: The design and reading chosen on SUITE in issue 11's first pass (frozen before any hold-out result
+#: was looked at); ``--frozen`` replays it. The second pass's design, the library's default since, is
+#: ``confirm_search.FROZEN``, and ``confirm_search`` is where search designs are now studied.
 FROZEN_DESIGN = 0
 FROZEN_PICK = "horizon 0.45"
 
