@@ -198,6 +198,11 @@ def read_int(value: Any, where: str, minimum: int = 0) -> int:
     return value
 
 
+def read_optional_int(value: Any, where: str, minimum: int = 0) -> int | None:
+    """None for ``null``, else :func:`read_int`."""
+    return None if value is None else read_int(value, where, minimum)
+
+
 def read_float(value: Any, where: str, *, positive: bool = False, or_null: bool = False) -> float:
     """``value`` as a float if it is a finite number (> 0 when ``positive``), else ``ValueError``
     (saying null would do too when ``or_null``: see :func:`read_optional_float`)."""

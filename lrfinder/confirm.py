@@ -38,6 +38,7 @@ from lrfinder._io import (
     read_list,
     read_object,
     read_optional_float,
+    read_optional_int,
     read_optional_str,
     read_str,
 )
@@ -82,9 +83,23 @@ class ConfirmSettings:
         max_probe_fraction: Longest probe, as a share of ``train_steps`` (> 0): a probe longer
             than the run it stands for would measure another run.
         horizon: The kept LR is the best probe's times ``(probe steps / train_steps) ** horizon``
-            (>= 0; 0 keeps the best probe's LR): a probe shorter than the run favours a higher LR
-            than the whole run wants. On the benchmark's thirteen tuning tasks 0.75 gave the best
-            share of runs within 0.05 regret at the default budget (0.45 and 0.6 were close).
+            (>= 0; 0 keeps the best probe's LR) when that probe overfits (see ``overfit_gap``): a
+            probe shorter than the run favours a higher LR than the whole run wants, most of all
+            where a longer run overfits more.
+        low_gap_horizon: The exponent used instead of ``horizon`` when the best probe does not
+            overfit (>= 0): where the held-out loss follows the training loss, the best LR moves
+            little with the run's length. Equal to ``horizon``, the rule is off.
+        overfit_gap: The best probe overfits when its score exceeds the mean training loss of
+            its last fifth of steps by at least this share of the untouched state's score
+            (:func:`generalisation_gap`). This compares the score with the training loss, so it
+            assumes both measure the same loss; when the starting score is not known,
+            ``horizon`` applies. On the benchmark's seventeen tasks seen so far, 0.05 with
+            exponents 0.3 and 0.75 gave the best share of runs within 0.05 regret (thresholds
+            0.03 to 0.08 and a low exponent of 0.15 to 0.45 were within 3 points of it).
+        interpolate: Keep the vertex of the parabola through the best probe and its two
+            neighbours (in log LR, last round, probes that blew up left out) instead of the best
+            probe's LR, no further than halfway to either neighbour (:func:`vertex_lr`): it
+            smooths the probes' noise between candidates.
         extra: Probes placed adaptively after the first candidates (>= 0; needs ``rounds=1``);
             on the benchmark, 3 candidates and 2 adaptive probes beat 5 fixed ones, 3+1 and 3+3.
         reach: How far from the centre, in decades, an adaptive probe may go (> 0).
@@ -107,6 +122,9 @@ class ConfirmSettings:
     min_probe_steps: int = 5
     max_probe_fraction: float = 1.0
     horizon: float = 0.75
+    low_gap_horizon: float = 0.3
+    overfit_gap: float = 0.05
+    interpolate: bool = True
     extra: int = 2
     reach: float = 2.0
     finest: float = 0.2
@@ -140,12 +158,14 @@ class ConfirmSettings:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"ConfirmSettings.{name} must be a finite number > 0, got {value!r}")
-        for name in ("horizon", "progress"):
+        for name in ("horizon", "low_gap_horizon", "overfit_gap", "progress"):
             value = getattr(self, name)
             if isinstance(value, bool) or not (
                 isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
             ):
                 raise ValueError(f"ConfirmSettings.{name} must be a finite number >= 0, got {value!r}")
+        if not isinstance(self.interpolate, bool):
+            raise ValueError(f"ConfirmSettings.interpolate must be True or False, got {self.interpolate!r}")
         if not (isinstance(self.shift, (int, float)) and math.isfinite(self.shift)):
             raise ValueError(f"ConfirmSettings.shift must be a finite number of decades, got {self.shift!r}")
 
@@ -448,6 +468,8 @@ class Confirmation:
         schedule: The plan's schedule the probes trained under.
         reason: Why no LR was chosen (None when one was).
         settings: The :class:`ConfirmSettings` used, as a dict.
+        start_score: The untouched state's score on the confirm data, when it was taken.
+        train_steps: The planned run's length the kept LR was scaled for (None: not scaled).
     """
 
     lr: float | None
@@ -457,6 +479,14 @@ class Confirmation:
     schedule: str = "constant"
     reason: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    start_score: float | None = None
+    train_steps: int | None = None
+
+    @property
+    def gap(self) -> float | None:
+        """The chosen probe's :func:`generalisation_gap` (None when it is not known)."""
+        best = self.best
+        return None if best is None else generalisation_gap(best, self.start_score)
 
     @property
     def best(self) -> Probe | None:
@@ -500,7 +530,13 @@ class Confirmation:
             detail = f"{len(firsts)} probes, {rounds} rounds, up to {max(p.steps for p in self.probes)} steps"
         best = self.best
         if best is not None and best.lr != self.lr:
-            detail += f"; the best, {best.lr:.3g}, scaled for the full run"
+            last = [p for p in self.probes if p.round == best.round]
+            moves = []
+            if self.settings.get("interpolate") and vertex_lr(last) != best.lr:
+                moves.append("interpolated between its neighbours")
+            if self.train_steps is not None and best.steps < self.train_steps:
+                moves.append("scaled for the full run")
+            detail += f"; the best, {best.lr:.3g}, {' and '.join(moves) or 'moved'}"
         return f"{self.lr:.3g} (best of {detail})"
 
     def to_dict(self) -> dict[str, Any]:
@@ -511,6 +547,8 @@ class Confirmation:
             "reason": self.reason,
             "plan": self.plan.to_dict(),
             "settings": dict(self.settings),
+            "start_score": self.start_score,
+            "train_steps": self.train_steps,
             "probes": [p.to_dict() for p in self.probes],
         }
 
@@ -545,6 +583,12 @@ class Confirmation:
             ),
             reason=read_optional_str(read_field(fields, "reason", where, None), f"{where}.reason"),
             settings=read_object(settings, f"{where}.settings"),
+            start_score=read_optional_float(
+                read_field(fields, "start_score", where, None), f"{where}.start_score"
+            ),
+            train_steps=read_optional_int(
+                read_field(fields, "train_steps", where, None), f"{where}.train_steps", 1
+            ),
         )
 
 
@@ -572,12 +616,15 @@ def run_plan(
         probe: Trains one probe from the starting state and returns its per-step training losses
             and its score (lower is better).
         schedule: The plan's schedule, recorded in the result.
-        settings: The settings behind ``plan``, recorded in the result; their ``horizon``
-            scales the chosen LR for the run's length when ``train_steps`` is given.
+        settings: The settings behind ``plan``, recorded in the result; with ``interpolate`` the
+            chosen LR is :func:`vertex_lr` of the last round, and their exponents scale it for
+            the run's length when ``train_steps`` is given.
         train_steps: The planned run's length. When the chosen probe was shorter, the kept LR is
-            its LR times ``(probe steps / train_steps) ** settings.horizon``.
+            the chosen LR times ``(probe steps / train_steps) ** exponent``, the exponent from
+            :func:`horizon_for` and the best probe's :func:`generalisation_gap`.
         start_score: The untouched state's score, which tells the adaptive probes whether any
-            probe trained at all (:func:`next_offset`); None: not known.
+            probe trained at all (:func:`next_offset`) and scales the generalisation gap; None:
+            not known (the gap is then unknown and ``settings.horizon`` applies).
 
     Returns:
         The :class:`Confirmation`.
@@ -616,9 +663,12 @@ def run_plan(
                     break
                 scores[offset] = _rank(run(float(center * 10.0**offset), round_.steps, index))[0]
     chosen = _best(last)
-    kept = None if chosen is None else chosen.lr
-    if chosen is not None and train_steps is not None and settings.horizon > 0 and chosen.steps < train_steps:
-        kept = float(chosen.lr * (chosen.steps / train_steps) ** settings.horizon)
+    kept = None
+    if chosen is not None:
+        kept = vertex_lr(last) if settings.interpolate else chosen.lr
+        if train_steps is not None and chosen.steps < train_steps:
+            exponent = horizon_for(generalisation_gap(chosen, start_score), settings)
+            kept = float(kept * (chosen.steps / train_steps) ** exponent)
     return Confirmation(
         lr=kept,
         center=center,
@@ -627,7 +677,72 @@ def run_plan(
         schedule=schedule,
         reason="every probe of the last round blew up (non-finite loss)" if chosen is None else None,
         settings=settings.to_dict(),
+        start_score=start_score,
+        train_steps=train_steps,
     )
+
+
+def vertex_lr(probes: Sequence[Probe]) -> float | None:
+    """The LR at the lowest point of the parabola through the best probe and its two neighbours.
+
+    The parabola passes through the three probes' (log10 LR, score) points; its vertex is kept no
+    further than halfway from the best probe to either neighbour. Probes that blew up are left
+    out. When the best probe (lowest score, the lower LR on a tie) is the lowest or highest LR
+    left, its own LR is returned; None when every probe blew up.
+
+    >>> def at(lr, score):
+    ...     return Probe(lr=lr, steps=10, round=0, losses=(), score=score)
+    >>> round(vertex_lr([at(0.001, 2.0), at(0.01, 1.0), at(0.1, 1.5)]), 5)  # leans to the better side
+    0.01468
+    >>> vertex_lr([at(0.001, 1.0), at(0.01, 2.0), at(0.1, 1.5)])  # best on an edge: its own LR
+    0.001
+    """
+    ranked = sorted((p for p in probes if _rank(p)[0] < math.inf), key=lambda p: p.lr)
+    if not ranked:
+        return None
+    best = min(ranked, key=_rank)
+    i = ranked.index(best)
+    if i == 0 or i == len(ranked) - 1:
+        return best.lr
+    (x0, y0), (x1, y1), (x2, y2) = ((math.log10(p.lr), p.score) for p in ranked[i - 1 : i + 2])
+    if not (x0 < x1 < x2):
+        return best.lr
+    slope_low, slope_high = (y1 - y0) / (x1 - x0), (y2 - y1) / (x2 - x1)
+    curvature = (slope_high - slope_low) / (x2 - x0)
+    if curvature <= 0:  # three equal scores: no lowest point
+        return best.lr
+    vertex = (x0 + x1) / 2 - slope_low / (2 * curvature)
+    return float(10.0 ** min(max(vertex, (x0 + x1) / 2), (x1 + x2) / 2))
+
+
+def generalisation_gap(probe: Probe, start_score: float | None) -> float | None:
+    """How far a probe's score lies above its training loss, as a share of the starting score.
+
+    ``(score - mean of the last fifth of its training losses) / |start_score|``: near zero or below
+    when the held-out loss follows the training loss, large when the probe overfits. None when
+    ``start_score`` is unknown or zero or a value is not finite.
+
+    >>> probe = Probe(lr=0.01, steps=10, round=0, losses=(2.0,) * 8 + (0.5, 0.3), score=0.6)
+    >>> round(generalisation_gap(probe, 2.0), 6)  # (0.6 - mean(0.5, 0.3)) / 2.0
+    0.1
+    """
+    if start_score is None or not math.isfinite(start_score) or start_score == 0 or not probe.losses:
+        return None
+    tail = probe.losses[-max(1, len(probe.losses) // 5) :]
+    gap = (probe.score - math.fsum(tail) / len(tail)) / abs(start_score)
+    return gap if math.isfinite(gap) else None
+
+
+def horizon_for(gap: float | None, settings: ConfirmSettings) -> float:
+    """The length-correction exponent for a best probe with generalisation gap ``gap``:
+    ``settings.low_gap_horizon`` below ``settings.overfit_gap``, else (and when ``gap`` is None)
+    ``settings.horizon``.
+
+    >>> settings = ConfirmSettings()
+    >>> horizon_for(0.01, settings), horizon_for(0.2, settings), horizon_for(None, settings)
+    (0.3, 0.75, 0.75)
+    """
+    return settings.low_gap_horizon if gap is not None and gap < settings.overfit_gap else settings.horizon
 
 
 def next_offset(
@@ -963,8 +1078,11 @@ def confirm(
 
     try:
         # the untouched state's score (no training), for the adaptive probes to tell "nothing
-        # trained" from "trained"; snapshot and restore as for any probe
-        start_score = train_probe(trainer, (), confirm_data)[1] if plan.adaptive > 0 else None
+        # trained" from "trained" and to scale the generalisation gap; snapshot and restore as
+        # for any probe
+        knobs = settings or ConfirmSettings()
+        needs_start = plan.adaptive > 0 or knobs.low_gap_horizon != knobs.horizon
+        start_score = train_probe(trainer, (), confirm_data)[1] if needs_start else None
         result = run_plan(
             plan,
             center,

@@ -22,9 +22,12 @@ from lrfinder.confirm import (
     ProbePlan,
     ProbeRound,
     default_budget,
+    generalisation_gap,
+    horizon_for,
     next_offset,
     plan_probes,
     run_plan,
+    vertex_lr,
 )
 from lrfinder.plan import Plan
 from tests.test_result import synthetic
@@ -405,10 +408,17 @@ def test_run_plan_keeps_the_best_probe():
     probe, calls = score_table(best_log10=-1.4)
     confirmation = run_plan(plan, 0.01, probe, schedule="cosine", settings=GRID5)
     assert [steps for _, steps in calls] == [40] * 5
-    assert confirmation.lr == pytest.approx(10**-1.5)
-    assert confirmation.best.lr == confirmation.lr and confirmation.schedule == "cosine"
-    assert confirmation.summary() == "confirmed: 0.0316 (best of 5 probes, 40 steps each)"
+    # the scores are a parabola in log LR: its vertex between the best probe's neighbours is exact
+    assert confirmation.lr == pytest.approx(10**-1.4)
+    assert confirmation.best.lr == pytest.approx(10**-1.5) and confirmation.schedule == "cosine"
+    assert confirmation.summary() == (
+        "confirmed: 0.0398 (best of 5 probes, 40 steps each; the best, 0.0316, interpolated between "
+        "its neighbours)"
+    )
     assert confirmation.steps_used == 300
+    plain = run_plan(plan, 0.01, probe, settings=dataclasses.replace(GRID5, interpolate=False))
+    assert plain.lr == plain.best.lr == pytest.approx(10**-1.5)
+    assert plain.summary() == "confirmed: 0.0316 (best of 5 probes, 40 steps each)"
 
 
 def test_run_plan_halving_probes_the_best_again_for_longer():
@@ -418,9 +428,13 @@ def test_run_plan_halving_probes_the_best_again_for_longer():
     first = [lr for lr, steps in calls if steps == 70]
     second = [lr for lr, steps in calls if steps == 116]
     assert len(first) == 5 and second == pytest.approx([10**-2.5, 10**-2.0, 10**-1.5])
-    assert confirmation.lr == pytest.approx(10**-2.0)
+    assert confirmation.best.lr == pytest.approx(10**-2.0)
+    assert confirmation.lr == pytest.approx(10**-2.2)  # the last round's vertex
     assert [p.round for p in confirmation.probes] == [0] * 5 + [1] * 3
-    assert confirmation.summary() == "confirmed: 0.01 (best of 5 probes, 2 rounds, up to 116 steps)"
+    assert confirmation.summary() == (
+        "confirmed: 0.00631 (best of 5 probes, 2 rounds, up to 116 steps; the best, 0.01, "
+        "interpolated between its neighbours)"
+    )
 
 
 def test_run_plan_ties_go_to_the_lower_lr_and_blown_up_probes_lose():
@@ -445,8 +459,8 @@ def test_adaptive_probes_follow_the_best_past_the_edge_then_halve_towards_it():
     offsets = [round(math.log10(lr) + 2.0, 6) for lr, _ in calls]
     # past the lower edge twice, then halfway between the best (-1.0) and its better neighbour
     assert offsets == [-0.5, 0.0, 0.5, -1.0, -1.5, -1.25]
-    assert confirmation.lr == pytest.approx(10**-3.25)
-    assert confirmation.summary() == "confirmed: 0.000562 (best of 6 probes, 33 steps each)"
+    assert confirmation.best.lr == pytest.approx(10**-3.25)
+    assert confirmation.lr == pytest.approx(10**-3.2)  # the vertex, between -3.5 and -3.0
 
 
 def test_adaptive_probes_stay_within_reach_and_stop_when_the_gaps_are_fine():
@@ -715,7 +729,7 @@ def test_a_schedule_needs_a_known_name_and_a_length_of_at_least_zero():
 # -- the horizon correction (the benchmark's evidence: a short probe favours a higher LR) ----------
 
 
-def test_run_plan_scales_the_best_probe_for_the_run_length():
+def test_run_plan_scales_the_kept_lr_for_the_run_length():
     plan = plan_probes(300, 100, ConfirmSettings())
     scores = {}
 
@@ -726,16 +740,91 @@ def test_run_plan_scales_the_best_probe_for_the_run_length():
     kept = run_plan(plan, 0.01, probe, train_steps=400)
     best = min(scores, key=scores.get)
     steps = plan.rounds[-1].steps
-    assert kept.best is not None and kept.best.lr == best
-    assert kept.lr == pytest.approx(best * (steps / 400) ** ConfirmSettings().horizon)
-    assert "scaled for the full run" in kept.summary()
-    plain = run_plan(plan, 0.01, probe)  # no run length: the best probe's LR
-    assert plain.lr == best and "scaled" not in plain.summary()
-    off = run_plan(plan, 0.01, probe, settings=ConfirmSettings(horizon=0.0), train_steps=400)
-    assert off.lr == best
+    vertex = vertex_lr(kept.probes)
+    assert kept.best is not None and kept.best.lr == best and vertex != best
+    # no starting score: the gap is unknown and the overfitting exponent applies
+    assert kept.gap is None
+    assert kept.lr == pytest.approx(vertex * (steps / 400) ** ConfirmSettings().horizon)
+    assert "interpolated between its neighbours and scaled for the full run" in kept.summary()
+    assert kept.train_steps == 400
+    plain = run_plan(plan, 0.01, probe)  # no run length: the vertex, not scaled
+    assert plain.lr == vertex and "scaled" not in plain.summary() and plain.train_steps is None
+    exact = ConfirmSettings(horizon=0.0, interpolate=False)
+    off = run_plan(plan, 0.01, probe, settings=exact, train_steps=400)
+    assert off.lr == best and off.summary().endswith("steps each)")
 
 
+def probe_with_gap(gap: float, start: float = 2.0):
+    """Probes scoring best at 0.01 whose last fifth of training losses lies ``gap * start`` below
+    the score (the first four fifths are far above it, so only the tail counts)."""
+
+    def probe(lr: float, steps: int) -> tuple[list[float], float]:
+        score = 1.0 + (math.log10(lr) + 2.0) ** 2
+        tail = steps // 5
+        return [9.0] * (steps - tail) + [score - gap * start] * tail, score
+
+    return probe
+
+
+@pytest.mark.parametrize(
+    ("gap", "exponent"),
+    [(0.0, 0.3), (-0.2, 0.3), (0.049, 0.3), (0.051, 0.75), (0.3, 0.75)],
+)
+def test_the_length_correction_is_stronger_when_the_best_probe_overfits(gap, exponent):
+    knobs = ConfirmSettings(interpolate=False)
+    plan = plan_probes(300, 100, knobs)
+    kept = run_plan(plan, 0.01, probe_with_gap(gap), settings=knobs, train_steps=400, start_score=2.0)
+    steps = plan.rounds[0].steps
+    assert kept.best is not None and kept.best.lr == pytest.approx(0.01)
+    assert kept.gap == pytest.approx(gap) and kept.start_score == 2.0
+    assert horizon_for(kept.gap, knobs) == exponent
+    assert kept.lr == pytest.approx(0.01 * (steps / 400) ** exponent)
+    # the rule off: one exponent whatever the gap
+    same = dataclasses.replace(knobs, low_gap_horizon=0.75)
+    assert run_plan(
+        plan, 0.01, probe_with_gap(gap), settings=same, train_steps=400, start_score=2.0
+    ).lr == pytest.approx(0.01 * (steps / 400) ** 0.75)
+
+
+def test_generalisation_gap_reads_the_last_fifth_of_the_training_losses():
+    probe = Probe(lr=0.1, steps=10, round=0, losses=(5.0,) * 8 + (1.0, 3.0), score=2.5)
+    assert generalisation_gap(probe, 2.0) == pytest.approx((2.5 - 2.0) / 2.0)
+    assert generalisation_gap(probe, -4.0) == pytest.approx((2.5 - 2.0) / 4.0)  # |start|
+    short = Probe(lr=0.1, steps=3, round=0, losses=(5.0, 4.0, 1.5), score=2.5)  # a fifth of 3: 1
+    assert generalisation_gap(short, 1.0) == pytest.approx(1.0)
+    for start in (None, 0.0, math.inf, math.nan):
+        assert generalisation_gap(probe, start) is None
+    assert generalisation_gap(dataclasses.replace(probe, losses=()), 2.0) is None
+    assert generalisation_gap(dataclasses.replace(probe, score=math.inf), 2.0) is None
+
+
+def test_vertex_lr_stays_between_the_best_probes_neighbours():
+    def at(log10_lr: float, score: float) -> Probe:
+        return Probe(lr=10.0**log10_lr, steps=5, round=0, losses=(), score=score)
+
+    # a parabola's own vertex, wherever the probes lie around it
+    for best in (-2.3, -2.1, -1.9):
+        probes = [at(x, (x - best) ** 2) for x in (-3.0, -2.0, -1.0, -2.5)]
+        assert math.log10(vertex_lr(probes)) == pytest.approx(best)
+    # a vertex beyond halfway to a neighbour is held at halfway
+    lopsided = [at(-3.0, 10.0), at(-2.0, 1.0), at(-1.0, 1.0 + 1e-9)]
+    assert math.log10(vertex_lr(lopsided)) == pytest.approx(-1.5)
+    # probes that blew up are left out; the best on an edge keeps its LR; none left: None
+    assert vertex_lr([at(-3.0, 2.0), at(-2.0, 1.0), at(-1.0, math.inf)]) == pytest.approx(0.01)
+    assert vertex_lr([at(-3.0, 2.0), at(-2.0, 1.0), at(-1.0, math.nan)]) == pytest.approx(0.01)
+    assert vertex_lr([at(-2.0, math.inf)]) is None and vertex_lr([]) is None
+    # equal scores: the lower LR, as ties go everywhere else
+    assert vertex_lr([at(-3.0, 1.0), at(-2.0, 1.0), at(-1.0, 1.0)]) == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize("name", ["horizon", "low_gap_horizon", "overfit_gap"])
 @pytest.mark.parametrize("bad", [-0.1, math.inf, math.nan, True, "0.4"])
-def test_horizon_must_be_a_finite_number_at_least_zero(bad):
-    with pytest.raises(ValueError, match="horizon"):
-        ConfirmSettings(horizon=bad)
+def test_horizons_and_the_gap_must_be_finite_numbers_at_least_zero(name, bad):
+    with pytest.raises(ValueError, match=rf"ConfirmSettings\.{name} must be a finite number >= 0"):
+        ConfirmSettings(**{name: bad})
+
+
+@pytest.mark.parametrize("bad", [1, 0, "yes", None])
+def test_interpolate_must_be_a_boolean(bad):
+    with pytest.raises(ValueError, match=r"ConfirmSettings\.interpolate must be True or False"):
+        ConfirmSettings(interpolate=bad)

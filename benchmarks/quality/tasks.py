@@ -833,6 +833,7 @@ def train(
     optimizer: str = "task",
     data_seed: int | None = None,
     lr_only: bool = False,
+    losses: list[float] | None = None,
 ) -> float:
     """Validation loss after ``steps`` (default: the task's budget) at ``lr`` under ``schedule``.
 
@@ -842,7 +843,8 @@ def train(
     momentum cycling: Prodigy adapts its own step size). ``seed`` fixes the initial weights and,
     unless ``data_seed`` is given, the batch order. ``lr_only`` sets the LR from ``lr_at`` for
     one-cycle too, without cycling momentum, as confirm mode's probes do. Returns NaN when
-    training produced a non-finite loss (the run is stopped there).
+    training produced a non-finite loss (the run is stopped there). Each step's training loss is
+    appended to ``losses`` when given, as confirm mode records a probe's.
     """
     from lrfinder.plan import SCHEDULES, lr_at
 
@@ -865,6 +867,8 @@ def train(
         x, y = next(stream)
         opt.zero_grad(set_to_none=True)
         loss = task.loss(model(x), y)
+        if losses is not None:
+            losses.append(float(loss.detach()))
         if not torch.isfinite(loss):
             return math.nan
         loss.backward()
