@@ -20,6 +20,7 @@ training runs, without a trainer; :func:`confirm` carries it out with a
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -45,7 +46,15 @@ from lrfinder._io import (
 from lrfinder._progress import close_bar, progress_bar
 from lrfinder._signals import defer_sigint
 from lrfinder.errors import add_note
-from lrfinder.plan import CONSTANT, SCHEDULES, Plan, ScheduleLRs, check_train_steps
+from lrfinder.plan import (
+    CONSTANT,
+    ONECYCLE,
+    SCHEDULES,
+    Plan,
+    ScheduleLRs,
+    check_train_steps,
+    onecycle_momentum,
+)
 from lrfinder.trainers.base import Trainer
 
 #: The range test's length when the user does not set ``num_iter`` (``SweepSettings.num_iter``).
@@ -100,6 +109,12 @@ class ConfirmSettings:
             neighbours (in log LR, last round, probes that blew up left out) instead of the best
             probe's LR, no further than halfway to either neighbour (:func:`vertex_lr`): it
             smooths the probes' noise between candidates.
+        cycle_momentum: Under a one-cycle plan, each probe also cycles the optimizer's momentum
+            (beta1 for Adam-like optimizers) as ``OneCycleLR``'s defaults do
+            (:func:`lrfinder.plan.onecycle_momentum`), switching it on for an SGD or RMSprop that
+            had none, so that the probe trains like the planned run; set False when your
+            ``OneCycleLR`` has ``cycle_momentum=False``. PyTorch trainers only (a Keras schedule
+            cannot cycle the momentum; a step function sets what it likes).
         extra: Probes placed adaptively after the first candidates (>= 0; needs ``rounds=1``);
             on the benchmark, 3 candidates and 2 adaptive probes beat 5 fixed ones, 3+1 and 3+3.
         reach: How far from the centre, in decades, an adaptive probe may go (> 0).
@@ -125,6 +140,7 @@ class ConfirmSettings:
     low_gap_horizon: float = 0.3
     overfit_gap: float = 0.05
     interpolate: bool = True
+    cycle_momentum: bool = True
     extra: int = 2
     reach: float = 2.0
     finest: float = 0.2
@@ -164,8 +180,9 @@ class ConfirmSettings:
                 isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
             ):
                 raise ValueError(f"ConfirmSettings.{name} must be a finite number >= 0, got {value!r}")
-        if not isinstance(self.interpolate, bool):
-            raise ValueError(f"ConfirmSettings.interpolate must be True or False, got {self.interpolate!r}")
+        for name in ("interpolate", "cycle_momentum"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"ConfirmSettings.{name} must be True or False, got {getattr(self, name)!r}")
         if not (isinstance(self.shift, (int, float)) and math.isfinite(self.shift)):
             raise ValueError(f"ConfirmSettings.shift must be a finite number of decades, got {self.shift!r}")
 
@@ -978,8 +995,12 @@ def train_probe(
     confirm_data: Any,
     *,
     on_step: Callable[[], None] | None = None,
+    momentum_at: Callable[[int], float] | None = None,
 ) -> tuple[list[float], float]:
     """Train one probe with ``trainer`` at the per-step ``lrs``, score it, and restore the state.
+
+    With ``momentum_at``, ``trainer.set_momentum(momentum_at(step))`` comes before each step (the
+    one-cycle plan's momentum cycling).
 
     The state is snapshotted first and restored in ``finally``: after the score, after an
     exception raised by a step or by the scoring (re-raised), and after ``KeyboardInterrupt``
@@ -996,6 +1017,8 @@ def train_probe(
         blew_up = False
         for step, lr in enumerate(lrs):
             try:
+                if momentum_at is not None:
+                    trainer.set_momentum(momentum_at(step))  # type: ignore[attr-defined]
                 pending.append(trainer.step(float(lr)))
             except BaseException as error:
                 add_note(
@@ -1067,9 +1090,19 @@ def confirm(
     bar = progress_bar(progress, trainer, plan.probe_steps, desc="Confirm probes")
     on_step = None if bar is None else (lambda: bar.update(1))
 
+    knobs = settings or ConfirmSettings()
+    # the one-cycle plan cycles the momentum too, where the trainer can set it (PyTorch)
+    cycle = user_plan.schedule == ONECYCLE and knobs.cycle_momentum
+    cycle = cycle and bool(getattr(trainer, "cycles_momentum", False))
+
     def probe(lr: float, steps: int) -> tuple[list[float], float]:
+        momentum_at = functools.partial(onecycle_momentum, total=steps) if cycle else None
         losses, score = train_probe(
-            trainer, ScheduleLRs(user_plan.schedule, lr, steps), confirm_data, on_step=on_step
+            trainer,
+            ScheduleLRs(user_plan.schedule, lr, steps),
+            confirm_data,
+            on_step=on_step,
+            momentum_at=momentum_at,
         )
         if bar is not None:
             bar.update(steps - len(losses))  # the steps a blown-up probe did not run
@@ -1080,7 +1113,6 @@ def confirm(
         # the untouched state's score (no training), for the adaptive probes to tell "nothing
         # trained" from "trained" and to scale the generalisation gap; snapshot and restore as
         # for any probe
-        knobs = settings or ConfirmSettings()
         needs_start = plan.adaptive > 0 or knobs.low_gap_horizon != knobs.horizon
         start_score = train_probe(trainer, (), confirm_data)[1] if needs_start else None
         result = run_plan(

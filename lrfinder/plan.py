@@ -8,7 +8,9 @@ and matches the framework objects it names exactly:
 * ``"constant"``: ``peak`` at every step.
 * ``"onecycle"``: ``torch.optim.lr_scheduler.OneCycleLR(max_lr=peak, total_steps=total)`` with its
   defaults (``pct_start=0.3``, cosine annealing, ``div_factor=25``, ``final_div_factor=1e4``,
-  two phases).
+  two phases), momentum cycling included: the momentum (beta1 for Adam-like optimizers) runs from
+  0.95 down to 0.85 while the LR rises and back while it falls (:func:`onecycle_momentum`), and
+  OneCycleLR switches it on for an SGD or RMSprop that had none.
 * ``"cosine"``: linear warm-up from 0 to ``peak`` over the first ``ceil(0.05 * total)`` steps,
   then cosine decay to 0 at the last step (Hugging Face's ``get_cosine_schedule_with_warmup``
   with ``warmup_ratio=0.05``; Keras's ``CosineDecay(0, total - warmup, warmup_target=peak,
@@ -35,6 +37,11 @@ SCHEDULES: tuple[str, ...] = (CONSTANT, ONECYCLE, COSINE)
 ONECYCLE_PCT_START = 0.3
 ONECYCLE_DIV_FACTOR = 25.0
 ONECYCLE_FINAL_DIV_FACTOR = 1e4
+ONECYCLE_BASE_MOMENTUM = 0.85
+ONECYCLE_MAX_MOMENTUM = 0.95
+#: What a one-cycle plan does to an optimizer's momentum, as a trainer records it in its
+#: ``info["onecycle_momentum"]``: cycles it, switches it on (it was 0), or leaves it (it has none).
+MOMENTUM_CYCLED, MOMENTUM_SWITCHED_ON, MOMENTUM_NONE = "cycled", "switched on", "none"
 
 #: Share of the steps spent on the linear warm-up of the ``"cosine"`` plan.
 COSINE_WARMUP = 0.05
@@ -124,18 +131,37 @@ def lr_at(schedule: str, peak: float, step: int, total: int) -> float:
     if schedule == ONECYCLE:
         initial = peak / ONECYCLE_DIV_FACTOR
         final = initial / ONECYCLE_FINAL_DIV_FACTOR
-        # OneCycleLR's phase ends: the peak at step pct_start * total - 1, the floor at total - 1.
-        peak_step = float(ONECYCLE_PCT_START * total) - 1.0
-        last_step = float(total - 1)
-        if step <= peak_step:
-            return _cos_anneal(initial, peak, step / peak_step if peak_step > 0 else 1.0)
-        span = last_step - peak_step
-        return _cos_anneal(peak, final, (step - peak_step) / span if span > 0 else 1.0)
+        rising, fraction = _onecycle_phase(step, total)
+        return _cos_anneal(initial, peak, fraction) if rising else _cos_anneal(peak, final, fraction)
     warmup = cosine_warmup_steps(total)
     if step < warmup:
         return peak * step / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return peak * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _onecycle_phase(step: int, total: int) -> tuple[bool, float]:
+    """OneCycleLR's phase of ``step`` (True: rising) and how far into it, from 0 to 1."""
+    # OneCycleLR's phase ends: the peak at step pct_start * total - 1, the floor at total - 1.
+    peak_step = float(ONECYCLE_PCT_START * total) - 1.0
+    if step <= peak_step:
+        return True, step / peak_step if peak_step > 0 else 1.0
+    span = float(total - 1) - peak_step
+    return False, (step - peak_step) / span if span > 0 else 1.0
+
+
+def onecycle_momentum(step: int, total: int) -> float:
+    """The momentum (or beta1) of step ``step`` (0-based) of ``total`` under ``"onecycle"``, as
+    ``OneCycleLR``'s defaults set it: from 0.95 down to 0.85 while the LR rises, back up while it
+    falls, cosine-annealed in the same phases as the LR.
+
+    >>> [round(onecycle_momentum(s, 100), 12) for s in (0, 29, 99)]
+    [0.95, 0.85, 0.95]
+    """
+    rising, fraction = _onecycle_phase(step, total)
+    if rising:
+        return _cos_anneal(ONECYCLE_MAX_MOMENTUM, ONECYCLE_BASE_MOMENTUM, fraction)
+    return _cos_anneal(ONECYCLE_BASE_MOMENTUM, ONECYCLE_MAX_MOMENTUM, fraction)
 
 
 class ScheduleLRs(Sequence[float]):

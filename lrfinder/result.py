@@ -31,7 +31,7 @@ from lrfinder._io import (
     read_str,
 )
 from lrfinder.confirm import Confirmation
-from lrfinder.plan import Plan
+from lrfinder.plan import MOMENTUM_SWITCHED_ON, Plan
 from lrfinder.suggest import Suggestion
 from lrfinder.sweep import STOP_REASONS
 
@@ -105,7 +105,14 @@ class LRFinderResult:
         Without a plan it is ``suggestions[rule]``."""
         if self.plan is None:
             return self.suggestions[self.rule]
-        return rules.for_plan(self.lrs, self.smoothed, self.losses, self.plan, rule=self.rule)
+        return rules.for_plan(
+            self.lrs,
+            self.smoothed,
+            self.losses,
+            self.plan,
+            rule=self.rule,
+            momentum_switched_on=self.info.get("onecycle_momentum") == MOMENTUM_SWITCHED_ON,
+        )
 
     @property
     def range_suggestion(self) -> float | None:
@@ -177,7 +184,9 @@ class LRFinderResult:
         ``schedule``: ``"constant"``, ``"onecycle"``, ``"cosine"`` (warm-up, then cosine decay) or
         ``"cyclical"`` (between the bounds of :attr:`lr_range`); default the plan the range test was
         told, else ``"constant"``. Call its ``step()`` after each ``optimizer.step()``. See
-        :func:`lrfinder.schedule_objects.torch_scheduler` (``options``: ``cycles``).
+        :func:`lrfinder.schedule_objects.torch_scheduler` (``options``: ``cycles``, and
+        ``cycle_momentum`` for one-cycle: by default OneCycleLR's own, which switches on the momentum
+        of an SGD or RMSprop that had none).
 
         Raises:
             ValueError: No suggestion (the message says why), or no ``total_steps``.

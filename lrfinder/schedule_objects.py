@@ -162,6 +162,7 @@ def torch_scheduler(
     schedule: str | None = None,
     *,
     cycles: int = DEFAULT_CYCLES,
+    cycle_momentum: bool | None = None,
 ) -> torch.optim.lr_scheduler.LRScheduler:
     """A torch LR scheduler for ``optimizer`` that follows :func:`expected_curve`.
 
@@ -171,7 +172,10 @@ def torch_scheduler(
     that group's.
 
     * ``"onecycle"``: ``OneCycleLR(max_lr=suggestion, total_steps=N)`` with torch's defaults,
-      momentum cycling included when the optimizer has a momentum or betas (off otherwise).
+      momentum cycling included whenever the optimizer has a ``momentum`` or ``betas`` setting,
+      as torch does: an SGD or RMSprop with momentum 0 gets it switched on, which is the plan
+      the suggestion and confirm mode's probes are made for. ``cycle_momentum=False`` turns it
+      off (then build the plan's probes with ``ConfirmSettings(cycle_momentum=False)`` too).
     * ``"cyclical"``: ``CyclicLR(base_lr=low, max_lr=high, step_size_up=cyclical_step_size(N),
       mode="triangular", cycle_momentum=False)``.
     * ``"constant"`` and ``"cosine"``: ``LambdaLR`` over the plan's curve for a peak of 1, from
@@ -205,11 +209,9 @@ def torch_scheduler(
         )
     peak = peak_lr(result)
     if schedule == plan.ONECYCLE:
-        # OneCycleLR refuses an optimizer without momentum or betas, and would switch on the
-        # momentum of an SGD that had none
-        cycle_momentum = "betas" in optimizer.defaults or (
-            "momentum" in optimizer.defaults and all(g.get("momentum", 0) > 0 for g in groups)
-        )
+        # OneCycleLR's default, where it can: it refuses an optimizer without momentum or betas
+        can_cycle = "betas" in optimizer.defaults or "momentum" in optimizer.defaults
+        cycle_momentum = can_cycle if cycle_momentum is None else bool(cycle_momentum and can_cycle)
         return schedulers.OneCycleLR(
             optimizer, max_lr=[peak * r for r in ratios], total_steps=total, cycle_momentum=cycle_momentum
         )

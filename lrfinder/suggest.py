@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from lrfinder.plan import SCHEDULES, Plan
+from lrfinder.plan import ONECYCLE, ONECYCLE_BASE_MOMENTUM, SCHEDULES, Plan
 
 #: Fewest finite points a rule will read.
 MIN_POINTS = 5
@@ -533,6 +533,13 @@ PLAN_STEPS_SLOPES: dict[str, float] = {schedule: 0.0 for schedule in SCHEDULES}
 PLAN_REFERENCE_STEPS = 1000
 #: The rule whose bottom edge :data:`PLAN_OFFSETS` start from when ``find_lr``'s rule is the default.
 PLAN_RULE = "raw_minimum"
+#: Factor on the one-cycle suggestion when ``OneCycleLR`` switches on the momentum of an optimizer
+#: that had none (plain SGD, RMSprop), as its defaults do: heavy-ball momentum ``m`` multiplies the
+#: step by ``1 / (1 - m)``, and at the peak LR ``m`` is the base momentum, 0.85, so the peak that
+#: steps like the range test's LR is 0.15 times it (-0.82 decades). On the benchmark's five such
+#: tasks the grid's best one-cycle LR moved by -0.67 to -1.33 decades when the momentum was
+#: switched on (``python -m benchmarks.quality.momentum_shift``).
+SWITCHED_ON_MOMENTUM_FACTOR = 1.0 - ONECYCLE_BASE_MOMENTUM
 
 
 def plan_offset(plan: Plan) -> float:
@@ -557,16 +564,19 @@ def for_plan(
     plan: Plan | None,
     *,
     rule: str = DEFAULT_RULE,
+    momentum_switched_on: bool = False,
 ) -> Suggestion:
     """The LR to use under ``plan`` (for ``"onecycle"`` and ``"cosine"``, the peak LR).
 
     With the default rule, the plan's LR is the bottom edge of the raw losses (``raw_minimum``
     with ``factor=1``, read on ``raw``, or on ``smoothed`` when ``raw`` is None) times
     ``10 ** plan_offset(plan)``: on the benchmark that landmark, shifted per schedule, beat every
-    other landmark and factor. Without a plan (None), or with a rule other than the default (whose
-    offsets were not measured), the rule's own suggestion comes back unchanged. ``index`` is the
-    curve point nearest below the result (0 when it lies below the whole curve); a curve with no
-    bottom edge gives no suggestion, with the reason.
+    other landmark and factor. With ``momentum_switched_on`` (the range test's optimizer has no
+    momentum, and a one-cycle plan switches it on), a one-cycle LR is also multiplied by
+    :data:`SWITCHED_ON_MOMENTUM_FACTOR`. Without a plan (None), or with a rule other than the
+    default (whose offsets were not measured), the rule's own suggestion comes back unchanged.
+    ``index`` is the curve point nearest below the result (0 when it lies below the whole curve);
+    a curve with no bottom edge gives no suggestion, with the reason.
 
     >>> lrs = np.geomspace(1e-4, 1.0, 50)
     >>> curve = 1.0 + (np.log10(lrs) + 1.0) ** 2  # lowest at 0.1
@@ -585,6 +595,8 @@ def for_plan(
     if base.lr is None:
         return Suggestion(PLAN_RULE, None, None, base.reason)
     lr = float(base.lr * 10.0 ** plan_offset(plan))
+    if momentum_switched_on and plan.schedule == ONECYCLE:
+        lr *= SWITCHED_ON_MOMENTUM_FACTOR
     curve_lrs = np.asarray(lrs, dtype=np.float64)
     index = max(0, int(np.searchsorted(curve_lrs, lr, side="right")) - 1)
     return Suggestion(PLAN_RULE, lr, index)

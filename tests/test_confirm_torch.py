@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ torch = require("torch")
 
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
-from lrfinder import find_lr  # noqa: E402
+from lrfinder import LRFinderResult, find_lr  # noqa: E402
 from lrfinder.confirm import ConfirmSettings, plan_probes  # noqa: E402
 from lrfinder.plan import lr_curve  # noqa: E402
 from tests.cases_torch import classification_data, mlp, torch_state  # noqa: E402
@@ -41,14 +42,16 @@ class CountingLoader:
             yield batch
 
 
-def problem(seed: int = 0) -> tuple[torch.nn.Module, CountingLoader, DataLoader, torch.optim.Optimizer]:
+def problem(
+    seed: int = 0, momentum: float = 0.9
+) -> tuple[torch.nn.Module, CountingLoader, DataLoader, torch.optim.Optimizer]:
     torch.set_num_threads(1)
     x, y = classification_data(512, seed=1)
     vx, vy = classification_data(128, seed=2)
     model = mlp(seed)  # seeds torch's global generator, which the loader then shuffles from
     loader = CountingLoader(DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True))
     val_loader = DataLoader(TensorDataset(vx, vy), batch_size=64)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=momentum)
     return model, loader, val_loader, optimizer
 
 
@@ -60,8 +63,12 @@ def train(
     schedule: str,
     steps: int,
 ) -> float:
-    """The acceptance check's training run: ``steps`` steps under ``schedule`` peaking at ``lr``."""
+    """The acceptance check's training run: ``steps`` steps under ``schedule`` peaking at ``lr``
+    (one-cycle: torch's ``OneCycleLR`` with its defaults, momentum cycling included)."""
     lrs = lr_curve(schedule, lr, steps)
+    onecycle = None
+    if schedule == "onecycle":
+        onecycle = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
     batches = iter(())
     loss = math.nan
     for step in range(steps):
@@ -70,12 +77,17 @@ def train(
         except StopIteration:
             batches = iter(loader)
             x, y = next(batches)
-        for group in optimizer.param_groups:
-            group["lr"] = float(lrs[step])
+        if onecycle is None:
+            for group in optimizer.param_groups:
+                group["lr"] = float(lrs[step])
+        else:  # the plan's LR curve is OneCycleLR's, step for step
+            assert optimizer.param_groups[0]["lr"] == pytest.approx(lrs[step], rel=1e-12)
         optimizer.zero_grad()
         output = F.cross_entropy(model(x), y)
         output.backward()
         optimizer.step()
+        if onecycle is not None and step < steps - 1:
+            onecycle.step()
         loss = float(output.detach())
     return loss
 
@@ -168,6 +180,90 @@ def test_the_score_is_the_mean_validation_loss_after_the_probe():
     with torch.no_grad():
         expected = np.mean([float(F.cross_entropy(twin(x), y)) for x, y in twin_val])
     assert probe.score == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_one_cycle_probes_cycle_the_momentum_as_one_cycle_lr_does(momentum):
+    model, loader, val_loader, opt = problem(momentum=momentum)
+    before = torch_state(model, opt)
+    kwargs = {"optimizer": opt, "criterion": F.cross_entropy, "schedule": "onecycle", "train_steps": 50}
+    knobs = ConfirmSettings(up=1, down=0, spacing=0.5, extra=0)
+    result = find_lr(
+        model, loader, **kwargs, confirm=True, confirm_data=val_loader, confirm_settings=knobs, progress=False
+    )
+    assert result.info["onecycle_momentum"] == ("switched on" if momentum == 0.0 else "cycled")
+    after = torch_state(model, opt)
+    assert all(before[k].tobytes() == after[k].tobytes() for k in before)
+    assert opt.param_groups[0]["momentum"] == momentum and "max_momentum" not in opt.param_groups[0]
+    # each probe is OneCycleLR's run over the probe's length, momentum included: replay it by hand
+    for probe in result.confirmation.probes:
+        twin, twin_loader, twin_val, twin_opt = problem(momentum=momentum)
+        train(twin, twin_loader, twin_opt, probe.lr, "onecycle", probe.steps)
+        twin.eval()
+        with torch.no_grad():
+            expected = np.mean([float(F.cross_entropy(twin(x), y)) for x, y in twin_val])
+        assert probe.score == pytest.approx(expected, rel=1e-5)
+    # without the momentum cycling the probes train otherwise (the LR alone moves)
+    model, loader, val_loader, opt = problem(momentum=momentum)
+    lr_only = find_lr(
+        model,
+        loader,
+        **{**kwargs, "optimizer": opt},
+        confirm=True,
+        confirm_data=val_loader,
+        confirm_settings=ConfirmSettings(up=1, down=0, spacing=0.5, extra=0, cycle_momentum=False),
+        progress=False,
+    )
+    assert [p.lr for p in lr_only.confirmation.probes] == [p.lr for p in result.confirmation.probes]
+    assert lr_only.confirmation.probes[0].losses[1:] != result.confirmation.probes[0].losses[1:]
+
+
+def test_a_one_cycle_plan_that_switches_the_momentum_on_suggests_a_lower_peak():
+    from lrfinder import suggest
+
+    model, loader, _, opt = problem(momentum=0.0)
+    result = find_lr(
+        model,
+        loader,
+        optimizer=opt,
+        criterion=F.cross_entropy,
+        progress=False,
+        schedule="onecycle",
+        train_steps=200,
+    )
+    plain = suggest.for_plan(result.lrs, result.smoothed, result.losses, result.plan)
+    assert result.info["onecycle_momentum"] == "switched on"
+    assert result.suggestion == pytest.approx(plain.lr * 0.15, rel=1e-12)
+    # the constant and cosine plans keep the momentum at 0: no change there
+    for schedule in ("constant", "cosine"):
+        result.plan = dataclasses.replace(result.plan, schedule=schedule)
+        del result.__dict__["best"]  # a cached property
+        again = suggest.for_plan(result.lrs, result.smoothed, result.losses, result.plan)
+        assert result.suggestion == again.lr
+
+
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [
+        (lambda p: torch.optim.SGD(p, lr=0.1), "switched on"),
+        (lambda p: torch.optim.RMSprop(p, lr=0.01), "switched on"),
+        (lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True), "cycled"),
+        (lambda p: torch.optim.Adam(p, lr=0.01), "cycled"),
+        (lambda p: torch.optim.Adagrad(p, lr=0.01), "none"),
+    ],
+)
+def test_the_trainer_records_what_a_one_cycle_plan_does_to_the_momentum(make, kind):
+    model, loader, _, _ = problem()
+    result = find_lr(
+        model,
+        loader,
+        optimizer=make(model.parameters()),
+        criterion=F.cross_entropy,
+        num_iter=10,
+        progress=False,
+    )
+    assert result.info["onecycle_momentum"] == kind
+    assert LRFinderResult.from_json(result.to_json()).info["onecycle_momentum"] == kind
 
 
 def test_confirm_needs_held_out_data_and_says_so_before_training():

@@ -104,19 +104,27 @@ def test_torch_schedulers_follow_the_curve_step_by_step(schedule):
         )
 
 
-def test_torch_onecycle_is_torchs_own_object_and_cycles_momentum_only_where_there_is_one():
+def test_torch_onecycle_is_torchs_own_object_and_cycles_momentum_as_its_defaults_do():
     torch = require("torch")
     result = synthetic()
     optimizer = sgd(torch)
     scheduler = result.scheduler(optimizer, 20, "onecycle")
     assert isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR)
     assert optimizer.param_groups[0]["momentum"] == pytest.approx(0.95)  # OneCycleLR's default
+    # an SGD without momentum gets it switched on, as OneCycleLR's defaults do: the plan the
+    # suggestion and confirm mode's probes are made for
     plain = sgd(torch, momentum=0.0)
-    result.scheduler(plain, 20, "onecycle")
     torch_lrs(result.scheduler(plain, 20, "onecycle"), plain, 20)
-    assert plain.param_groups[0]["momentum"] == 0.0  # not switched on
+    assert plain.param_groups[0]["momentum"] > 0.9  # switched on, and near 0.95 again at the end
+    kept = sgd(torch, momentum=0.0)
+    torch_lrs(result.scheduler(kept, 20, "onecycle", cycle_momentum=False), kept, 20)
+    assert kept.param_groups[0]["momentum"] == 0.0
     adam = torch.optim.Adam([torch.nn.Parameter(torch.zeros(2))])
     assert isinstance(result.scheduler(adam, 20, "onecycle"), torch.optim.lr_scheduler.OneCycleLR)
+    assert adam.param_groups[0]["betas"][0] == pytest.approx(0.95)
+    # an optimizer without momentum or betas: OneCycleLR would refuse to cycle, so it does not
+    adagrad = torch.optim.Adagrad([torch.nn.Parameter(torch.zeros(2))])
+    assert isinstance(result.scheduler(adagrad, 20, "onecycle"), torch.optim.lr_scheduler.OneCycleLR)
 
 
 @pytest.mark.parametrize("schedule", [*PLAN_SCHEDULES, "cyclical"])

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from lrfinder.plan import MOMENTUM_CYCLED, MOMENTUM_NONE, MOMENTUM_SWITCHED_ON
+
 #: Options ``make()`` takes; everything else find_lr passes is rejected with a TypeError.
 OPTIONS = frozenset(
     {
@@ -201,6 +203,31 @@ def lr_ratios(optimizer: torch.optim.Optimizer) -> tuple[list[float], int]:
     if reference is None:  # all zero: no ratio to keep, ramp every group alike
         return [1.0] * len(lrs), 0
     return [lr / lrs[reference] for lr in lrs], reference
+
+
+def onecycle_momentum_kind(optimizer: torch.optim.Optimizer) -> str:
+    """How ``OneCycleLR``'s defaults treat ``optimizer``'s momentum.
+
+    ``"cycled"``: it has betas (beta1 is cycled) or a momentum above 0; ``"switched on"``: its
+    momentum is 0 in every param group (plain SGD, RMSprop), and OneCycleLR cycles it from 0.95
+    all the same; ``"none"``: it has neither (Adagrad), and OneCycleLR refuses to cycle.
+    """
+    if "betas" in optimizer.defaults:
+        return MOMENTUM_CYCLED
+    if "momentum" in optimizer.defaults:
+        off = all(not group.get("momentum") for group in optimizer.param_groups)
+        return MOMENTUM_SWITCHED_ON if off else MOMENTUM_CYCLED
+    return MOMENTUM_NONE
+
+
+def set_momentum(optimizer: torch.optim.Optimizer, momentum: float) -> None:
+    """Set every param group's momentum, or beta1 for an optimizer with betas, as OneCycleLR does."""
+    beta1 = "betas" in optimizer.defaults
+    for group in optimizer.param_groups:
+        if beta1:
+            group["betas"] = (momentum, *group["betas"][1:])
+        else:
+            group["momentum"] = momentum
 
 
 def amp_settings(amp: Any, device: torch.device) -> tuple[torch.dtype | None, Any, bool]:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from lrfinder.plan import MOMENTUM_NONE
 from lrfinder.trainers._torch_batches import call_model, choose_loss, compute_loss, split_batch, to_device
 from lrfinder.trainers._torch_dist import RankAgreement, rank_mean
 from lrfinder.trainers._torch_options import (
@@ -32,9 +33,11 @@ from lrfinder.trainers._torch_options import (
     length,
     lr_ratios,
     name_of,
+    onecycle_momentum_kind,
     positive_int,
     read_ahead,
     resolve_device,
+    set_momentum,
 )
 from lrfinder.trainers._torch_state import TorchSnapshot, loader_generators
 from lrfinder.trainers.base import TrainerBase, check_options
@@ -215,7 +218,20 @@ class TorchTrainer(TrainerBase):
                 "their initial ratios to it (lr_ratios)"
             )
         self._clip_params = [p for g in optimizer.param_groups for p in g["params"]]
+        # what a one-cycle plan (OneCycleLR's defaults) does to the momentum: confirm mode's
+        # probes do the same, and the suggestion allows for a momentum switched on
+        self.info["onecycle_momentum"] = onecycle_momentum_kind(optimizer)
         return optimizer
+
+    @property
+    def cycles_momentum(self) -> bool:
+        """Whether a one-cycle plan cycles this optimizer's momentum (see :meth:`set_momentum`)."""
+        return self.info.get("onecycle_momentum") != MOMENTUM_NONE
+
+    def set_momentum(self, momentum: float) -> None:
+        """Set the momentum (beta1 for an optimizer with betas) of every param group, as
+        ``OneCycleLR`` does before each step; the snapshot puts the user's back."""
+        set_momentum(self.optimizer, momentum)
 
     def _record_settings(self, snapshot_dir: str | os.PathLike[str] | None) -> None:
         """Put what was chosen or given in ``info`` (kept in the result)."""
