@@ -536,9 +536,10 @@ PLAN_RULE = "raw_minimum"
 #: Factor on the one-cycle suggestion when ``OneCycleLR`` switches on the momentum of an optimizer
 #: that had none (plain SGD, RMSprop), as its defaults do: heavy-ball momentum ``m`` multiplies the
 #: step by ``1 / (1 - m)``, and at the peak LR ``m`` is the base momentum, 0.85, so the peak that
-#: steps like the range test's LR is 0.15 times it (-0.82 decades). On the benchmark's five such
-#: tasks the grid's best one-cycle LR moved by -0.67 to -1.33 decades when the momentum was
-#: switched on (``python -m benchmarks.quality.momentum_shift``).
+#: steps like the range test's LR is 0.15 times it (-0.82 decades). On four of the benchmark's five
+#: such tasks the grid's best one-cycle LR moved by -0.67 to -1.33 decades (median -1.0) when the
+#: momentum was switched on; on the fifth the grid without momentum has an isolated best, 3.7
+#: decades higher (``python -m benchmarks.quality.momentum_shift``).
 SWITCHED_ON_MOMENTUM_FACTOR = 1.0 - ONECYCLE_BASE_MOMENTUM
 
 

@@ -13,8 +13,10 @@ designs that probe the same LRs share them; cells run in parallel, each one's pr
     python -m benchmarks.quality.confirm_search --tasks digits_lnres_adamw,... --designs bracket3+2
     python -m benchmarks.quality.confirm_search --designs "bracket3+2 r.3@1x,bracket3+2 r.3@+0.25x"
 
-A design name may end in ``@LABEL``, a budget of ``plan_confirm.BUDGET_SETTINGS`` (default 2x): "1x"
-is train_steps in all, "+0.5x" gives the probes 0.5 x train_steps on top of a full range test.
+A design name may end in ``+lr-only`` (one-cycle probes that set the LR alone, without the
+momentum cycling the library's probes do since issue 11's fourth pass) and in ``@LABEL``, a
+budget of ``plan_confirm.BUDGET_SETTINGS`` (default 2x): "1x" is train_steps in all, "+0.5x"
+gives the probes 0.5 x train_steps on top of a full range test.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ def simulate(cell: Cell, known: dict[str, Any]) -> tuple[Cell, dict[str, Any], d
     torch.set_num_threads(1)
     design, task, schedule, seed = cell
     name, _, label = design.partition("@")
-    name, label_momentum = name.removesuffix("+momentum"), name.endswith("+momentum")
+    name, label_lr_only = name.removesuffix("+lr-only"), name.endswith("+lr-only")
     settings = DESIGNS[name]
     n = sq_tasks.TASKS[task].steps
     budget, shorten = pc.cell_budget(label or "2x", task)
@@ -95,8 +97,9 @@ def simulate(cell: Cell, known: dict[str, Any]) -> tuple[Cell, dict[str, Any], d
         out = {"center": None, "best": None, "probe_steps": plan.rounds[0].steps, "probes": []}
         return cell, {**out, "range_steps": plan.range_steps, "cost": plan.range_steps / n}, new
 
-    # "+momentum": one-cycle probes cycle momentum as OneCycleLR does over the probe's length
-    lr_only = not (label_momentum and schedule == "onecycle")
+    # one-cycle probes cycle the momentum as OneCycleLR does over the probe's length (the task's
+    # cycle_momentum), as the library's do; "+lr-only": they set the LR alone, as before the fourth pass
+    lr_only = label_lr_only and schedule == "onecycle"
 
     def probe(lr: float, steps: int) -> tuple[list[float], float]:
         job = (task, schedule, seed, lr, steps, "task", pc.PROBE_DATA_OFFSET + seed, lr_only)
