@@ -39,7 +39,8 @@ from benchmarks.quality import plan_confirm as pc
 from benchmarks.quality import suggestion_quality as sq
 from benchmarks.quality import tasks as sq_tasks
 from lrfinder.confirm import ConfirmSettings, plan_probes, run_plan
-from lrfinder.plan import SCHEDULES
+from lrfinder.plan import ONECYCLE, SCHEDULES
+from lrfinder.suggest import SWITCHED_ON_MOMENTUM_FACTOR
 
 CACHE = pc.HERE / "results" / "cache" / "confirm_search_cache.json"
 RUNS = pc.HERE / "results" / "cache" / "confirm_search_runs.json"
@@ -93,6 +94,8 @@ def simulate(cell: Cell, known: dict[str, Any]) -> tuple[Cell, dict[str, Any], d
         _, curve = sq._curve_job((task, pc.range_ladder(plan.range_steps), seed))
         new[curve_key] = curve
     center = pc.plan_rule(sq_explore.landmarks(curve), schedule, n)
+    if schedule == ONECYCLE and sq_tasks.switches_on_momentum(sq_tasks.TASKS[task]):
+        center *= SWITCHED_ON_MOMENTUM_FACTOR  # as the library's suggestion does
     if not math.isfinite(center):  # a short range test with no landmark: no suggestion, no probe
         out = {"center": None, "best": None, "probe_steps": plan.rounds[0].steps, "probes": []}
         return cell, {**out, "range_steps": plan.range_steps, "cost": plan.range_steps / n}, new

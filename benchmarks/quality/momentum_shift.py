@@ -26,12 +26,6 @@ from benchmarks.quality import tasks as sq_tasks
 Job = tuple[str, bool, float, int]  # task, cycle momentum, LR, training seed
 
 
-def switched_on(task: sq_tasks.Task) -> bool:
-    """Whether OneCycleLR's defaults switch on this task's momentum (it has one, set to 0)."""
-    optimizer = task.optimizer(sq_tasks.build(task, 0).parameters(), 0.01)
-    return "betas" not in optimizer.defaults and optimizer.defaults.get("momentum", None) == 0
-
-
 def _train(job: Job) -> tuple[Job, float]:
     torch.set_num_threads(1)
     name, cycle, lr, seed = job
@@ -43,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    names = [name for name, task in sq_tasks.TASKS.items() if switched_on(task)]
+    names = [name for name, task in sq_tasks.TASKS.items() if sq_tasks.switches_on_momentum(task)]
     jobs = [(n, c, lr, s) for n in names for c in (False, True) for lr in sq.GRID for s in sq.TRAIN_SEEDS]
     with multiprocessing.get_context("fork").Pool(args.workers) as pool:
         losses = dict(pool.imap_unordered(_train, jobs))

@@ -302,6 +302,36 @@ def sparse_regression() -> Data:
     return _split(x, y[:, None], torch.float32)
 
 
+@cache
+def five_classes() -> Data:
+    """make_classification: 5 classes, 20 features (8 informative), 3000 rows (generated, seeded)."""
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(
+        n_samples=3000, n_features=20, n_informative=8, n_classes=5, n_clusters_per_class=2, random_state=71
+    )
+    return _split(x, y, torch.long)
+
+
+@cache
+def s_curve() -> Data:
+    """make_s_curve: regress the position along the curve from the 3-d point, noise 0.1 (seeded)."""
+    from sklearn.datasets import make_s_curve
+
+    x, t = make_s_curve(n_samples=3000, noise=0.1, random_state=73)
+    t = (t - t.mean()) / t.std()
+    return _split(x, t[:, None], torch.float32)
+
+
+@cache
+def circles() -> Data:
+    """make_circles: two noisy concentric circles, 3000 rows (generated, seeded)."""
+    from sklearn.datasets import make_circles
+
+    x, y = make_circles(n_samples=3000, noise=0.1, factor=0.5, random_state=79)
+    return _split(x, y, torch.long)
+
+
 # -- models -------------------------------------------------------------------------------------
 
 
@@ -458,6 +488,30 @@ def dropout_cnn() -> nn.Module:
         nn.Dropout(0.3),
         nn.Linear(32 * 16, 10),
     )
+
+
+def bn_mlp(sizes: list[int]) -> nn.Module:
+    """A ReLU MLP with BatchNorm after every hidden layer."""
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers += [nn.BatchNorm1d(sizes[i + 1]), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+class RowTransformer(nn.Module):
+    """A one-layer Transformer encoder over a sequence of feature vectors, mean-pooled, classified."""
+
+    def __init__(self, inputs: int, width: int, outputs: int) -> None:
+        super().__init__()
+        self.embed = nn.Linear(inputs, width)
+        layer = nn.TransformerEncoderLayer(width, 2, 2 * width, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+        self.head = nn.Linear(width, outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(self.embed(x)).mean(dim=1))
 
 
 def lm_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -736,6 +790,52 @@ TASKS: dict[str, Task] = {
             150,
             holdout=True,
         ),
+        # A sixth hold-out, defined and committed before any of its results existed, for the one-cycle
+        # momentum cycling and the probes' pick revised after hold-out 5 (issue 11). See HOLDOUT6.
+        Task(
+            "classes5_bnmlp_sgd",
+            "make_classification 5 classes, MLP 20-64-64-5 with BatchNorm, plain SGD, batch 32, 200 steps",
+            five_classes,
+            lambda: bn_mlp([20, 64, 64, 5]),
+            _sgd(0.0),
+            CE,
+            32,
+            200,
+            holdout=True,
+        ),
+        Task(
+            "scurve_mlp_rmsprop",
+            "make_s_curve position regression, tanh MLP 3-64-64-1, RMSprop, batch 64, 250 steps",
+            s_curve,
+            lambda: mlp([3, 64, 64, 1], nn.Tanh),
+            _rmsprop,
+            MSE,
+            64,
+            250,
+            holdout=True,
+        ),
+        Task(
+            "digits_rows_transformer_adamw",
+            "digits read as 8 rows of 8 pixels, one-layer Transformer (width 32), AdamW, batch 64, 200 steps",
+            digits_rows,
+            lambda: RowTransformer(8, 32, 10),
+            _adamw,
+            CE,
+            64,
+            200,
+            holdout=True,
+        ),
+        Task(
+            "circles_deep_adam",
+            "make_circles, deep ReLU MLP 2-32x6-2, Adam, batch 128, 150 steps",
+            circles,
+            lambda: mlp([2, 32, 32, 32, 32, 32, 32, 2]),
+            _adam,
+            CE,
+            128,
+            150,
+            holdout=True,
+        ),
     ]
 }
 #: The suite behind the tables of ``suggestion_quality.md`` (the default of the benchmark's runs).
@@ -753,6 +853,13 @@ HOLDOUT2 = ["wine_mlp_rmsprop", "moons_deep_sgd"]
 HOLDOUT3 = ["digits_resnet_nesterov", "breast_autoencoder", "wide_softmax_adam", "sums_lstm_nadam"]
 #: The fourth hold-out (issue 11's confirm search, redesigned after the third was seen).
 HOLDOUT4 = ["digits_lnres_adamw", "friedman_mlp_sgd", "waves_conv1d_adam", "blobs_mlp_adagrad"]
+#: The sixth hold-out (issue 11: one-cycle momentum cycling and the pick, revised after the fifth).
+HOLDOUT6 = [
+    "classes5_bnmlp_sgd",
+    "scurve_mlp_rmsprop",
+    "digits_rows_transformer_adamw",
+    "circles_deep_adam",
+]
 #: The fifth hold-out (issue 11's confirm pick, revised after the fourth was seen).
 HOLDOUT5 = [
     "hastie_mlp_momentum",
@@ -876,6 +983,14 @@ def train(
             scheduler.step()
     value = val_loss(task, model)
     return value if math.isfinite(value) else math.nan
+
+
+def switches_on_momentum(task: Task) -> bool:
+    """Whether one-cycle switches on a momentum this task's optimizer has at 0 (plain SGD, RMSprop),
+    as ``OneCycleLR``'s defaults do (what ``lrfinder`` records as ``"switched on"``)."""
+    optimizer = task.optimizer(build(task, 0).parameters(), 0.01)
+    has_zero_momentum = "betas" not in optimizer.defaults and optimizer.defaults.get("momentum") == 0
+    return task.cycle_momentum and has_zero_momentum
 
 
 def untrained_loss(task: Task, seeds: tuple[int, ...]) -> float:
