@@ -294,6 +294,7 @@ def _run(
                 confirm.data,
                 settings=confirm.settings,
                 progress=progress,
+                ceiling=float(result.lrs[-1]) if result.lrs.size else None,
             )
     if trainer.is_main_process:
         for diagnostic in result.diagnostics:

@@ -618,6 +618,7 @@ def run_plan(
     settings: ConfirmSettings | None = None,
     train_steps: int | None = None,
     start_score: float | None = None,
+    ceiling: float | None = None,
 ) -> Confirmation:
     """Carry out ``plan`` around ``center`` with ``probe(lr, steps) -> (losses, score)``.
 
@@ -642,6 +643,8 @@ def run_plan(
         start_score: The untouched state's score, which tells the adaptive probes whether any
             probe trained at all (:func:`next_offset`) and scales the generalisation gap; None:
             not known (the gap is then unknown and ``settings.horizon`` applies).
+        ceiling: The LR at which the range test's loss blew up (its last LR), if known: while no
+            probe has trained, the adaptive probes climb halfway towards it (:func:`next_offset`).
 
     Returns:
         The :class:`Confirmation`.
@@ -674,8 +677,9 @@ def run_plan(
         if index == 0 and plan.adaptive > 0:
             # the adaptive probes: each placed by the scores so far, offsets from the centre
             scores = {offset: _rank(p)[0] for offset, p in zip(plan.offsets, last, strict=True)}
+            top = None if ceiling is None or not ceiling > 0 else math.log10(ceiling / center)
             for _ in range(plan.adaptive):
-                offset = next_offset(scores, settings, start_score)
+                offset = next_offset(scores, settings, start_score, top)
                 if offset is None:
                     break
                 scores[offset] = _rank(run(float(center * 10.0**offset), round_.steps, index))[0]
@@ -763,18 +767,23 @@ def horizon_for(gap: float | None, settings: ConfirmSettings) -> float:
 
 
 def next_offset(
-    scores: dict[float, float], settings: ConfirmSettings, start_score: float | None = None
+    scores: dict[float, float],
+    settings: ConfirmSettings,
+    start_score: float | None = None,
+    ceiling: float | None = None,
 ) -> float | None:
     """Where the adaptive search probes next, in decades from the centre, or None to stop.
 
     ``scores`` maps each offset probed so far to its score (``inf`` for a probe that blew up);
     ``start_score`` is the untouched state's score on the same data, when known. While every probe
     that did not blow up scores within ``settings.progress`` of ``start_score`` of it, nothing has
-    trained: the next probe lies ``spacing`` above the highest offset that did not blow up, or
-    halfway to the lowest that did (probes that all score worse than the start did train, and the
-    rules below walk down from them). Otherwise the best is the lowest score, the lower offset on a
-    tie. When it is the lowest offset, the next probe lies ``spacing`` below it; when it is the
-    highest, ``spacing`` above; either only within ``reach`` decades of ``settings.shift``.
+    trained: the next probe lies halfway to the lowest offset that blew up, or, when none did,
+    halfway to ``ceiling`` (the offset where the range test's loss blew up, when known and more than
+    ``spacing`` above), else ``spacing`` above the highest offset (probes that all score worse than
+    the start did train, and the rules below walk down from them). Otherwise the best is the
+    lowest score, the lower offset on a tie. When it is the lowest offset, the next probe lies
+    ``spacing`` below it; when it is the highest, ``spacing`` above; either only within ``reach``
+    decades of ``settings.shift``.
     Otherwise the next probe halves the gap between the best and its better-scoring neighbour, or,
     when that gap is at most ``finest``, the gap to the other neighbour; when both are that fine,
     the search stops.
@@ -790,6 +799,8 @@ def next_offset(
     1.0
     >>> next_offset({-0.5: 2.30, 0.0: 2.30, 0.5: math.inf}, s, start_score=2.30)
     0.25
+    >>> next_offset({-0.5: 2.30, 0.0: 2.30, 0.5: 2.30}, s, start_score=2.30, ceiling=4.5)  # towards it
+    2.5
     """
     order = sorted(scores)
     low, high = settings.shift - settings.reach - 1e-9, settings.shift + settings.reach + 1e-9
@@ -799,6 +810,8 @@ def next_offset(
         if all(abs(scores[x] - start_score) <= tolerance for x in finite):
             top = max(finite)
             blown = [x for x in order if x > top]
+            if not blown and ceiling is not None and ceiling - top > settings.spacing:
+                return round((top + ceiling) / 2, 10)
             if not blown and top + settings.spacing <= high:
                 return round(top + settings.spacing, 10)
             if blown and blown[0] - top > settings.finest + 1e-9:
@@ -1060,6 +1073,7 @@ def confirm(
     *,
     settings: ConfirmSettings | None = None,
     progress: bool | None = None,
+    ceiling: float | None = None,
 ) -> Confirmation:
     """Carry out ``plan`` with ``trainer``: each probe trains under ``user_plan``'s schedule
     compressed to the probe's length (:class:`~lrfinder.plan.ScheduleLRs`, each LR computed when
@@ -1074,6 +1088,7 @@ def confirm(
         confirm_data: What ``trainer.evaluate`` scores a probe on.
         settings: Recorded in the result.
         progress: Progress bar over the probes' steps (None: only on a terminal or in a notebook).
+        ceiling: The range test's last LR, where its loss blew up (see :func:`run_plan`).
     """
     if center is None:
         warnings.warn(
@@ -1123,6 +1138,7 @@ def confirm(
             settings=settings,
             train_steps=user_plan.train_steps,
             start_score=start_score,
+            ceiling=ceiling,
         )
     except BaseException:
         if bar is not None:

@@ -503,6 +503,29 @@ def test_adaptive_probes_go_up_while_no_probe_has_trained():
     assert seen[3:] == pytest.approx([10**-3.0, 10**-3.5])
 
 
+def test_while_no_probe_has_trained_the_adaptive_probes_climb_towards_the_ceiling():
+    knobs = ConfirmSettings(up=1, down=1, extra=2)
+    seen = []
+
+    def probe(lr, steps):  # nothing trains below 0.1; the range test's loss blew up at 100
+        seen.append(lr)
+        return [2.3], (2.3 if lr < 0.1 else 2.3 - math.log10(lr / 0.05) if lr < 30 else math.inf)
+
+    plan = plan_probes(300, 100, knobs)
+    found = run_plan(plan, 1e-6, probe, settings=knobs, start_score=2.3, ceiling=100.0)
+    # from 10**-5.5 halfway to 10**2 (10**-1.75: still untouched), then halfway again (10**0.125)
+    assert seen[3:] == pytest.approx([10**-1.75, 10**0.125])
+    assert found.best.lr == pytest.approx(10**0.125)
+    # the ceiling is only a target while nothing trained: a search that trains ignores it
+    seen.clear()
+    run_plan(plan, 0.3, probe, settings=knobs, start_score=2.3, ceiling=100.0)
+    assert max(seen) < 30
+    # a ceiling within one spacing of the highest probe: the usual step up
+    seen.clear()
+    run_plan(plan, 1e-6, probe, settings=knobs, start_score=2.3, ceiling=10**-5.2)
+    assert seen[3:] == pytest.approx([10**-5.0, 10**-4.5])
+
+
 def test_a_probe_that_trained_a_little_counts_as_progress():
     knobs = ConfirmSettings(up=1, down=1, extra=1, progress=0.01)
     scores = {-0.5: 2.30, 0.0: 2.25, 0.5: 2.30}  # 2.2% below the start: progress, search inside

@@ -14,7 +14,9 @@ designs that probe the same LRs share them; cells run in parallel, each one's pr
     python -m benchmarks.quality.confirm_search --designs "bracket3+2 r.3@1x,bracket3+2 r.3@+0.25x"
 
 A design name may end in ``+lr-only`` (one-cycle probes that set the LR alone, without the
-momentum cycling the library's probes do since issue 11's fourth pass) and in ``@LABEL``, a
+momentum cycling the library's probes do since issue 11's fourth pass), in ``+no-ceiling``
+(adaptive probes that, while nothing has trained, do not climb towards the range test's last LR)
+and in ``@LABEL``, a
 budget of ``plan_confirm.BUDGET_SETTINGS`` (default 2x): "1x" is train_steps in all, "+0.5x"
 gives the probes 0.5 x train_steps on top of a full range test.
 """
@@ -36,6 +38,7 @@ import torch
 
 from benchmarks.quality import explore as sq_explore
 from benchmarks.quality import plan_confirm as pc
+from benchmarks.quality import protocols
 from benchmarks.quality import suggestion_quality as sq
 from benchmarks.quality import tasks as sq_tasks
 from lrfinder.confirm import ConfirmSettings, plan_probes, run_plan
@@ -83,6 +86,7 @@ def simulate(cell: Cell, known: dict[str, Any]) -> tuple[Cell, dict[str, Any], d
     design, task, schedule, seed = cell
     name, _, label = design.partition("@")
     name, label_lr_only = name.removesuffix("+lr-only"), name.endswith("+lr-only")
+    name, no_ceiling = name.removesuffix("+no-ceiling"), name.endswith("+no-ceiling")
     settings = DESIGNS[name]
     n = sq_tasks.TASKS[task].steps
     budget, shorten = pc.cell_budget(label or "2x", task)
@@ -119,8 +123,17 @@ def simulate(cell: Cell, known: dict[str, Any]) -> tuple[Cell, dict[str, Any], d
 
     # the untouched model's validation loss: what confirm mode scores before its probes
     start = sq_tasks.val_loss(sq_tasks.TASKS[task], sq_tasks.build(sq_tasks.TASKS[task], seed))
+    # the range test's last LR, where a default sweep stops on the blow-up: find_lr's ceiling
+    swept, _, _ = protocols.replay(curve, sq.DEFAULTS.smooth, sq.DEFAULTS.diverge_threshold)
     found = run_plan(
-        plan, center, probe, schedule=schedule, settings=settings, train_steps=n, start_score=start
+        plan,
+        center,
+        probe,
+        schedule=schedule,
+        settings=settings,
+        train_steps=n,
+        start_score=start,
+        ceiling=None if no_ceiling else float(swept[-1]),
     )
     chosen = found.best
     out = {
