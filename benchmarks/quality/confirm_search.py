@@ -13,8 +13,10 @@ designs that probe the same LRs share them; cells run in parallel, each one's pr
     python -m benchmarks.quality.confirm_search --tasks digits_lnres_adamw,... --designs bracket3+2
     python -m benchmarks.quality.confirm_search --designs "bracket3+2 r.3@1x,bracket3+2 r.3@+0.25x"
 
-A design name may end in ``+lr-only`` (one-cycle probes that set the LR alone, without the
-momentum cycling the library's probes do since issue 11's fourth pass), in ``+no-ceiling``
+A design is a name of ``DESIGNS``, or one with some settings replaced, as in
+``"default{overfit_gap=0.03;low_gap_horizon=0.15}"`` (how the pick's defaults were chosen). A design
+name may end in ``+lr-only`` (one-cycle probes that set the LR alone, without the
+momentum cycling the library's probes do since issue 11's third pass), in ``+no-ceiling``
 (adaptive probes that, while nothing has trained, do not climb towards the range test's last LR)
 and in ``@LABEL``, a
 budget of ``plan_confirm.BUDGET_SETTINGS`` (default 2x): "1x" is train_steps in all, "+0.5x"
@@ -56,7 +58,7 @@ BEFORE = ConfirmSettings(
     up=2, down=2, extra=0, range_share=0.5, horizon=0.45, low_gap_horizon=0.45, interpolate=False
 )
 #: Designs by name. "grid5" is the library's default up to issue 11's second pass, "bracket3+2 r.3"
-#: its third pass's search, "default" the library's default now (that search with the vertex pick and
+#: its second pass's search, "default" the library's default now (that search with the vertex pick and
 #: the gap-dependent length exponent).
 DESIGNS: dict[str, ConfirmSettings] = {
     "default": ConfirmSettings(),
@@ -72,8 +74,8 @@ DESIGNS: dict[str, ConfirmSettings] = {
     "bracket3+2 r.2": replace(BEFORE, up=1, down=1, extra=2, range_share=0.2),
 }
 HORIZONS = (0.0, 0.3, 0.45, 0.6, 0.75)
-#: The design and horizon chosen on TUNING and made the library's default in the third pass,
-#: frozen before any result of HOLDOUT4 was looked at. The fourth pass kept its probes and changed
+#: The design and horizon chosen on TUNING and made the library's default in the second pass,
+#: frozen before any result of HOLDOUT4 was looked at. The third pass kept its probes and changed
 #: the pick ("default"), frozen on TUNING and HOLDOUT4 before any result of HOLDOUT5.
 FROZEN = ("bracket3+2 r.3", 0.75)
 
@@ -87,7 +89,7 @@ def simulate(cell: Cell, known: dict[str, Any]) -> tuple[Cell, dict[str, Any], d
     name, _, label = design.partition("@")
     name, label_lr_only = name.removesuffix("+lr-only"), name.endswith("+lr-only")
     name, no_ceiling = name.removesuffix("+no-ceiling"), name.endswith("+no-ceiling")
-    settings = DESIGNS[name]
+    settings = design_settings(name)
     n = sq_tasks.TASKS[task].steps
     budget, shorten = pc.cell_budget(label or "2x", task)
     plan = plan_probes(budget, sq.DEFAULTS.num_iter, settings, train_steps=n, shorten_range=shorten)
@@ -105,7 +107,7 @@ def simulate(cell: Cell, known: dict[str, Any]) -> tuple[Cell, dict[str, Any], d
         return cell, {**out, "range_steps": plan.range_steps, "cost": plan.range_steps / n}, new
 
     # one-cycle probes cycle the momentum as OneCycleLR does over the probe's length (the task's
-    # cycle_momentum), as the library's do; "+lr-only": they set the LR alone, as before the fourth pass
+    # cycle_momentum), as the library's do; "+lr-only": they set the LR alone, as before the third pass
     lr_only = label_lr_only and schedule == "onecycle"
 
     def probe(lr: float, steps: int) -> tuple[list[float], float]:
@@ -147,6 +149,24 @@ def simulate(cell: Cell, known: dict[str, Any]) -> tuple[Cell, dict[str, Any], d
         "cost": plan.total_steps / n,
     }
     return cell, out, new
+
+
+def design_settings(name: str) -> ConfirmSettings:
+    """A design's settings: ``DESIGNS[name]``, or ``BASE{field=value;...}`` for a design's settings
+    with some fields replaced (numbers, or true/false), e.g. ``default{overfit_gap=0.03}``.
+
+    >>> design_settings("default{low_gap_horizon=0.15;interpolate=false}").low_gap_horizon
+    0.15
+    """
+    base, _, overrides = name.partition("{")
+    settings = DESIGNS[base]
+    changes: dict[str, Any] = {}
+    for item in filter(None, overrides.rstrip("}").split(";")):
+        key, _, value = item.partition("=")
+        changes[key] = {"true": True, "false": False}.get(value.lower())
+        if changes[key] is None:
+            changes[key] = int(value) if value.isdigit() else float(value)
+    return replace(settings, **changes)
 
 
 def _simulate(args: tuple[Cell, dict[str, Any]]) -> tuple[Cell, dict[str, Any], dict[str, Any]]:

@@ -45,7 +45,7 @@ class Task:
         cycle_momentum: Whether one-cycle also cycles the momentum, as ``OneCycleLR``'s default does
             (True; it switches on the momentum of an SGD or RMSprop that had none); False only
             where OneCycleLR refuses to (an optimizer without momentum or betas, like Adagrad).
-            Up to issue 11's fourth pass the plain-SGD and RMSprop tasks had False here.
+            Up to issue 11's third pass the plain-SGD and RMSprop tasks had False here.
         holdout: Kept out of rule design; used only to check the chosen rule.
     """
 
