@@ -102,9 +102,10 @@ class ConfirmSettings:
             its last fifth of steps by at least this share of the untouched state's score
             (:func:`generalisation_gap`). This compares the score with the training loss, so it
             assumes both measure the same loss; when the starting score is not known,
-            ``horizon`` applies. On the benchmark's seventeen tasks seen so far, 0.05 with
-            exponents 0.3 and 0.75 gave the best share of runs within 0.05 regret (thresholds
-            0.03 to 0.08 and a low exponent of 0.15 to 0.45 were within 3 points of it).
+            ``horizon`` applies. Chosen on the benchmark's seventeen tasks seen by then; on the
+            21 seen by issue 11's third pass, 89% of runs come within 0.05 regret, against 84%
+            with one exponent of 0.75, and thresholds of 0.03 to 0.08 or a low exponent of 0.15
+            to 0.45 score within a point of it (``benchmarks/quality/results/confirm_search_pick.md``).
         interpolate: Keep the vertex of the parabola through the best probe and its two
             neighbours (in log LR, last round, probes that blew up left out) instead of the best
             probe's LR, no further than halfway to either neighbour (:func:`vertex_lr`): it
@@ -550,7 +551,7 @@ class Confirmation:
             last = [p for p in self.probes if p.round == best.round]
             moves = []
             if self.settings.get("interpolate") and vertex_lr(last) != best.lr:
-                moves.append("interpolated between its neighbours")
+                moves.append("interpolated")
             if self.train_steps is not None and best.steps < self.train_steps:
                 moves.append("scaled for the full run")
             detail += f"; the best, {best.lr:.3g}, {' and '.join(moves) or 'moved'}"

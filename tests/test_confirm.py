@@ -412,8 +412,7 @@ def test_run_plan_keeps_the_best_probe():
     assert confirmation.lr == pytest.approx(10**-1.4)
     assert confirmation.best.lr == pytest.approx(10**-1.5) and confirmation.schedule == "cosine"
     assert confirmation.summary() == (
-        "confirmed: 0.0398 (best of 5 probes, 40 steps each; the best, 0.0316, interpolated between "
-        "its neighbours)"
+        "confirmed: 0.0398 (best of 5 probes, 40 steps each; the best, 0.0316, interpolated)"
     )
     assert confirmation.steps_used == 300
     plain = run_plan(plan, 0.01, probe, settings=dataclasses.replace(GRID5, interpolate=False))
@@ -432,8 +431,7 @@ def test_run_plan_halving_probes_the_best_again_for_longer():
     assert confirmation.lr == pytest.approx(10**-2.2)  # the last round's vertex
     assert [p.round for p in confirmation.probes] == [0] * 5 + [1] * 3
     assert confirmation.summary() == (
-        "confirmed: 0.00631 (best of 5 probes, 2 rounds, up to 116 steps; the best, 0.01, "
-        "interpolated between its neighbours)"
+        "confirmed: 0.00631 (best of 5 probes, 2 rounds, up to 116 steps; the best, 0.01, interpolated)"
     )
 
 
@@ -768,7 +766,7 @@ def test_run_plan_scales_the_kept_lr_for_the_run_length():
     # no starting score: the gap is unknown and the overfitting exponent applies
     assert kept.gap is None
     assert kept.lr == pytest.approx(vertex * (steps / 400) ** ConfirmSettings().horizon)
-    assert "interpolated between its neighbours and scaled for the full run" in kept.summary()
+    assert "interpolated and scaled for the full run" in kept.summary()
     assert kept.train_steps == 400
     plain = run_plan(plan, 0.01, probe)  # no run length: the vertex, not scaled
     assert plain.lr == vertex and "scaled" not in plain.summary() and plain.train_steps is None

@@ -226,7 +226,7 @@ class TorchTrainer(TrainerBase):
     @property
     def cycles_momentum(self) -> bool:
         """Whether a one-cycle plan cycles this optimizer's momentum (see :meth:`set_momentum`)."""
-        return self.info.get("onecycle_momentum") != MOMENTUM_NONE
+        return onecycle_momentum_kind(self.optimizer) != MOMENTUM_NONE
 
     def set_momentum(self, momentum: float) -> None:
         """Set the momentum (beta1 for an optimizer with betas) of every param group, as
