@@ -266,6 +266,33 @@ def test_the_trainer_records_what_a_one_cycle_plan_does_to_the_momentum(make, ki
     assert LRFinderResult.from_json(result.to_json()).info["onecycle_momentum"] == kind
 
 
+def test_the_probes_know_where_the_range_test_blew_up(monkeypatch):
+    from lrfinder import confirm as confirming
+
+    seen = {}
+    real = confirming.run_plan
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(confirming, "run_plan", spy)
+    model, loader, val_loader, opt = problem()
+    result = find_lr(
+        model,
+        loader,
+        optimizer=opt,
+        criterion=F.cross_entropy,
+        train_steps=60,
+        confirm=True,
+        confirm_data=val_loader,
+        progress=False,
+    )
+    assert seen["ceiling"] == float(result.lrs[-1]) and seen["start_score"] is not None
+    assert result.confirmation.start_score == seen["start_score"]
+    assert result.confirmation.train_steps == 60
+
+
 def test_confirm_needs_held_out_data_and_says_so_before_training():
     model, loader, _, opt = problem()
     with pytest.raises(TypeError, match="pass confirm_data="):

@@ -212,6 +212,8 @@ def saved_with_everything() -> dict:
         plan=ProbePlan(20, 10, (-0.25, 0.25), (ProbeRound(2, 4),)),
         schedule="cosine",
         settings=ConfirmSettings().to_dict(),
+        start_score=2.3,
+        train_steps=300,
     )
     base = synthetic()
     base.settings["num_iter"] = base.num_steps
@@ -289,6 +291,10 @@ MALFORMED = [
     ((*C, "schedule"), "linear", f"confirmation.schedule must be {SCHEDULE}, got a string ('linear')"),
     ((*C, "reason"), 3, "confirmation.reason must be a string or null, got a number (3)"),
     ((*C, "settings"), "x", "confirmation.settings must be a JSON object, got a string ('x')"),
+    ((*C, "start_score"), "2.3", "confirmation.start_score must be a finite number or null, got a string"),
+    ((*C, "start_score"), "inf", "confirmation.start_score must be a finite number or null, got a string"),
+    ((*C, "train_steps"), 0, "confirmation.train_steps must be an integer >= 1, got a number (0)"),
+    ((*C, "train_steps"), 300.0, "confirmation.train_steps must be an integer >= 1, got a number (300.0)"),
     (P, {"0": {}}, "confirmation.probes must be an array of probe objects, got an object"),
     (P, [], "confirmation.lr is 0.01 but confirmation.probes is empty: a chosen LR needs its probes"),
     ((*P, 0), "probe", 'confirmation.probes[0] must be a JSON object {"lr": number > 0, "steps": '),
