@@ -70,7 +70,9 @@ class ConfirmSettings:
     places ``extra`` more probes one at a time where the scores so far point (:func:`next_offset`):
     past the lowest or highest candidate while the best score lies on that edge (no further than
     ``reach`` decades from the centre), else halfway between the best candidate and its better
-    neighbour.
+    neighbour; while no probe has trained at all, halfway up towards the LR where the range
+    test's loss blew up. The LR kept is read off the last round (``interpolate``) and scaled for
+    the run's length (``horizon``, ``low_gap_horizon``, ``overfit_gap``).
 
     Attributes:
         up: Candidates above the centre (>= 0).
@@ -118,7 +120,8 @@ class ConfirmSettings:
             cannot cycle the momentum; a step function sets what it likes).
         extra: Probes placed adaptively after the first candidates (>= 0; needs ``rounds=1``);
             on the benchmark, 3 candidates and 2 adaptive probes beat 5 fixed ones, 3+1 and 3+3.
-        reach: How far from the centre, in decades, an adaptive probe may go (> 0).
+        reach: How far from the centre, in decades, an adaptive probe may go (> 0), except
+            towards the range test's blow-up while no probe has trained (:func:`next_offset`).
         finest: The smallest gap, in decades, that an adaptive probe halves (> 0): closer
             candidates differ by less than the probes' noise.
         progress: A probe whose score lies within this share of the starting state's score of
