@@ -836,6 +836,63 @@ TASKS: dict[str, Task] = {
             150,
             holdout=True,
         ),
+        # A seventh hold-out, defined and committed before any of its results existed, to check the
+        # third pass's frozen confirm mode again on more tasks (issue 11). See HOLDOUT7.
+        Task(
+            "adding_gru_rmsprop",
+            "adding problem (T=16), GRU 32, RMSprop, batch 32, 250 steps",
+            adding_problem,
+            GRURegressor,
+            _rmsprop,
+            MSE,
+            32,
+            250,
+            holdout=True,
+        ),
+        Task(
+            "breast_mlp_adamw_wd",
+            "breast cancer, ReLU MLP 30-64-2, AdamW with weight decay 0.1, batch 16, 200 steps",
+            breast_cancer,
+            lambda: mlp([30, 64, 2]),
+            lambda params, lr: torch.optim.AdamW(params, lr=lr, weight_decay=0.1),
+            CE,
+            16,
+            200,
+            holdout=True,
+        ),
+        Task(
+            "grammar_lstm_nesterov",
+            "char LM on a generated grammar, LSTM 48, SGD Nesterov 0.9, batch 64, 200 steps",
+            grammar_text,
+            lambda: LSTMLanguageModel(vocab=32, width=48),
+            _sgd(0.9, nesterov=True),
+            lm_loss,
+            64,
+            200,
+            holdout=True,
+        ),
+        Task(
+            "wine_bnmlp_adam",
+            "wine, MLP 13-64-64-3 with BatchNorm, Adam, batch 16, 150 steps",
+            wine,
+            lambda: bn_mlp([13, 64, 64, 3]),
+            _adam,
+            CE,
+            16,
+            150,
+            holdout=True,
+        ),
+        Task(
+            "moons_tanh_sgd",
+            "two moons, tanh MLP 2-64-64-2, plain SGD, batch 32, 300 steps",
+            moons,
+            lambda: mlp([2, 64, 64, 2], nn.Tanh),
+            _sgd(0.0),
+            CE,
+            32,
+            300,
+            holdout=True,
+        ),
     ]
 }
 #: The suite behind the tables of ``suggestion_quality.md`` (the default of the benchmark's runs).
@@ -859,6 +916,14 @@ HOLDOUT6 = [
     "scurve_mlp_rmsprop",
     "digits_rows_transformer_adamw",
     "circles_deep_adam",
+]
+#: The seventh hold-out (issue 11's third pass, its confirm mode checked again once frozen).
+HOLDOUT7 = [
+    "adding_gru_rmsprop",
+    "breast_mlp_adamw_wd",
+    "grammar_lstm_nesterov",
+    "wine_bnmlp_adam",
+    "moons_tanh_sgd",
 ]
 #: The fifth hold-out (issue 11's confirm pick, revised after the fourth was seen).
 HOLDOUT5 = [
