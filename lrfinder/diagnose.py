@@ -6,6 +6,7 @@ looked wrong. Each check is one small function so it can be tested and tuned on 
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -29,12 +30,48 @@ class Diagnostic(NamedTuple):
 
     Attributes:
         code: ``"interrupted"``, ``"diverged_early"``, ``"flat"``, ``"no_suggestion"``,
-            ``"no_clear_descent"``, ``"noisy"`` or ``"no_divergence"``.
+            ``"no_clear_descent"``, ``"noisy"``, ``"no_divergence"``, or, for confirm mode,
+            ``"probes_alike"`` (:func:`probes_alike`).
         message: What was seen and what to change, in one sentence.
     """
 
     code: str
     message: str
+
+
+#: Confirm mode's probes are alike when every score lies within this share of the untouched
+#: model's score of every other. On the benchmark's 270 confirm runs (30 tasks) the 7 runs whose
+#: probes spread less than 1% are 5 of the 32 that missed 0.05 regret and 2 at 0.012-0.013
+#: (``benchmarks/quality/results/confirm_search_all30.md``).
+PROBES_ALIKE = 0.01
+
+
+def probes_alike(scores: list[float], start_score: float | None) -> Diagnostic | None:
+    """A diagnostic when confirm mode's probes could not tell their LRs apart, else None.
+
+    ``scores`` are the probes' scores (those that blew up left out); the check needs three or more
+    and the untouched model's score, and fires when they spread over at most
+    :data:`PROBES_ALIKE` of it: the LR kept then rests on noise, as on a plateau that only some LRs
+    leave later in the run.
+
+    >>> probes_alike([0.162, 0.163, 0.165], 1.68).code
+    'probes_alike'
+    >>> probes_alike([0.16, 0.25, 0.4], 1.68) is None
+    True
+    """
+    finite = [s for s in scores if math.isfinite(s)]
+    if len(finite) < 3 or start_score is None or not math.isfinite(start_score) or start_score == 0:
+        return None
+    spread = max(finite) - min(finite)
+    if spread > PROBES_ALIKE * abs(start_score):
+        return None
+    return Diagnostic(
+        "probes_alike",
+        f"confirm mode's {len(finite)} probes scored alike ({min(finite):.4g} to {max(finite):.4g}, "
+        f"within {PROBES_ALIKE:.0%} of the untouched model's {start_score:.4g}): they could not tell "
+        "the LRs apart, so the LR kept rests on noise; give the probes more steps (confirm=N) or "
+        "compare result.candidates() by full training runs",
+    )
 
 
 def diagnose(

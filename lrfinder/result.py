@@ -142,11 +142,22 @@ class LRFinderResult:
         return rules.suggest(self.lrs, self.smoothed, rule or self.rule, self.losses, **options)
 
     @cached_property
-    def diagnostics(self) -> list[checks.Diagnostic]:
-        """Reasons to doubt :attr:`suggestion` (each with what to change); empty when none."""
+    def _range_diagnostics(self) -> list[checks.Diagnostic]:
         return checks.diagnose(
             self.lrs, self.losses, self.smoothed, self.stop_reason, self.settings, self.best
         )
+
+    @property
+    def diagnostics(self) -> list[checks.Diagnostic]:
+        """Reasons to doubt :attr:`suggestion` (each with what to change); empty when none: the
+        range test's, then confirm mode's (:func:`lrfinder.diagnose.probes_alike`)."""
+        found = list(self._range_diagnostics)
+        confirmation = self.confirmation
+        if confirmation is not None and confirmation.lr is not None:
+            alike = checks.probes_alike([p.score for p in confirmation.probes], confirmation.start_score)
+            if alike is not None:
+                found.append(alike)
+        return found
 
     @property
     def trusted(self) -> bool:

@@ -849,3 +849,47 @@ def test_horizons_and_the_gap_must_be_finite_numbers_at_least_zero(name, bad):
 def test_interpolate_must_be_a_boolean(bad):
     with pytest.raises(ValueError, match=r"ConfirmSettings\.interpolate must be True or False"):
         ConfirmSettings(interpolate=bad)
+
+
+# -- the probes_alike diagnostic -------------------------------------------------------------------
+
+
+def confirmed_result(scores: list[float], start_score: float | None) -> LRFinderResult:
+    probes = tuple(
+        Probe(lr=10.0 ** (-3 + i / 2), steps=10, round=0, losses=(1.0,) * 10, score=s)
+        for i, s in enumerate(scores)
+    )
+    result = synthetic()
+    result.confirmation = Confirmation(
+        lr=probes[0].lr,
+        center=probes[1].lr,
+        probes=probes,
+        plan=ProbePlan(100, 50, (-0.5, 0.0, 0.5), (ProbeRound(len(probes), 10),)),
+        start_score=start_score,
+    )
+    return result
+
+
+def test_probes_that_cannot_tell_the_lrs_apart_are_a_diagnostic():
+    from lrfinder.diagnose import PROBES_ALIKE
+
+    alike = confirmed_result([0.162, 0.163, 0.165, math.inf], start_score=1.68)
+    codes = [d.code for d in alike.diagnostics]
+    assert codes[-1] == "probes_alike" and not alike.trusted
+    message = alike.diagnostics[-1].message
+    assert "3 probes scored alike (0.162 to 0.165" in message and "confirm=N" in message
+    # the range test's own diagnostics come first, and a saved result gives the same list back
+    assert codes[:-1] == [d.code for d in synthetic().diagnostics]
+    again = LRFinderResult.from_json(alike.to_json())
+    assert [d.message for d in again.diagnostics] == [d.message for d in alike.diagnostics]
+    # a spread above PROBES_ALIKE of the starting score, too few probes, no starting score or no
+    # LR kept: nothing to say
+    spread = 1.68 * PROBES_ALIKE * 1.01
+    assert "probes_alike" not in [
+        d.code for d in confirmed_result([0.16, 0.16 + spread, 0.16], 1.68).diagnostics
+    ]
+    assert "probes_alike" not in [d.code for d in confirmed_result([0.162, 0.163], 1.68).diagnostics]
+    assert "probes_alike" not in [d.code for d in confirmed_result([0.162, 0.163, 0.164], None).diagnostics]
+    none_kept = confirmed_result([0.162, 0.163, 0.165], 1.68)
+    none_kept.confirmation = dataclasses.replace(none_kept.confirmation, lr=None)
+    assert "probes_alike" not in [d.code for d in none_kept.diagnostics]

@@ -44,6 +44,7 @@ from benchmarks.quality import protocols
 from benchmarks.quality import suggestion_quality as sq
 from benchmarks.quality import tasks as sq_tasks
 from lrfinder.confirm import ConfirmSettings, plan_probes, run_plan
+from lrfinder.diagnose import probes_alike
 from lrfinder.plan import ONECYCLE, SCHEDULES
 from lrfinder.suggest import SWITCHED_ON_MOMENTUM_FACTOR
 
@@ -143,6 +144,8 @@ def simulate(cell: Cell, known: dict[str, Any]) -> tuple[Cell, dict[str, Any], d
         "best": None if chosen is None else chosen.lr,  # the best probe's own LR, for HORIZONS
         "kept": found.lr,  # what the library keeps with the design's settings
         "gap": found.gap,
+        # find_lr's probes_alike diagnostic on this search
+        "alike": probes_alike([p.score for p in found.probes], start) is not None,
         "probe_steps": plan.rounds[0].steps,
         "probes": [(p.lr, p.score) for p in found.probes],
         "range_steps": plan.range_steps,
@@ -248,6 +251,14 @@ def report(
                             regrets.append(grids[t, sc2].regret(_kept(out, t, h)))
                             costs.append(out["cost"])
                 print(f"| {d} | {h} | {sc} " + pc.summary(regrets) + f" {np.mean(costs):.2f} |")
+    for d in designs:
+        cells = [(t, sc, s) for t in tasks for sc in schedules for s in seeds]
+        missed = {c for c in cells if grids[c[0], c[1]].regret(_kept(results[(d, *c)], c[0], "kept")) > 0.05}
+        alike = {c for c in cells if results[(d, *c)].get("alike")}
+        print(
+            f"\n{d}: the probes_alike diagnostic fires on {len(alike)} of {len(cells)} runs, "
+            f"{len(alike & missed)} of them above 0.05 regret ({len(missed)} runs are above 0.05 in all)"
+        )
     if per_task:
         for d in designs:
             for t in tasks:
