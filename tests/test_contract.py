@@ -219,20 +219,37 @@ def test_confirm_restores_state_and_every_probe_starts_from_it(build):
     assert setup.drawn() == drawn <= 2 * CONFIRM["train_steps"]
 
 
-def test_confirm_restores_state_after_an_exception_in_a_probe(build):
+# one-cycle probes also set the momentum (beta1) of every step where the trainer can (PyTorch)
+@pytest.mark.parametrize("schedule", ["constant", "onecycle"])
+def test_confirm_restores_state_after_an_exception_in_a_probe(build, schedule):
     setup = build(fail_at=FAIL_IN_SECOND_PROBE)
     before = setup.state()
     with pytest.raises(Boom):
-        find_lr(setup.model, setup.data, **setup.kwargs, confirm_data=setup.val_data, **CONFIRM)
+        find_lr(
+            setup.model, setup.data, **setup.kwargs, confirm_data=setup.val_data, **CONFIRM, schedule=schedule
+        )
     assert_same(before, setup.state())
 
 
-def test_confirm_restores_state_and_reraises_keyboard_interrupt_in_a_probe(build):
+@pytest.mark.parametrize("schedule", ["constant", "onecycle"])
+def test_confirm_restores_state_and_reraises_keyboard_interrupt_in_a_probe(build, schedule):
     setup = build(fail_at=FAIL_IN_SECOND_PROBE, fail_with=KeyboardInterrupt)
     before = setup.state()
     with pytest.raises(KeyboardInterrupt):
-        find_lr(setup.model, setup.data, **setup.kwargs, confirm_data=setup.val_data, **CONFIRM)
+        find_lr(
+            setup.model, setup.data, **setup.kwargs, confirm_data=setup.val_data, **CONFIRM, schedule=schedule
+        )
     assert_same(before, setup.state())
+
+
+def test_one_cycle_confirm_restores_state_bit_for_bit(build):
+    setup = build()
+    before = setup.state()
+    result = find_lr(
+        setup.model, setup.data, **setup.kwargs, confirm_data=setup.val_data, **CONFIRM, schedule="onecycle"
+    )
+    assert_same(before, setup.state())
+    assert result.confirmation.lr is not None and result.plan.schedule == "onecycle"
 
 
 @pytest.mark.parametrize(("framework", "module_name"), BACKENDS)
