@@ -278,16 +278,8 @@ def test_the_probes_know_where_the_range_test_blew_up(monkeypatch):
 
     monkeypatch.setattr(confirming, "run_plan", spy)
     model, loader, val_loader, opt = problem()
-    result = find_lr(
-        model,
-        loader,
-        optimizer=opt,
-        criterion=F.cross_entropy,
-        train_steps=60,
-        confirm=True,
-        confirm_data=val_loader,
-        progress=False,
-    )
+    call = {"optimizer": opt, "criterion": F.cross_entropy, "train_steps": 60, "progress": False}
+    result = find_lr(model, loader, **call, confirm=True, confirm_data=val_loader)
     assert seen["ceiling"] == float(result.lrs[-1]) and seen["start_score"] is not None
     assert result.confirmation.start_score == seen["start_score"]
     assert result.confirmation.train_steps == 60
