@@ -20,7 +20,6 @@ training runs, without a trainer; :func:`confirm` carries it out with a
 
 from __future__ import annotations
 
-import functools
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -787,10 +786,9 @@ def next_offset(
     the start did train, and the rules below walk down from them). Otherwise the best is the
     lowest score, the lower offset on a tie. When it is the lowest offset, the next probe lies
     ``spacing`` below it; when it is the highest, ``spacing`` above; either only within ``reach``
-    decades of ``settings.shift``.
-    Otherwise the next probe halves the gap between the best and its better-scoring neighbour, or,
-    when that gap is at most ``finest``, the gap to the other neighbour; when both are that fine,
-    the search stops.
+    decades of ``settings.shift``. Otherwise the next probe halves the gap between the best and its
+    better-scoring neighbour, or, when that gap is at most ``finest``, the gap to the other
+    neighbour; when both are that fine, the search stops.
 
     >>> s = ConfirmSettings(up=1, down=1, spacing=0.5, extra=2)
     >>> next_offset({-0.5: 2.0, 0.0: 1.5, 0.5: 1.0}, s)  # best on the upper edge: go higher
@@ -1012,12 +1010,12 @@ def train_probe(
     confirm_data: Any,
     *,
     on_step: Callable[[], None] | None = None,
-    momentum_at: Callable[[int], float] | None = None,
+    before_step: Callable[[int], None] | None = None,
 ) -> tuple[list[float], float]:
     """Train one probe with ``trainer`` at the per-step ``lrs``, score it, and restore the state.
 
-    With ``momentum_at``, ``trainer.set_momentum(momentum_at(step))`` comes before each step (the
-    one-cycle plan's momentum cycling).
+    ``before_step(step)`` runs before each step, after the snapshot (confirm mode sets the one-cycle
+    plan's momentum there).
 
     The state is snapshotted first and restored in ``finally``: after the score, after an
     exception raised by a step or by the scoring (re-raised), and after ``KeyboardInterrupt``
@@ -1034,8 +1032,8 @@ def train_probe(
         blew_up = False
         for step, lr in enumerate(lrs):
             try:
-                if momentum_at is not None:
-                    trainer.set_momentum(momentum_at(step))  # type: ignore[attr-defined]
+                if before_step is not None:
+                    before_step(step)
                 pending.append(trainer.step(float(lr)))
             except BaseException as error:
                 add_note(
@@ -1066,6 +1064,15 @@ def train_probe(
         if held:
             raise KeyboardInterrupt
     return losses, score
+
+
+def _momentum_cycler(set_momentum: Callable[[float], None], steps: int) -> Callable[[int], None]:
+    """``before_step`` of a ``steps``-step one-cycle probe: OneCycleLR's momentum of each step."""
+
+    def cycle(step: int) -> None:
+        set_momentum(onecycle_momentum(step, steps))
+
+    return cycle
 
 
 def confirm(
@@ -1111,17 +1118,18 @@ def confirm(
 
     knobs = settings or ConfirmSettings()
     # the one-cycle plan cycles the momentum too, where the trainer can set it (PyTorch)
-    cycle = user_plan.schedule == ONECYCLE and knobs.cycle_momentum
-    cycle = cycle and bool(getattr(trainer, "cycles_momentum", False))
+    cycles = user_plan.schedule == ONECYCLE and knobs.cycle_momentum
+    set_momentum: Callable[[float], None] | None = getattr(trainer, "set_momentum", None)
+    if not (cycles and getattr(trainer, "cycles_momentum", False)):
+        set_momentum = None
 
     def probe(lr: float, steps: int) -> tuple[list[float], float]:
-        momentum_at = functools.partial(onecycle_momentum, total=steps) if cycle else None
         losses, score = train_probe(
             trainer,
             ScheduleLRs(user_plan.schedule, lr, steps),
             confirm_data,
             on_step=on_step,
-            momentum_at=momentum_at,
+            before_step=None if set_momentum is None else _momentum_cycler(set_momentum, steps),
         )
         if bar is not None:
             bar.update(steps - len(losses))  # the steps a blown-up probe did not run

@@ -38,7 +38,9 @@ class Trainer(Protocol):
     ``lrfinder.trainers.torch_trainer``.
 
     Optional: ``lookahead`` (int, default 0), the batches a trainer draws from its data ahead of
-    the steps it runs in each pass, which confirm mode counts against its budget.
+    the steps it runs in each pass, which confirm mode counts against its budget; and
+    ``cycles_momentum`` (bool, default False) with ``set_momentum(momentum)``, which confirm mode's
+    one-cycle probes call before each step to cycle the momentum as ``OneCycleLR`` does.
     """
 
     backend: str
