@@ -2,8 +2,9 @@
 
 For each task, range-test seed and schedule it runs the range test the probe plan asks for (shortened
 to fit the budget when it would take more than ``range_share`` of it), places the candidates around
-the plan-aware suggestion, and carries the search out with ``lrfinder.confirm.plan_probes`` and
-``run_plan`` (adaptive probes included): every probe is a real training run from the range-test
+find_lr's plan-aware suggestion (``lrfinder.suggest.for_plan`` on the replayed range test), and
+carries the search out with ``lrfinder.confirm.plan_probes`` and ``run_plan`` (adaptive probes
+included): every probe is a real training run from the range-test
 seed's initial weights on its own batch stream, under the schedule compressed to the probe's
 length, scored on the validation loss. The kept LR is scored on the task's 1x grid by interpolated
 regret (``plan_confirm.Grid``). Probes are cached (``results/cache/confirm_search_cache.json``), so
@@ -38,15 +39,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.quality import explore as sq_explore
 from benchmarks.quality import plan_confirm as pc
 from benchmarks.quality import protocols
 from benchmarks.quality import suggestion_quality as sq
 from benchmarks.quality import tasks as sq_tasks
+from lrfinder import suggest as rules
 from lrfinder.confirm import ConfirmSettings, plan_probes, run_plan
 from lrfinder.diagnose import probes_alike
-from lrfinder.plan import ONECYCLE, SCHEDULES
-from lrfinder.suggest import SWITCHED_ON_MOMENTUM_FACTOR
+from lrfinder.plan import ONECYCLE, SCHEDULES, Plan
 
 CACHE = pc.HERE / "results" / "cache" / "confirm_search_cache.json"
 RUNS = pc.HERE / "results" / "cache" / "confirm_search_runs.json"
@@ -100,9 +100,11 @@ def simulate(cell: Cell, known: dict[str, Any]) -> tuple[Cell, dict[str, Any], d
     if curve is None:
         _, curve = sq._curve_job((task, pc.range_ladder(plan.range_steps), seed))
         new[curve_key] = curve
-    center = pc.plan_rule(sq_explore.landmarks(curve), schedule, n)
-    if schedule == ONECYCLE and sq_tasks.switches_on_momentum(sq_tasks.TASKS[task]):
-        center *= SWITCHED_ON_MOMENTUM_FACTOR  # as the library's suggestion does
+    # the range test a default sweep records on this curve, and find_lr's suggestion for the plan
+    lrs, raw, smoothed = protocols.replay(curve, sq.DEFAULTS.smooth, sq.DEFAULTS.diverge_threshold)
+    switched_on = schedule == ONECYCLE and sq_tasks.switches_on_momentum(sq_tasks.TASKS[task])
+    suggested = rules.for_plan(lrs, smoothed, raw, Plan(schedule, n), momentum_switched_on=switched_on).lr
+    center = math.nan if suggested is None else suggested
     if not math.isfinite(center):  # a short range test with no landmark: no suggestion, no probe
         out = {"center": None, "best": None, "probe_steps": plan.rounds[0].steps, "probes": []}
         return cell, {**out, "range_steps": plan.range_steps, "cost": plan.range_steps / n}, new
@@ -126,8 +128,6 @@ def simulate(cell: Cell, known: dict[str, Any]) -> tuple[Cell, dict[str, Any], d
 
     # the untouched model's validation loss: what confirm mode scores before its probes
     start = sq_tasks.val_loss(sq_tasks.TASKS[task], sq_tasks.build(sq_tasks.TASKS[task], seed))
-    # the range test's last LR, where a default sweep stops on the blow-up: find_lr's ceiling
-    swept, _, _ = protocols.replay(curve, sq.DEFAULTS.smooth, sq.DEFAULTS.diverge_threshold)
     found = run_plan(
         plan,
         center,
@@ -136,7 +136,7 @@ def simulate(cell: Cell, known: dict[str, Any]) -> tuple[Cell, dict[str, Any], d
         settings=settings,
         train_steps=n,
         start_score=start,
-        ceiling=None if no_ceiling else float(swept[-1]),
+        ceiling=None if no_ceiling else float(lrs[-1]),  # where the sweep stopped, as find_lr passes
     )
     chosen = found.best
     out = {
