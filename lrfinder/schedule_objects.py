@@ -188,7 +188,7 @@ def torch_scheduler(
     """
     import torch
 
-    from lrfinder.trainers._torch_options import lr_ratios
+    from lrfinder.trainers._torch_options import lr_ratios, onecycle_momentum_kind
 
     schedule, total = choose(result, total_steps, schedule)
     if not isinstance(optimizer, torch.optim.Optimizer):
@@ -210,7 +210,7 @@ def torch_scheduler(
     peak = peak_lr(result)
     if schedule == plan.ONECYCLE:
         # OneCycleLR's default, where it can: it refuses an optimizer without momentum or betas
-        can_cycle = "betas" in optimizer.defaults or "momentum" in optimizer.defaults
+        can_cycle = onecycle_momentum_kind(optimizer) != plan.MOMENTUM_NONE
         cycle_momentum = can_cycle if cycle_momentum is None else bool(cycle_momentum and can_cycle)
         return schedulers.OneCycleLR(
             optimizer, max_lr=[peak * r for r in ratios], total_steps=total, cycle_momentum=cycle_momentum

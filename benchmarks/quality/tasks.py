@@ -16,6 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from lrfinder.plan import MOMENTUM_SWITCHED_ON
+from lrfinder.trainers._torch_options import onecycle_momentum_kind
+
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -1054,8 +1057,7 @@ def switches_on_momentum(task: Task) -> bool:
     """Whether one-cycle switches on a momentum this task's optimizer has at 0 (plain SGD, RMSprop),
     as ``OneCycleLR``'s defaults do (what ``lrfinder`` records as ``"switched on"``)."""
     optimizer = task.optimizer(build(task, 0).parameters(), 0.01)
-    has_zero_momentum = "betas" not in optimizer.defaults and optimizer.defaults.get("momentum") == 0
-    return task.cycle_momentum and has_zero_momentum
+    return task.cycle_momentum and onecycle_momentum_kind(optimizer) == MOMENTUM_SWITCHED_ON
 
 
 def untrained_loss(task: Task, seeds: tuple[int, ...]) -> float:
