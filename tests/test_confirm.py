@@ -502,7 +502,7 @@ def test_adaptive_probes_go_up_while_no_probe_has_trained():
 
 
 def test_while_no_probe_has_trained_the_adaptive_probes_climb_towards_the_ceiling():
-    knobs = ConfirmSettings(up=1, down=1, extra=2)
+    knobs = ConfirmSettings(up=1, down=1, extra=2, centre_reach=10.0)  # the centre stays put
     seen = []
 
     def probe(lr, steps):  # nothing trains below 0.1; the range test's loss blew up at 100
@@ -522,6 +522,27 @@ def test_while_no_probe_has_trained_the_adaptive_probes_climb_towards_the_ceilin
     seen.clear()
     run_plan(plan, 1e-6, probe, settings=knobs, start_score=2.3, ceiling=10**-5.2)
     assert seen[3:] == pytest.approx([10**-5.0, 10**-4.5])
+
+
+def test_the_centre_lies_at_most_centre_reach_decades_below_the_ceiling():
+    knobs = ConfirmSettings(up=1, down=1, extra=0, centre_reach=3.0)
+    seen = []
+
+    def probe(lr, steps):
+        seen.append(lr)
+        return [1.0], 1.0
+
+    plan = plan_probes(300, 100, knobs)
+    found = run_plan(plan, 1e-6, probe, settings=knobs, start_score=2.0, ceiling=100.0)
+    assert found.center == pytest.approx(0.1)
+    assert seen == pytest.approx([10**-1.5, 0.1, 10**-0.5])
+    # a centre within reach, an unknown or a non-finite ceiling: left where the range test put it
+    for center, ceiling in ((0.5, 100.0), (1e-6, None), (1e-6, math.inf), (1e-6, math.nan)):
+        seen.clear()
+        assert run_plan(plan, center, probe, settings=knobs, ceiling=ceiling).center == center
+        assert seen[1] == pytest.approx(center)
+    with pytest.raises(ValueError, match="centre_reach"):
+        ConfirmSettings(centre_reach=0)
 
 
 def test_a_probe_that_trained_a_little_counts_as_progress():

@@ -458,6 +458,8 @@ def replay_confirm(
 #: range test may be shortened to fit). "+f" labels give the probes f x train_steps on top of a full
 #: 100-step range test: what a user with a long run gets, where the range test is a small share.
 BUDGET_SETTINGS = {
+    "4x": (4.0, True),
+    "3x": (3.0, True),
     "2x": (2.0, True),
     "1x": (1.0, True),
     "0.5x": (0.5, True),
