@@ -133,6 +133,10 @@ class ConfirmSettings:
             LR 3.9 at most; only one task's suggestions (1e-6 to 3e-4, on a curve that was noise
             up to 3.3) lay further, and 3 moved them there
             (``benchmarks/quality/results/confirm_search_centre_reach.md``).
+        blind_centre: When the range test gave no suggestion (its loss never fell below its
+            first value, say), the probes centre this many decades below the LR where its loss
+            blew up (> 0): on the benchmark's 30 seen tasks the best LR lies a median of 1.58
+            decades below it (quartiles 1.04 and 2.10; ``benchmarks/quality/centre_distance.py``).
     """
 
     up: int = 1
@@ -156,6 +160,7 @@ class ConfirmSettings:
     finest: float = 0.2
     progress: float = 0.01
     centre_reach: float = 3.0
+    blind_centre: float = 1.6
 
     def __post_init__(self) -> None:
         for name in ("up", "down", "rounds", "min_range_steps", "min_probe_steps", "extra"):
@@ -181,7 +186,15 @@ class ConfirmSettings:
                 "ConfirmSettings: adaptive probes (extra > 0) and successive halving (rounds > 1) do "
                 "not mix; set extra=0 for halving, or rounds=1"
             )
-        for name in ("spacing", "budget_factor", "max_probe_fraction", "reach", "finest", "centre_reach"):
+        for name in (
+            "spacing",
+            "budget_factor",
+            "max_probe_fraction",
+            "reach",
+            "finest",
+            "centre_reach",
+            "blind_centre",
+        ):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"ConfirmSettings.{name} must be a finite number > 0, got {value!r}")
@@ -843,6 +856,20 @@ def next_offset(
     return None
 
 
+def blind_centre(ceiling: float | None, settings: ConfirmSettings) -> float | None:
+    """Where the probes centre when the range test gave no suggestion: ``settings.blind_centre``
+    decades below ``ceiling`` (the range test's last LR), or None when that is not a finite LR > 0.
+
+    >>> blind_centre(10.0, ConfirmSettings(blind_centre=2.0))
+    0.1
+    >>> blind_centre(None, ConfirmSettings()) is None
+    True
+    """
+    if ceiling is None or not (math.isfinite(ceiling) and ceiling > 0):
+        return None
+    return float(ceiling * 10.0**-settings.blind_centre)
+
+
 def no_confirmation(
     plan: ProbePlan, reason: str, *, schedule: str = "constant", settings: ConfirmSettings | None = None
 ) -> Confirmation:
@@ -1106,13 +1133,26 @@ def confirm(
     Args:
         trainer: A :class:`~lrfinder.trainers.base.Trainer` with ``evaluate(data) -> float``.
         plan: From :func:`plan_probes`.
-        center: The range test's suggestion; None trains nothing and says so.
+        center: The range test's suggestion; when None, the probes centre on
+            :func:`blind_centre` below ``ceiling`` (with a warning), and without a ceiling
+            nothing trains and the result says why.
         user_plan: The user's schedule.
         confirm_data: What ``trainer.evaluate`` scores a probe on.
         settings: Recorded in the result.
         progress: Progress bar over the probes' steps (None: only on a terminal or in a notebook).
         ceiling: The range test's last LR, where its loss blew up (see :func:`run_plan`).
     """
+    knobs = settings or ConfirmSettings()
+    if center is None:
+        center = blind_centre(ceiling, knobs)
+        if center is not None:
+            warnings.warn(
+                f"lrfinder: the range test gave no suggestion, so confirm mode centred its probes "
+                f"on {center:.3g}, {knobs.blind_centre:g} decades below the LR where the range "
+                f"test stopped ({ceiling:.3g})",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     if center is None:
         warnings.warn(
             "lrfinder: the range test gave no suggestion, so confirm mode trained no probe",
@@ -1128,7 +1168,6 @@ def confirm(
     bar = progress_bar(progress, trainer, plan.probe_steps, desc="Confirm probes")
     on_step = None if bar is None else (lambda: bar.update(1))
 
-    knobs = settings or ConfirmSettings()
     # the one-cycle plan cycles the momentum too, where the trainer can set it (PyTorch)
     cycles = user_plan.schedule == ONECYCLE and knobs.cycle_momentum
     set_momentum: Callable[[float], None] | None = getattr(trainer, "set_momentum", None)

@@ -21,6 +21,7 @@ from lrfinder.confirm import (
     Probe,
     ProbePlan,
     ProbeRound,
+    blind_centre,
     default_budget,
     generalisation_gap,
     horizon_for,
@@ -580,6 +581,32 @@ def test_confirm_on_the_quadratic_stays_in_budget_restores_and_picks_a_stable_lr
     for probe in confirmation.probes:  # each under the schedule, from the same state and batches
         assert probe.steps == 42 and np.isfinite(probe.score)
         assert probe.losses[0] == confirmation.probes[0].losses[0]
+
+
+def test_without_a_suggestion_the_probes_centre_below_where_the_range_test_stopped():
+    problem, kwargs = quadratic()
+    step = CountingStep(problem)
+    first = [True]
+
+    def lucky_first_batch(lr: float) -> float:  # a first loss no later one falls below
+        loss = step(lr)
+        if first[0]:
+            first[0] = False
+            return 0.0
+        return loss
+
+    before = state(problem)
+    with pytest.warns(RuntimeWarning, match="centred its probes on .* 1.6 decades below"):
+        result = find_lr(lucky_first_batch, train_steps=150, confirm=True, **kwargs)
+    assert state(problem) == before
+    assert result.range_suggestion is None
+    confirmation = result.confirmation
+    assert confirmation.center == pytest.approx(result.lrs[-1] * 10**-1.6)
+    assert len(confirmation.probes) == 5 and result.suggestion == confirmation.lr
+    assert 0 < result.suggestion < 2 / A and step.calls <= 2 * 150
+    # a range test that ended nowhere (no LR recorded) still trains nothing, and says so
+    assert blind_centre(None, ConfirmSettings()) is None
+    assert blind_centre(math.nan, ConfirmSettings()) is None
 
 
 def test_confirm_with_an_integer_budget_and_a_short_run_shortens_the_range_test():

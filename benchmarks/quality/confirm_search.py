@@ -44,7 +44,7 @@ from benchmarks.quality import protocols
 from benchmarks.quality import suggestion_quality as sq
 from benchmarks.quality import tasks as sq_tasks
 from lrfinder import suggest as rules
-from lrfinder.confirm import ConfirmSettings, plan_probes, run_plan
+from lrfinder.confirm import ConfirmSettings, blind_centre, plan_probes, run_plan
 from lrfinder.diagnose import probes_alike
 from lrfinder.plan import ONECYCLE, SCHEDULES, Plan
 
@@ -104,8 +104,10 @@ def simulate(cell: Cell, known: dict[str, Any]) -> tuple[Cell, dict[str, Any], d
     lrs, raw, smoothed = protocols.replay(curve, sq.DEFAULTS.smooth, sq.DEFAULTS.diverge_threshold)
     switched_on = schedule == ONECYCLE and sq_tasks.switches_on_momentum(sq_tasks.TASKS[task])
     suggested = rules.for_plan(lrs, smoothed, raw, Plan(schedule, n), momentum_switched_on=switched_on).lr
-    center = math.nan if suggested is None else suggested
-    if not math.isfinite(center):  # a short range test with no landmark: no suggestion, no probe
+    # no suggestion: the probes centre below where the range test stopped, as find_lr's do
+    center = blind_centre(float(lrs[-1]), settings) if suggested is None else suggested
+    center = math.nan if center is None else center
+    if not math.isfinite(center):  # a range test that recorded nothing: no centre, no probe
         out = {"center": None, "best": None, "probe_steps": plan.rounds[0].steps, "probes": []}
         return cell, {**out, "range_steps": plan.range_steps, "cost": plan.range_steps / n}, new
 
