@@ -84,6 +84,11 @@ def _split(x: np.ndarray, y: np.ndarray, y_dtype: torch.dtype, seed: int = 1234)
     )
 
 
+def _regression(x: np.ndarray, y: np.ndarray) -> Data:
+    """``_split`` for a regression: the target standardised over all rows, one column."""
+    return _split(x, ((y - y.mean()) / y.std())[:, None], torch.float32)
+
+
 @cache
 def digits_flat() -> Data:
     from sklearn.datasets import load_digits
@@ -113,8 +118,7 @@ def diabetes() -> Data:
     from sklearn.datasets import load_diabetes
 
     d = load_diabetes()
-    target = (d.target - d.target.mean()) / d.target.std()
-    return _split(d.data, target[:, None], torch.float32)
+    return _regression(d.data, d.target)
 
 
 @cache
@@ -248,8 +252,7 @@ def friedman_regression() -> Data:
     from sklearn.datasets import make_friedman1
 
     x, y = make_friedman1(n_samples=2000, n_features=10, noise=1.0, random_state=31)
-    y = (y - y.mean()) / y.std()
-    return _split(x, y[:, None], torch.float32)
+    return _regression(x, y)
 
 
 @cache
@@ -301,8 +304,7 @@ def sparse_regression() -> Data:
     from sklearn.datasets import make_regression
 
     x, y = make_regression(n_samples=2000, n_features=50, n_informative=10, noise=20.0, random_state=67)
-    y = (y - y.mean()) / y.std()
-    return _split(x, y[:, None], torch.float32)
+    return _regression(x, y)
 
 
 @cache
@@ -322,8 +324,7 @@ def s_curve() -> Data:
     from sklearn.datasets import make_s_curve
 
     x, t = make_s_curve(n_samples=3000, noise=0.1, random_state=73)
-    t = (t - t.mean()) / t.std()
-    return _split(x, t[:, None], torch.float32)
+    return _regression(x, t)
 
 
 @cache
@@ -350,8 +351,7 @@ def friedman3_regression() -> Data:
     from sklearn.datasets import make_friedman3
 
     x, y = make_friedman3(n_samples=2000, noise=0.1, random_state=89)
-    y = (y - y.mean()) / y.std()
-    return _split(x, y[:, None], torch.float32)
+    return _regression(x, y)
 
 
 @cache
