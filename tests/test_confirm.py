@@ -586,25 +586,28 @@ def test_confirm_on_the_quadratic_stays_in_budget_restores_and_picks_a_stable_lr
 def test_without_a_suggestion_the_probes_centre_below_where_the_range_test_stopped():
     problem, kwargs = quadratic()
     step = CountingStep(problem)
-    first = [True]
+    first: list[float] = []
 
-    def lucky_first_batch(lr: float) -> float:  # a first loss no later one falls below
+    def range_test_never_below_its_start(lr: float) -> float:
         loss = step(lr)
-        if first[0]:
-            first[0] = False
-            return 0.0
-        return loss
+        if not first:
+            first.append(loss)
+        # the range test's 90 steps never fall below the first loss (as after a lucky first
+        # batch); the probes that follow see the loss as it is
+        return max(loss, first[0]) if step.calls <= 90 else loss
 
     before = state(problem)
     with pytest.warns(RuntimeWarning, match="centred its probes on .* 1.6 decades below"):
-        result = find_lr(lucky_first_batch, train_steps=150, confirm=True, **kwargs)
+        result = find_lr(range_test_never_below_its_start, train_steps=150, confirm=True, **kwargs)
     assert state(problem) == before
-    assert result.range_suggestion is None
+    assert result.range_suggestion is None and result.num_steps > 30
+    assert result.stop_reason == "diverged" and result.lrs[-1] > 2 / A  # blew up past 2/A
     confirmation = result.confirmation
     assert confirmation.center == pytest.approx(result.lrs[-1] * 10**-1.6)
     assert len(confirmation.probes) == 5 and result.suggestion == confirmation.lr
-    assert 0 < result.suggestion < 2 / A and step.calls <= 2 * 150
-    # a range test that ended nowhere (no LR recorded) still trains nothing, and says so
+    assert 1e-3 < result.suggestion < 2 / A and step.calls <= 2 * 150
+    assert not any(d.code == "probes_alike" for d in result.diagnostics)  # the probes trained
+    # a range test that recorded no LR has no centre: nothing trains, and the result says why
     assert blind_centre(None, ConfirmSettings()) is None
     assert blind_centre(math.nan, ConfirmSettings()) is None
 
