@@ -647,11 +647,11 @@ def run_plan(
     """Carry out ``plan`` around ``center`` with ``probe(lr, steps) -> (losses, score)``.
 
     Round 1 probes ``center * 10 ** offset`` for every offset of the plan (``center`` raised to
-    ``settings.centre_reach`` decades below ``ceiling`` when it lies further down); each later round probes
-    the best-scoring ``size`` candidates of the round before (lowest score first; a NaN score
-    counts as ``inf``; ties go to the lower LR, the safer side), leaving out any that blew up; when
-    fewer than two are left, the rounds end there. The chosen LR is the best of the last round run;
-    when every probe of it scored ``inf`` no LR is chosen.
+    ``settings.centre_reach`` decades below ``ceiling`` when it lies further down); each later
+    round probes the best-scoring ``size`` candidates of the round before (lowest score first; a
+    NaN score counts as ``inf``; ties go to the lower LR, the safer side), leaving out any that
+    blew up; when fewer than two are left, the rounds end there. The chosen LR is the best of the
+    last round run; when every probe of it scored ``inf`` no LR is chosen.
 
     Args:
         plan: From :func:`plan_probes`.
