@@ -1145,25 +1145,24 @@ def confirm(
     knobs = settings or ConfirmSettings()
     if center is None:
         center = blind_centre(ceiling, knobs)
-        if center is not None:
+        if center is None:
             warnings.warn(
-                f"lrfinder: the range test gave no suggestion, so confirm mode centred its probes "
-                f"on {center:.3g}, {knobs.blind_centre:g} decades below the LR where the range "
-                f"test stopped ({ceiling:.3g})",
+                "lrfinder: the range test gave no suggestion, so confirm mode trained no probe",
                 RuntimeWarning,
                 stacklevel=2,
             )
-    if center is None:
+            return no_confirmation(
+                plan,
+                "the range test gave no suggestion to confirm",
+                schedule=user_plan.schedule,
+                settings=settings,
+            )
         warnings.warn(
-            "lrfinder: the range test gave no suggestion, so confirm mode trained no probe",
+            f"lrfinder: the range test gave no suggestion, so confirm mode centred its probes on "
+            f"{center:.3g}, {knobs.blind_centre:g} decades below the LR where the range test "
+            f"stopped ({ceiling:.3g})",
             RuntimeWarning,
             stacklevel=2,
-        )
-        return no_confirmation(
-            plan,
-            "the range test gave no suggestion to confirm",
-            schedule=user_plan.schedule,
-            settings=settings,
         )
     bar = progress_bar(progress, trainer, plan.probe_steps, desc="Confirm probes")
     on_step = None if bar is None else (lambda: bar.update(1))

@@ -105,9 +105,8 @@ def simulate(cell: Cell, known: dict[str, Any]) -> tuple[Cell, dict[str, Any], d
     switched_on = schedule == ONECYCLE and sq_tasks.switches_on_momentum(sq_tasks.TASKS[task])
     suggested = rules.for_plan(lrs, smoothed, raw, Plan(schedule, n), momentum_switched_on=switched_on).lr
     # no suggestion: the probes centre below where the range test stopped, as find_lr's do
-    center = blind_centre(float(lrs[-1]), settings) if suggested is None else suggested
-    center = math.nan if center is None else center
-    if not math.isfinite(center):  # a range test that recorded nothing: no centre, no probe
+    center = suggested if suggested is not None else blind_centre(float(lrs[-1]), settings)
+    if center is None:  # a range test that recorded nothing: no centre, no probe
         out = {"center": None, "best": None, "probe_steps": plan.rounds[0].steps, "probes": []}
         return cell, {**out, "range_steps": plan.range_steps, "cost": plan.range_steps / n}, new
 
