@@ -539,7 +539,8 @@ PLAN_RULE = "raw_minimum"
 #: steps like the range test's LR is 0.15 times it (-0.82 decades). On four of the benchmark's five
 #: such tasks the grid's best one-cycle LR moved by -0.67 to -1.33 decades (median -1.0) when the
 #: momentum was switched on; on the fifth the grid without momentum has an isolated best, 3.7
-#: decades higher (``python -m benchmarks.quality.momentum_shift``).
+#: decades higher. The four such tasks added since moved by -1.0, -1.0, 0.0 and -0.67 decades
+#: (``python -m benchmarks.quality.momentum_shift``).
 SWITCHED_ON_MOMENTUM_FACTOR = 1.0 - ONECYCLE_BASE_MOMENTUM
 
 

@@ -18,11 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing
 from typing import Any
 
 import numpy as np
-import torch
 
 from benchmarks.quality import confirm_search as cs
 from benchmarks.quality import plan_confirm as pc
@@ -34,7 +32,6 @@ Job = tuple[str, str, int, float, int]  # task, schedule, seed, lr, steps
 
 
 def _train(job: Job) -> tuple[Job, tuple[float, list[float]]]:
-    torch.set_num_threads(1)
     task, schedule, seed, lr, steps = job
     losses: list[float] = []
     score = sq_tasks.train(
@@ -64,8 +61,7 @@ def main() -> None:
         for share in shares:
             steps = round(share * sq_tasks.TASKS[t].steps)
             jobs |= {(t, sc, s, lr, steps) for lr in finalists[t, sc, s]}
-    with multiprocessing.get_context("fork").Pool(args.workers) as pool:
-        done = dict(pool.imap_unordered(_train, sorted(jobs)))
+    done = dict(sq._run(sorted(jobs), _train, args.workers, "finalists"))
     settings = ConfirmSettings()
     cache = pc.LayeredCache(cs.CACHE, pc.CACHE)
     untrained = {t: sq_tasks.untrained_loss(sq_tasks.TASKS[t], sq.TRAIN_SEEDS) for t in tasks}

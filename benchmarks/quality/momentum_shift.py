@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import multiprocessing
 
 import numpy as np
-import torch
 
 from benchmarks.quality import suggestion_quality as sq
 from benchmarks.quality import tasks as sq_tasks
@@ -27,7 +25,6 @@ Job = tuple[str, bool, float, int]  # task, cycle momentum, LR, training seed
 
 
 def _train(job: Job) -> tuple[Job, float]:
-    torch.set_num_threads(1)
     name, cycle, lr, seed = job
     task = dataclasses.replace(sq_tasks.TASKS[name], cycle_momentum=cycle)
     return job, sq_tasks.train(task, lr, "onecycle", seed)
@@ -39,8 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     names = [name for name, task in sq_tasks.TASKS.items() if sq_tasks.switches_on_momentum(task)]
     jobs = [(n, c, lr, s) for n in names for c in (False, True) for lr in sq.GRID for s in sq.TRAIN_SEEDS]
-    with multiprocessing.get_context("fork").Pool(args.workers) as pool:
-        losses = dict(pool.imap_unordered(_train, jobs))
+    losses = dict(sq._run(jobs, _train, args.workers, "training runs"))
 
     def best(name: str, cycle: bool) -> float:
         means = [np.mean([losses[name, cycle, lr, s] for s in sq.TRAIN_SEEDS]) for lr in sq.GRID]

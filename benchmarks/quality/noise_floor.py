@@ -16,30 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import multiprocessing
 from typing import Any
 
 import numpy as np
-import torch
 
 from benchmarks.quality import suggestion_quality as sq
-from benchmarks.quality import tasks as sq_tasks
 
 STEP = 1 / 6  # decades: half the grid's spacing
-
-
-def _train(job: tuple[str, str, float, int]) -> tuple[tuple[str, str, float, int], float]:
-    torch.set_num_threads(1)
-    task, schedule, lr, seed = job
-    return job, sq_tasks.train(sq_tasks.TASKS[task], lr, schedule, seed)
-
-
-def regret(v: float, best: float, untrained: float) -> float:
-    """Exact regret as ``suggestion_quality`` scores it: 1 for a failed or worse-than-untrained run."""
-    if not math.isfinite(v) or v > untrained:
-        return 1.0
-    return (v - best) / (untrained - best)
 
 
 def main() -> None:
@@ -50,15 +33,14 @@ def main() -> None:
     entries: dict[str, Any] = {}
     for name in args.reports.split(","):
         entries.update(json.loads((sq.HERE / "results" / f"{name}.json").read_text())["tasks"])
-    jobs = [
-        (t, sc, e["lr_best"][sc] * 10.0**sign, seed)
+    jobs: list[sq.TrainJob] = [
+        (t, sc, seed, e["lr_best"][sc] * 10.0**sign, "task")
         for t, e in entries.items()
         for sc in sq.SCHEDULES
         for sign in (-STEP, STEP)
         for seed in sq.TRAIN_SEEDS
     ]
-    with multiprocessing.get_context("fork").Pool(args.workers) as pool:
-        done = dict(pool.imap_unordered(_train, jobs))
+    done = dict(sq._run(jobs, sq._train_job, args.workers, "training runs (grid neighbours)"))
     print(f"Command: `python -m benchmarks.quality.noise_floor --reports {args.reports}`\n")
     print("| task | schedule | best LR | regret at best / 10^(1/6) | at best * 10^(1/6) |")
     print("|---|---|---|---|---|")
@@ -68,8 +50,8 @@ def main() -> None:
             pair = []
             for sign in (-STEP, STEP):
                 lr = e["lr_best"][sc] * 10.0**sign
-                v = float(np.mean([done[t, sc, lr, s] for s in sq.TRAIN_SEEDS]))
-                pair.append(regret(v, e["v_best"][sc], e["v_untrained"]))
+                v = float(np.mean([done[t, sc, s, lr, "task"] for s in sq.TRAIN_SEEDS]))
+                pair.append(sq.exact_regret(v, e["v_best"][sc], e["v_untrained"]))
             better.append(min(pair))
             worse.append(max(pair))
             print(f"| {t} | {sc} | {e['lr_best'][sc]:.3g} | {pair[0]:.3f} | {pair[1]:.3f} |")

@@ -695,7 +695,7 @@ def final(
             else math.nan
         )
         untrained, best = entry["v_untrained"], entry["v_best"][sc]
-        failed = a["lr"] is None or not math.isfinite(v) or v > untrained
+        failed = sq.is_failure(v, untrained)
         runs.append(
             {
                 "task": t,
@@ -704,7 +704,7 @@ def final(
                 "schedule": sc,
                 "lr": a["lr"],
                 "v": None if failed else v,
-                "regret": 1.0 if failed else (v - best) / (untrained - best),
+                "regret": sq.exact_regret(v, best, untrained),
                 "failure": failed,
                 "cost": a["drawn"] / sq_tasks.TASKS[t].steps,
             }

@@ -12,21 +12,10 @@ keep. Where the ranking settles only near the full length, no probe within confi
 from __future__ import annotations
 
 import argparse
-import multiprocessing
-
-import torch
 
 from benchmarks.quality import plan_confirm as pc
+from benchmarks.quality import suggestion_quality as sq
 from benchmarks.quality import tasks as sq_tasks
-
-
-def _train(job: tuple[str, str, float, int, int]) -> tuple[tuple[str, str, float, int, int], float]:
-    torch.set_num_threads(1)
-    task, schedule, lr, steps, seed = job
-    value = sq_tasks.train(
-        sq_tasks.TASKS[task], lr, schedule, seed, steps, "task", pc.PROBE_DATA_OFFSET + seed
-    )
-    return job, value
 
 
 def main() -> None:
@@ -41,14 +30,17 @@ def main() -> None:
     n = sq_tasks.TASKS[args.task].steps
     lrs = [float(x) for x in args.lrs.split(",")]
     lengths = [max(1, round(float(share) * n)) for share in args.shares.split(",")]
-    jobs = [(args.task, args.schedule, lr, k, args.seed) for k in lengths for lr in lrs]
-    with multiprocessing.get_context("fork").Pool(args.workers) as pool:
-        done = dict(pool.imap_unordered(_train, jobs))
+    data_seed = pc.PROBE_DATA_OFFSET + args.seed  # the batch stream confirm mode's probes draw
+
+    def job(lr: float, k: int) -> pc.Job:
+        return (args.task, args.schedule, args.seed, lr, k, "task", data_seed, False)
+
+    done = dict(sq._run([job(lr, k) for k in lengths for lr in lrs], pc._job, args.workers, "probes"))
     print(f"{args.task}, {args.schedule}, seed {args.seed}, train_steps {n}: validation loss after k steps")
     print("| k (share) | " + " | ".join(f"{lr:g}" for lr in lrs) + " | best |")
     print("|---|" + "---|" * (len(lrs) + 1))
     for k in lengths:
-        values = [done[args.task, args.schedule, lr, k, args.seed] for lr in lrs]
+        values = [done[job(lr, k)] for lr in lrs]
         best = lrs[min(range(len(lrs)), key=lambda i: values[i])]
         print(f"| {k} ({k / n:.2f}) | " + " | ".join(f"{v:.3f}" for v in values) + f" | {best:g} |")
 

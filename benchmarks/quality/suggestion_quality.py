@@ -110,6 +110,17 @@ def _train_job(job: TrainJob) -> tuple[TrainJob, float]:
     return job, sq_tasks.train(sq_tasks.TASKS[task_name], lr, schedule, seed, optimizer=optimizer)
 
 
+def is_failure(v: float, untrained: float) -> bool:
+    """A run that failed: no finite validation loss, or one above the untrained model's."""
+    return not math.isfinite(v) or v > untrained
+
+
+def exact_regret(v: float, best: float, untrained: float) -> float:
+    """``(v - best) / (untrained - best)`` of a mean validation loss ``v``; 1 for a failed run
+    (:func:`is_failure`; NaN stands for no suggestion)."""
+    return 1.0 if is_failure(v, untrained) else (v - best) / (untrained - best)
+
+
 def _run(jobs: list[Any], fn: Callable[[Any], Any], workers: int, label: str) -> Iterable[Any]:
     if not jobs:
         return []
@@ -432,8 +443,7 @@ def run(
                 lr = best_rung(t, sched, given) if isinstance(given, list) else given
                 v = mean_v(t, sched, lr, optimizer_of.get(name, "task")) if lr else math.nan
                 best = entry["v_best"][sched]
-                failed = lr is None or not math.isfinite(v) or v > untrained
-                regret = 1.0 if failed else (v - best) / (untrained - best)
+                failed, regret = is_failure(v, untrained), exact_regret(v, best, untrained)
                 report["runs"].append(
                     {
                         "task": t,
