@@ -18,12 +18,9 @@ import numpy as np
 
 from benchmarks.quality import confirm_search as cs
 from benchmarks.quality import plan_confirm as pc
-from benchmarks.quality import protocols
 from benchmarks.quality import suggestion_quality as sq
 from benchmarks.quality import tasks as sq_tasks
-from lrfinder import suggest as rules
 from lrfinder.confirm import plan_probes
-from lrfinder.plan import ONECYCLE, Plan
 
 PERCENTILES = (0, 5, 25, 50, 75, 95, 99, 100)
 
@@ -47,19 +44,13 @@ def main() -> None:
             if grid is None:
                 raise SystemExit(f"{t} {schedule}: no grid in the cache; run suggestion_quality first")
             best = 10 ** float(grid.log_lrs[int(np.argmin(grid.values))])
-            switched_on = schedule == ONECYCLE and sq_tasks.switches_on_momentum(task)
             for seed in sq.RANGE_SEEDS:
                 key = sq.Cache.key(("curve", t, pc.range_ladder(plan.range_steps), seed))
                 curve = cache.data.get(key) or cache.base.data.get(key)
                 if curve is None:
                     raise SystemExit(f"{t} seed {seed}: no range test in the cache; run confirm_search first")
-                lrs, raw, smoothed = protocols.replay(
-                    curve, sq.DEFAULTS.smooth, sq.DEFAULTS.diverge_threshold
-                )
-                centre = rules.for_plan(
-                    lrs, smoothed, raw, Plan(schedule, n), momentum_switched_on=switched_on
-                ).lr
-                rows.append((t, schedule, seed, centre, float(lrs[-1]), best))
+                centre, ceiling = cs.plan_suggestion(t, schedule, curve)
+                rows.append((t, schedule, seed, centre, ceiling, best))
     below = [math.log10(r[4] / r[3]) for r in rows if r[3]]
     best_below = [math.log10(r[4] / r[5]) for r in rows]
     command = f"python -m benchmarks.quality.centre_distance --tasks {args.tasks} --beyond {args.beyond}"

@@ -100,12 +100,9 @@ def simulate(cell: Cell, known: dict[str, Any]) -> tuple[Cell, dict[str, Any], d
     if curve is None:
         _, curve = sq._curve_job((task, pc.range_ladder(plan.range_steps), seed))
         new[curve_key] = curve
-    # the range test a default sweep records on this curve, and find_lr's suggestion for the plan
-    lrs, raw, smoothed = protocols.replay(curve, sq.DEFAULTS.smooth, sq.DEFAULTS.diverge_threshold)
-    switched_on = schedule == ONECYCLE and sq_tasks.switches_on_momentum(sq_tasks.TASKS[task])
-    suggested = rules.for_plan(lrs, smoothed, raw, Plan(schedule, n), momentum_switched_on=switched_on).lr
+    suggested, ceiling = plan_suggestion(task, schedule, curve)
     # no suggestion: the probes centre below where the range test stopped, as find_lr's do
-    center = suggested if suggested is not None else blind_centre(float(lrs[-1]), settings)
+    center = suggested if suggested is not None else blind_centre(ceiling, settings)
     if center is None:  # a range test that recorded nothing: no centre, no probe
         out = {"center": None, "best": None, "probe_steps": plan.rounds[0].steps, "probes": []}
         return cell, {**out, "range_steps": plan.range_steps, "cost": plan.range_steps / n}, new
@@ -137,7 +134,7 @@ def simulate(cell: Cell, known: dict[str, Any]) -> tuple[Cell, dict[str, Any], d
         settings=settings,
         train_steps=n,
         start_score=start,
-        ceiling=None if no_ceiling else float(lrs[-1]),  # where the sweep stopped, as find_lr passes
+        ceiling=None if no_ceiling else ceiling,  # where the sweep stopped, as find_lr passes
     )
     chosen = found.best
     out = {
@@ -153,6 +150,15 @@ def simulate(cell: Cell, known: dict[str, Any]) -> tuple[Cell, dict[str, Any], d
         "cost": plan.total_steps / n,
     }
     return cell, out, new
+
+
+def plan_suggestion(task: str, schedule: str, curve: Any) -> tuple[float | None, float]:
+    """find_lr's plan-aware suggestion (None: none) on the range test a default sweep records on a
+    cached ``curve``, and that range test's last LR (where its loss blew up: the ceiling)."""
+    lrs, raw, smoothed = protocols.replay(curve, sq.DEFAULTS.smooth, sq.DEFAULTS.diverge_threshold)
+    switched_on = schedule == ONECYCLE and sq_tasks.switches_on_momentum(sq_tasks.TASKS[task])
+    plan = Plan(schedule, sq_tasks.TASKS[task].steps)
+    return rules.for_plan(lrs, smoothed, raw, plan, momentum_switched_on=switched_on).lr, float(lrs[-1])
 
 
 def design_settings(name: str) -> ConfirmSettings:
